@@ -1,0 +1,1 @@
+"""Operations: the embedded stack, logging, health and metrics."""

