@@ -33,13 +33,15 @@ class Settings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a new consumer group starts"
     )
+    startup_timeout_s: float = Field(
+        60.0, gt=0, description="give up (exit non-zero) if Kafka or Redis stay unreachable this long"
+    )
     # Redis
     redis_url: str = Field("redis://localhost:6379/0", description="Redis URL (redis:// or rediss://)")
     key_prefix: str = Field("iw", min_length=1, description="prefix of every Redis key")
     # Model
     model_path: Path | None = Field(None, description="model directory; unset = the shipped default")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
-    max_tokens: int = Field(128, ge=16, le=512, description="token budget of the window text")
     scorer: Literal["model", "noop"] = Field(
         "model", description="'noop' skips the model (benchmarks only): every score is 0.5"
     )

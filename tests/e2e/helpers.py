@@ -1,0 +1,156 @@
+"""Helpers for end-to-end tests: a worker subprocess, synthetic events, topic readers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from worker.ops.stack import free_port
+
+PRODUCTS = [
+    ("p1", "Galaxy S10 smartphone 128GB", "electronics.smartphone", "samsung", 599.0),
+    ("p2", "iPhone 11", "electronics.smartphone", "apple", 799.0),
+    ("p3", "Noise cancelling headphones", "electronics.audio.headphone", "sony", 249.9),
+    ("p4", "Running shoes", "apparel.shoes", "nike", 89.5),
+    ("p5", "Coffee machine", "appliances.kitchen.coffee_machine", "delonghi", 329.0),
+    ("p6", "Office chair", "furniture.office.chair", "ikea", 149.0),
+]
+TYPES = ["view"] * 6 + ["search", "add_to_cart", "remove_from_cart", "purchase", "review"]
+
+
+def make_events(n: int, users: int, *, seed: int = 7, start_ms: int = 1_700_000_000_000) -> list[dict]:
+    rnd = random.Random(seed)
+    events = []
+    for i in range(n):
+        etype = rnd.choice(TYPES)
+        pid, title, cat, brand, price = rnd.choice(PRODUCTS)
+        ev: dict = {
+            "event_id": f"e-{seed}-{i}",
+            "user_id": f"u{rnd.randrange(users)}",
+            "event_type": etype,
+            "ts": start_ms + i * 1000 + rnd.randrange(-5000, 5000),  # some out of order
+            "session_id": f"s{rnd.randrange(users * 2)}",
+            "context": {"device": rnd.choice(["desktop", "mobile", "tablet"])},
+        }
+        if etype == "search":
+            ev["query"] = rnd.choice(["red running shoes", "cheap phone", "coffee beans"])
+        elif etype == "review":
+            ev["review"] = {"rating": rnd.randrange(1, 6), "text": "works fine, fast delivery"}
+            ev["product"] = {"id": pid, "title": title}
+        else:
+            ev["product"] = {"id": pid, "title": title, "category": cat, "brand": brand,
+                             "price": price, "currency": "USD"}
+        if i % 3 == 0:  # both timestamp forms
+            from worker.events import format_ts
+
+            ev["ts"] = format_ts(ev["ts"]).replace("Z", "+00:00")
+        events.append(ev)
+    return events
+
+
+def bad_messages(max_bytes: int) -> list[tuple[bytes, bytes | None, str]]:
+    """(key, value, expected reason) for each kind of bad input."""
+    good = {"event_id": "x", "user_id": "u1", "event_type": "view", "ts": 1_700_000_000_000}
+    cases: list[tuple[bytes | None, str]] = [
+        (b"{not json", "invalid_json"),
+        (b'{"a": NaN}', "invalid_json"),
+        (b"\xff\xfe\xfa", "invalid_utf8"),
+        (b"x" * (max_bytes + 1), "too_large"),
+        (orjson.dumps({**good, "event_type": "teleport"}), "unknown_event_type"),
+        (orjson.dumps({**good, "surprise": 1}), "schema_violation"),
+        (orjson.dumps({k: v for k, v in good.items() if k != "user_id"}), "schema_violation"),
+        (orjson.dumps({**good, "ts": "2024-01-01T00:00:00"}), "schema_violation"),
+        (orjson.dumps({**good, "product": {"id": "p", "price": -1}}), "schema_violation"),
+        (b"[1, 2, 3]", "schema_violation"),
+        (None, "empty"),
+    ]
+    return [(f"bad-{i}".encode(), v, r) for i, (v, r) in enumerate(cases)]
+
+
+@contextmanager
+def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], env=full_env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def worker_env(kafka_bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        "INTENT_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "INTENT_REDIS_URL": redis_url,
+        "INTENT_APP_ID": f"iw-test-{tag}",
+        "INTENT_TOPIC_EVENTS": f"clickstream-{tag}",
+        "INTENT_TOPIC_SCORES": f"scores-{tag}",
+        "INTENT_TOPIC_ALERTS": f"alerts-{tag}",
+        "INTENT_TOPIC_DLQ": f"dlq-{tag}",
+        "INTENT_KEY_PREFIX": f"t{tag}",
+        "INTENT_WEB_PORT": str(free_port()),
+        "INTENT_TOPIC_PARTITIONS": "4",
+        "INTENT_BATCH_WAIT_MS": "100",
+        "INTENT_LOG_LEVEL": "INFO",
+    }
+    env.update(extra)
+    return env
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futs = [await producer.send(topic, value=v, key=k) for k, v in messages]
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, *, until, timeout_s: float) -> list[dict]:
+    """Read a topic from the start (no group) until ``until(records)`` or the timeout."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    records: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        partitions = None
+        while partitions is None and time.monotonic() < deadline:
+            parts = consumer.partitions_for_topic(topic)
+            if parts:
+                from aiokafka import TopicPartition
+
+                partitions = [TopicPartition(topic, p) for p in parts]
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+            else:
+                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await asyncio.sleep(0.2)
+        while time.monotonic() < deadline and not until(records):
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                records.extend(orjson.loads(m.value) for m in msgs)
+        return records
+    finally:
+        await consumer.stop()

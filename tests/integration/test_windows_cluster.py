@@ -1,0 +1,161 @@
+"""RedisWindowStore on a real 3-node Redis Cluster (started here, on free ports).
+
+Checks what a single redis-server cannot: every script touches keys of one slot
+(a cross-slot script would fail with CROSSSLOT), a batch goes out as one
+pipeline per node, in parallel, and NOSCRIPT recovery loads the script on
+every primary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection
+
+from worker.ops.stack import Process, free_port, redis_binary, start_redis
+from worker.windows import KeyBuilder, MemoryWindowStore, RedisWindowStore
+from worker.windows.redis_store import APPEND_SCRIPT
+
+T0 = 1_700_000_000_000
+NODES = 3
+
+
+def ev(event_id: str, ts: int, user: str) -> dict:
+    return {"event_id": event_id, "user_id": user, "event_type": "view", "ts": ts}
+
+
+def cluster_ok(cli: str, port: int) -> bool:
+    out = subprocess.run(
+        [cli, "-p", str(port), "cluster", "info"], capture_output=True, text=True, timeout=10
+    )
+    return "cluster_state:ok" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli not found (needed to create a cluster)")
+    version = subprocess.run([redis_binary(), "--version"], capture_output=True, text=True).stdout
+    if int(version.split("v=")[1].split(".")[0]) < 7:
+        pytest.skip(f"redis-server >= 7 needed for --cluster-port: {version.strip()}")
+    procs: list[Process] = []
+    try:
+        for i in range(NODES):
+            workdir: Path = tmp_path_factory.mktemp(f"redis-cluster-{i}")
+            extra = [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(workdir / "nodes.conf"),
+                "--cluster-port", str(free_port()),
+            ]  # fmt: skip
+            procs.append(start_redis(extra=extra, workdir=workdir))
+        ports = [p.port for p in procs]
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while not all(cluster_ok(cli, port) for port in ports):
+            if time.monotonic() > deadline:
+                pytest.fail("redis cluster did not reach cluster_state:ok in 30s")
+            time.sleep(0.1)
+        yield ports
+    finally:
+        for p in procs:
+            p.stop()
+
+
+@pytest.fixture
+async def cluster_store(
+    cluster_ports: list[int], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[RedisWindowStore, list]]:
+    """A store on the cluster, and a count of requests written to any node's socket.
+
+    The async RedisCluster takes no connection_class, so the count patches Connection
+    for this test only (nothing else talks to Redis meanwhile).
+    """
+    sends = [0]
+    send = Connection.send_packed_command
+
+    async def counting_send(self: Connection, *args: object, **kwargs: object) -> None:
+        sends[0] += 1
+        await send(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting_send)
+    client = RedisCluster(host="127.0.0.1", port=cluster_ports[0])
+    store = RedisWindowStore(
+        client,
+        keys=KeyBuilder(f"c{uuid.uuid4().hex[:10]}"),
+        max_events=4,
+        span_ms=1000,
+        ttl_s=60,
+    )
+    await store.start()
+    yield store, sends
+    await store.stop()
+
+
+async def test_batch_over_many_users_matches_the_memory_store(
+    cluster_store: tuple[RedisWindowStore, list],
+) -> None:
+    store, sends = cluster_store
+    memory = MemoryWindowStore(max_events=4, span_ms=1000)
+    batch = {
+        f"u{u}": [ev(f"e{i}", T0 + (i * 337) % 1500, f"u{u}") for i in range(7)] for u in range(100)
+    }
+    slots = {store.client.keyslot(store.keys.window(u)) for u in batch}
+    assert len(slots) > NODES  # the users really are spread over the cluster
+    sends[0] = 0
+    assert await store.append(batch) == await memory.append(batch)
+    assert sends[0] <= NODES  # one pipeline per node, sent concurrently: one round trip of time
+    assert await store.append(batch) == await memory.append(batch)  # redelivery
+
+
+async def test_noscript_on_every_node_is_recovered(
+    cluster_store: tuple[RedisWindowStore, list],
+) -> None:
+    store, _ = cluster_store
+    batch = {f"u{u}": [ev("a", T0, f"u{u}")] for u in range(30)}
+    await store.append(batch)
+    await store.client.script_flush()  # redis-py sends it to every primary
+    sha = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
+    assert await store.client.script_exists(sha) == [False]
+    more = {u: [ev("b", T0 + 1, u)] for u in batch}
+    out = await store.append(more)
+    assert all([e["event_id"] for e in w] == ["a", "b"] for w in out.values())
+    assert await store.client.script_exists(sha) == [True]  # loaded on every primary again
+
+
+async def test_forget_and_pseudonymised_keys(cluster_ports: list[int]) -> None:
+    client = RedisCluster(host="127.0.0.1", port=cluster_ports[0])
+    prefix = f"c{uuid.uuid4().hex[:10]}"
+    async with RedisWindowStore(
+        client, keys=KeyBuilder(prefix, b"k"), max_events=5, span_ms=1000, ttl_s=60
+    ) as store:
+        await store.append({"alice": [ev("a", T0, "alice")], "bob": [ev("b", T0, "bob")]})
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        assert len(keys) == 4 and not any(b"alice" in k or b"bob" in k for k in keys)
+        await store.forget("alice")
+        await store.forget("bob")
+        assert [k async for k in client.scan_iter(match=f"{prefix}:*")] == []
+
+
+def test_cluster_client_type_is_accepted() -> None:
+    # from_settings(cluster=True) builds a RedisCluster without connecting
+    from worker.settings import load_settings
+
+    store = RedisWindowStore.from_settings(load_settings(), cluster=True)
+    assert isinstance(store.client, RedisCluster)
+    assert not isinstance(store.client, aioredis.Redis)

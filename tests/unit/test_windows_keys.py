@@ -1,0 +1,76 @@
+"""KeyBuilder: hash-tagged per-user keys, escaping, HMAC pseudonymisation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+from redis.crc import key_slot
+
+from worker.windows import KeyBuilder
+
+
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes (its rule: first '{', then the next '}')."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    assert start >= 0 and end > start + 1, f"no usable hash tag in {key!r}"
+    return key[start + 1 : end]
+
+
+def test_layout() -> None:
+    keys = KeyBuilder("iw")
+    assert keys.window("u1") == "iw:{u1}:w"
+    assert keys.events("u1") == "iw:{u1}:e"
+    assert keys.user_keys("u1") == ("iw:{u1}:w", "iw:{u1}:e")
+
+
+@pytest.mark.parametrize("user", ["u1", "a}b", "}x", "{", "{}", "%7B", "x:y z", "élodie", "😀"])
+@pytest.mark.parametrize("secret", [None, b"k"])
+def test_all_keys_of_a_user_share_one_slot_and_users_do_not_collide(
+    user: str, secret: bytes | None
+) -> None:
+    keys = KeyBuilder("iw", secret)
+    w, e = keys.user_keys(user)
+    assert hash_tag(w) == hash_tag(e) == keys.tag(user)
+    assert key_slot(w.encode()) == key_slot(e.encode())
+    others = {"u1", "a}b", "}x", "{", "{}", "%7B", "%257B", "x:y z", "élodie", "😀"} - {user}
+    assert w not in {keys.window(o) for o in others}
+
+
+def test_escaping_is_injective_for_tricky_ids() -> None:
+    keys = KeyBuilder("iw")
+    tags = [keys.tag(u) for u in ["{", "%7B", "%257B", "}", "%7D"]]
+    assert len(set(tags)) == len(tags)
+    assert all("{" not in t and "}" not in t for t in tags)
+
+
+def test_pseudonymised_tag_is_keyed_hmac_and_hides_the_id() -> None:
+    secret = b"s3cret"
+    keys = KeyBuilder("iw", secret)
+    expected = hmac.new(secret, b"alice@example.com", hashlib.sha256).hexdigest()[:32]
+    assert keys.tag("alice@example.com") == expected
+    assert keys.window("alice@example.com") == f"iw:{{{expected}}}:w"
+    assert "alice" not in keys.window("alice@example.com")
+    assert keys.tag("alice@example.com") != KeyBuilder("iw", b"other").tag("alice@example.com")
+    assert keys.pseudonymised and not KeyBuilder("iw").pseudonymised
+
+
+@pytest.mark.parametrize(
+    ("prefix", "secret"), [("", None), ("a{b", None), ("a}b", None), ("iw", b""), ("iw", "str")]
+)
+def test_bad_arguments(prefix: str, secret: object) -> None:
+    with pytest.raises(ValueError):
+        KeyBuilder(prefix, secret)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("user", ["", None, 5])
+def test_bad_user_id(user: object) -> None:
+    with pytest.raises(ValueError):
+        KeyBuilder("iw").window(user)  # type: ignore[arg-type]
+
+
+def test_scan_pattern_escapes_glob_characters() -> None:
+    assert KeyBuilder("iw").pattern() == "iw:{*}:*"
+    assert KeyBuilder("a*b[c]").pattern() == "a\\*b\\[c\\]:{*}:*"

@@ -1,0 +1,70 @@
+"""``create_app(settings, ...)`` -> faust.App: wires topics and the scoring agent, nothing else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import faust
+
+from worker.scoring.pipeline import BatchResult, Message, Pipeline
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def to_message(event: faust.types.EventT) -> Message:
+    m = event.message
+    return Message(
+        key=m.key, value=m.value, topic=m.topic, partition=m.partition, offset=m.offset,
+        timestamp_ms=int(m.timestamp * 1000) if m.timestamp else 0,
+    )
+
+
+def create_app(settings: Settings, *, pipeline: Pipeline, **faust_options: object) -> faust.App:
+    """Build the Faust app around a ready :class:`Pipeline` (its store and scorer made by the caller)."""
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset=settings.auto_offset_reset,
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        web_bind="0.0.0.0",  # noqa: S104 - health/metrics endpoint, port is a setting
+        stream_buffer_maxsize=max(4096, settings.batch_max * 4),
+        broker_commit_interval=1.0,
+        **faust_options,
+    )
+    events = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+    scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
+    dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    within = settings.batch_wait_ms / 1000.0
+
+    @app.agent(events, concurrency=1, name="score-events")
+    async def score_events(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=within):
+            result = await pipeline.process([to_message(e) for e in batch])
+            await publish(result)
+
+    async def publish(result: BatchResult) -> None:
+        # Sends go to the producer's buffer; Faust flushes the producer before it
+        # commits offsets, and take_events acks a batch only after this returns:
+        # no offset is committed for an event whose outputs were not sent.
+        for out in result.scores:
+            await scores.send(key=out.key, value=out.value)
+        for out in result.dead_letters:
+            await dlq.send(key=out.key, value=out.value)
+        if result.dead_letters:
+            log.info("dead-lettered %d messages (%s)", len(result.dead_letters),
+                     ", ".join(sorted(set(result.dead_letter_reasons))))
+
+    return app
+
+
+def topic_names(settings: Settings) -> Sequence[str]:
+    return (settings.topic_events, settings.topic_scores, settings.topic_alerts, settings.topic_dlq)

@@ -1,0 +1,165 @@
+"""``intent-worker demo``: the main job on the embedded stack, start to finish.
+
+Starts the embedded broker and Redis, starts the worker (a child process running
+``intent-worker run``), publishes a sample clickstream, shows scores as they
+arrive and ends with a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from worker.errors import IntentError, ServiceUnavailable
+from worker.kafka.admin import ensure_topics
+from worker.kafka.publish import file_messages, publish
+from worker.ops.stack import EmbeddedStack, free_port
+from worker.settings import Settings, load_settings
+
+
+def sample_path() -> Path:
+    return Path(__file__).resolve().parent / "data" / "sample-rees46.csv"
+
+
+@dataclass
+class Summary:
+    events_published: int = 0
+    events_scored: int = 0
+    records: int = 0
+    users: set[str] = field(default_factory=set)
+    scores: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    dead_letters: int = 0
+    models: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        def pct(xs: list[float], q: float) -> float:
+            return statistics.quantiles(xs, n=100, method="inclusive")[int(q) - 1] if len(xs) > 1 else (xs or [0])[0]
+
+        out = [
+            f"events published   {self.events_published}",
+            f"events scored      {self.events_scored} in {self.records} score records, "
+            f"{len(self.users)} users, {self.seconds:.1f}s ({self.events_scored / max(self.seconds, 1e-9):,.0f} events/s)",
+            f"dead letters       {self.dead_letters}",
+            f"model              {', '.join(sorted(self.models)) or '-'}",
+        ]
+        if self.scores:
+            s = sorted(self.scores)
+            out.append("score              " + "  ".join(
+                f"p{q}={pct(s, q):.3f}" for q in (10, 50, 90, 99)) + f"  max={s[-1]:.3f}")
+            hist = [0] * 10
+            for x in s:
+                hist[min(9, int(x * 10))] += 1
+            for i, n in enumerate(hist):
+                bar = "#" * max(1 if n else 0, round(40 * n / max(hist)))
+                out.append(f"  {i / 10:.1f}-{(i + 1) / 10:.1f} {n:6d} {bar}")
+        if self.latencies:
+            out.append("latency ms         " + "  ".join(
+                f"p{q}={pct(self.latencies, q):,.0f}" for q in (50, 95, 99)))
+        return out
+
+
+async def _follow(settings: Settings, expected: int, summary: Summary, echo: Callable[[str], None],
+                  timeout_s: float) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_list, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in (settings.topic_scores, settings.topic_dlq)
+               for p in range(settings.topic_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout_s
+        shown = 0
+        while summary.events_scored + summary.dead_letters < expected:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"only {summary.events_scored + summary.dead_letters} of {expected} events came "
+                    f"back in {timeout_s:.0f}s")
+            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                for m in msgs:
+                    rec = orjson.loads(m.value)
+                    if tp.topic == settings.topic_dlq:
+                        summary.dead_letters += 1
+                        echo(f"DLQ   {rec['reason']}: {rec['detail'][:80]}")
+                        continue
+                    summary.records += 1
+                    summary.events_scored += len(rec["event_ids"])
+                    summary.users.add(rec["user_id"])
+                    summary.scores.append(rec["score"])
+                    summary.latencies.append(rec["latency_ms"])
+                    summary.models.add(f"{rec['model']['name']} {rec['model']['version']}")
+                    if rec["score"] >= 0.5 or shown < 20 or summary.records % 100 == 0:
+                        shown += 1
+                        echo(f"score {rec['score']:.3f}  user {rec['user_id']:>10}  "
+                             f"{len(rec['event_ids']):3d} new events  window {rec['window']['events']:3d}  "
+                             f"latency {rec['latency_ms']:,.0f} ms")
+    finally:
+        await consumer.stop()
+
+
+def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo: Callable[[str], None]) -> Summary:
+    workdir = Path(tempfile.mkdtemp(prefix="intent-demo-"))
+    echo(f"starting the embedded stack (Tansu broker + redis-server); logs in {workdir}")
+    with EmbeddedStack(kafka_port=None, redis_port=None, log_dir=workdir) as st:
+        env = {**os.environ, **st.env(), "INTENT_WEB_PORT": str(free_port())}
+        os.environ.update(st.env())
+        settings = load_settings()
+        asyncio.run(ensure_topics(settings.bootstrap_list,
+                                  [settings.topic_events, settings.topic_scores, settings.topic_alerts,
+                                   settings.topic_dlq],
+                                  partitions=settings.topic_partitions, timeout_s=30))
+        log_path = workdir / "worker.log"
+        echo(f"starting the worker (intent-worker run); log in {log_path}")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            summary = asyncio.run(_publish_and_follow(settings, data, fmt, rate, timeout_s, echo, proc))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        echo(f"worker log: {log_path}")
+        return summary
+
+
+async def _publish_and_follow(settings: Settings, data: Path, fmt: str, rate: float | None,
+                              timeout_s: float, echo: Callable[[str], None],
+                              proc: subprocess.Popen) -> Summary:
+    summary = Summary()
+    messages = list(file_messages(data, fmt))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, linger_ms=5)
+    await producer.start()
+    try:
+        echo(f"publishing {len(messages)} events from {data} to {settings.topic_events}")
+        start = time.monotonic()
+        pub = asyncio.create_task(publish(producer, settings.topic_events, messages, rate=rate))
+        follow = asyncio.create_task(_follow(settings, len(messages), summary, echo, timeout_s))
+        while not follow.done():
+            await asyncio.wait({follow}, timeout=1.0)
+            if proc.poll() is not None:
+                follow.cancel()
+                raise IntentError(f"the worker exited with code {proc.returncode}; see its log")
+        await follow
+        report = await pub
+        summary.events_published = report.messages
+        summary.seconds = time.monotonic() - start
+    finally:
+        await producer.stop()
+    return summary

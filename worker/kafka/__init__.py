@@ -1,0 +1,1 @@
+"""Kafka plumbing outside Faust: topic creation, publishing files, reading topics."""

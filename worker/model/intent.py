@@ -1,0 +1,125 @@
+"""IntentModel: encoder + fusion head behind the Scorer protocol (see docs/contracts.md)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from worker.errors import ConfigError
+from worker.features import ModelInput
+from worker.model.encoder import TextEncoder, collate
+from worker.model.head import FusionHead
+from worker.model.modeldir import ModelConfig
+
+CPU_BATCH = 16
+CUDA_BATCH = 64
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto``: CUDA when available, else CPU; ``cuda`` without CUDA is a ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+class IntentModel:
+    """Scores model inputs with a text encoder and a fusion head.
+
+    Inputs are tokenized once (cut to ``max_tokens``), sorted by length and run in
+    sub-batches of at most ``batch_size`` sequences (default: 16 on CPU, where less padding
+    wins, 64 on CUDA), each padded to its own longest sequence; results come back in input
+    order. On CUDA: bf16 autocast and pinned,
+    non-blocking copies.
+    """
+
+    def __init__(self, *, encoder: TextEncoder, head: FusionHead, config: ModelConfig,
+                 device: torch.device, max_tokens: int | None = None,
+                 max_chars: int | None = None, batch_size: int | None = None) -> None:
+        if batch_size is None:
+            batch_size = CUDA_BATCH if device.type == "cuda" else CPU_BATCH
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.config = config
+        self.name = config.name
+        self.version = config.version
+        self.device = device
+        self.max_tokens = max_tokens or config.max_tokens
+        self.max_chars = max_chars or config.max_chars
+        self.batch_size = batch_size
+        self.encoder = encoder.to(device).eval()
+        self.head = head.to(device).eval()
+
+    def __repr__(self) -> str:
+        return f"IntentModel({self.name!r}, {self.version!r}, device={self.device})"
+
+    def score(self, inputs: Sequence[ModelInput]) -> list[float]:
+        """One purchase probability in [0, 1] per input, in input order."""
+        if not inputs:
+            return []
+        n_features = self.head.n_features
+        for item in inputs:
+            if len(item.features) != n_features:
+                raise ValueError(f"an input has {len(item.features)} features, the model takes "
+                                 f"{n_features}")
+        parts, order = [], []
+        with torch.inference_mode(), self._autocast():
+            for idx, input_ids, mask in self._batches([i.text for i in inputs]):
+                features = self._to_device(
+                    torch.tensor([inputs[i].features for i in idx], dtype=torch.float32))
+                logits = self.head(self.encoder(input_ids, mask), features)
+                parts.append(torch.sigmoid(logits.float()))
+                order.extend(idx)
+        probs = torch.cat(parts).tolist()
+        out = [0.0] * len(inputs)
+        for pos, i in enumerate(order):
+            out[i] = probs[pos]
+        return out
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Pooled text vectors ``(len(texts), text_dim)``, float32 on the CPU, in input order."""
+        if not texts:
+            return torch.empty((0, self.encoder.dim))
+        parts, order = [], []
+        with torch.inference_mode(), self._autocast():
+            for idx, input_ids, mask in self._batches(texts):
+                parts.append(self.encoder(input_ids, mask).float())
+                order.extend(idx)
+        vectors = torch.cat(parts).cpu()
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return vectors[inverse]
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` of the texts, padded to the longest (on the CPU)."""
+        return collate(self.encoder.encode(texts, self.max_tokens), self.encoder.pad_id)
+
+    def forward_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch,)`` with autograd on (for training); tensors on ``self.device``."""
+        return self.head(self.encoder(input_ids, attention_mask), features)
+
+    def _batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], Tensor, Tensor]]:
+        """(indices, input_ids, attention_mask) per sub-batch, longest first, on the device."""
+        ids = self.encoder.encode(texts, self.max_tokens)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            input_ids, mask = collate([ids[i] for i in idx], self.encoder.pad_id)
+            yield idx, self._to_device(input_ids), self._to_device(mask)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()

@@ -1,0 +1,49 @@
+"""The shipped default model directory (``worker/model/default``) and how to recreate it.
+
+It holds an untrained head (deterministic, seed 0) on the packaged MiniLM encoder; a
+trained model replaces it. Recreate it with::
+
+    python -c "from worker.model import init_default; init_default()"
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from worker.features import FEATURE_NAMES
+from worker.model.modeldir import DEFAULT_ENCODER_PACKAGE, ModelConfig, save_model_dir
+
+DEFAULT_NAME = "intent-minilm"
+DEFAULT_VERSION = "0.0.1-untrained"
+DEFAULT_TEXT_DIM = 384  # MiniLM-L6-H384
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_MAX_CHARS = 768
+DEFAULT_HIDDEN = 128
+DEFAULT_DROPOUT = 0.1
+SEED = 0
+
+
+def default_model_path() -> Path:
+    """The shipped model directory inside the installed package."""
+    return Path(__file__).resolve().parent / "default"
+
+
+def init_default(path: str | os.PathLike[str] | None = None, *, created: str = "") -> Path:
+    """(Re)create the default model directory (at ``path``, else the shipped location)."""
+    import torch
+
+    from worker.model.head import FusionHead
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        head = FusionHead(DEFAULT_TEXT_DIM, len(FEATURE_NAMES), hidden=DEFAULT_HIDDEN,
+                          dropout=DEFAULT_DROPOUT)
+    config = ModelConfig(
+        name=DEFAULT_NAME, version=DEFAULT_VERSION, created=created, text_dim=DEFAULT_TEXT_DIM,
+        pooling="mean", max_tokens=DEFAULT_MAX_TOKENS, max_chars=DEFAULT_MAX_CHARS,
+        feature_names=FEATURE_NAMES, head_hidden=DEFAULT_HIDDEN, head_dropout=DEFAULT_DROPOUT,
+        extra={"trained": False},
+    )
+    return save_model_dir(path or default_model_path(), head=head, config=config,
+                          encoder=DEFAULT_ENCODER_PACKAGE, overwrite=True)

@@ -1,0 +1,80 @@
+"""Start-up of the worker process: check services, load the model, run Faust.
+
+Everything slow or fallible happens here, at the entry point, before the Faust
+worker starts, so a bad setting or an unreachable service stops start-up with
+one clear line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from worker.errors import IntentError, ServiceUnavailable
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_scorer(settings: Settings):
+    """The configured scorer: the model at INTENT_MODEL_PATH (or the shipped default), or no-op."""
+    from worker.scoring.scorer import NoopScorer
+
+    if settings.scorer == "noop":
+        return NoopScorer()
+    from worker.model import default_model_path, load_model
+
+    path = settings.model_path or default_model_path()
+    model = load_model(path, device=settings.device)
+    log.info("loaded model %s %s from %s on %s", model.name, model.version, path, model.device)
+    return model
+
+
+async def wait_for_redis(store, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            await store.ping()
+            return
+        except IntentError as exc:
+            if time.monotonic() + delay > deadline:
+                raise ServiceUnavailable(f"Redis not reachable after {timeout_s:.0f}s: {exc}; "
+                                         "check INTENT_REDIS_URL") from None
+            log.warning("Redis not reachable yet (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def run_worker(settings: Settings) -> None:
+    import faust
+
+    from worker.app import create_app, topic_names
+    from worker.kafka.admin import ensure_topics
+    from worker.scoring.pipeline import Pipeline
+    from worker.windows import RedisWindowStore
+
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    scorer = make_scorer(settings)
+    store = RedisWindowStore.from_settings(settings)
+    loop.run_until_complete(wait_for_redis(store, settings.startup_timeout_s))
+    loop.run_until_complete(store.start())
+    loop.run_until_complete(ensure_topics(settings.bootstrap_list, topic_names(settings),
+                                          partitions=settings.topic_partitions,
+                                          timeout_s=settings.startup_timeout_s))
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intent-model")
+    pipeline = Pipeline(settings, store=store, scorer=scorer, executor=executor)
+    app = create_app(settings, pipeline=pipeline)
+    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True)
+
+    @app.on_before_shutdown.connect
+    async def _close(app: faust.App, **_: object) -> None:  # after streams drained
+        await store.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    worker.execute_from_commandline()

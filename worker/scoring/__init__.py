@@ -1,0 +1,1 @@
+"""Micro-batching, per-user coalescing, off-loop inference and score records."""

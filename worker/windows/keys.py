@@ -1,0 +1,80 @@
+"""The one place that names a user's Redis keys.
+
+Every key of one user shares a Redis Cluster hash tag, so a Lua script that
+touches all of them runs on one node::
+
+    {prefix}:{<tag>}:w    sorted set: score = event ts (ms), member = event_id
+    {prefix}:{<tag>}:e    hash: event_id -> event JSON (orjson), user_id left out
+
+The tag is the user id with ``%``, ``{`` and ``}`` percent-escaped (a brace in
+the id would otherwise change which part of the key Redis hashes), or, when a
+``secret`` is given, the first 32 hex characters (128 bits) of
+HMAC-SHA256(secret, user_id): raw user ids then never reach Redis
+(pseudonymisation; the mapping cannot be reversed without the secret, but the
+same user always lands on the same keys, so ``forget`` still works).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+__all__ = ["KeyBuilder"]
+
+_TAG_HEX_CHARS = 32
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+
+
+class KeyBuilder:
+    """Builds the Redis keys of one user; see the module docstring for the layout."""
+
+    __slots__ = ("_prefix", "_secret")
+
+    def __init__(self, prefix: str, secret: bytes | None = None) -> None:
+        if not prefix:
+            raise ValueError("key prefix must not be empty")
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"key prefix must not contain braces (hash tags): {prefix!r}")
+        if secret is not None and (not isinstance(secret, bytes) or not secret):
+            raise ValueError("secret must be non-empty bytes (or None for no pseudonymisation)")
+        self._prefix = prefix
+        self._secret = secret
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    @property
+    def pseudonymised(self) -> bool:
+        return self._secret is not None
+
+    def tag(self, user_id: str) -> str:
+        """The hash tag of ``user_id`` (without braces): escaped id or keyed HMAC."""
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError(f"user_id must be a non-empty string, got {user_id!r}")
+        if self._secret is not None:
+            digest = hmac.new(self._secret, user_id.encode("utf-8"), hashlib.sha256)
+            return digest.hexdigest()[:_TAG_HEX_CHARS]
+        return user_id.translate(_ESCAPES)
+
+    def window(self, user_id: str) -> str:
+        """Sorted set of the user's event ids, scored by event time (ms)."""
+        return f"{self._prefix}:{{{self.tag(user_id)}}}:w"
+
+    def events(self, user_id: str) -> str:
+        """Hash of the user's event payloads, by event id."""
+        return f"{self._prefix}:{{{self.tag(user_id)}}}:e"
+
+    def user_keys(self, user_id: str) -> tuple[str, str]:
+        """Every key of the user: ``(window, events)``; all in one cluster slot."""
+        tag = self.tag(user_id)
+        return f"{self._prefix}:{{{tag}}}:w", f"{self._prefix}:{{{tag}}}:e"
+
+    def pattern(self) -> str:
+        """A SCAN ``MATCH`` pattern for every key built here (operations, tests)."""
+        prefix = re.sub(r"([*?\[\]\\])", r"\\\1", self._prefix)
+        return f"{prefix}:{{*}}:*"
+
+    def __repr__(self) -> str:
+        return f"KeyBuilder(prefix={self._prefix!r}, pseudonymised={self.pseudonymised})"
