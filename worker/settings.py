@@ -104,3 +104,13 @@ def _explain(exc: ValidationError) -> str:
         else:
             lines.append(msg)
     return "bad setting: " + "; ".join(lines)
+
+
+def settings_table() -> str:
+    """The settings as a Markdown table (kept in the README; a test checks it is current)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(unset)" if default is None else f"`{default}`"
+        rows.append(f"| `{env_name(name)}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)

@@ -1,0 +1,134 @@
+"""The micro-batch pipeline with a memory store and a fake scorer (no Kafka, no Redis)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import orjson
+import pytest
+
+from worker.events import validate
+from worker.features import ModelInput
+from worker.scoring.pipeline import Message, Pipeline
+from worker.settings import load_settings
+from worker.windows import MemoryWindowStore
+
+
+class RecordingScorer:
+    name = "fake"
+    version = "1.2.3"
+    max_chars = 500
+
+    def __init__(self) -> None:
+        self.calls: list[list[ModelInput]] = []
+        self.threads: list[str] = []
+
+    def score(self, inputs: Sequence[ModelInput]) -> list[float]:
+        self.calls.append(list(inputs))
+        self.threads.append(threading.current_thread().name)
+        return [min(1.0, 0.1 * len(i.text) / 50) for i in inputs]
+
+
+def ev(eid: str, user: str, ts: int, etype: str = "view", **extra) -> bytes:
+    doc = {"event_id": eid, "user_id": user, "event_type": etype, "ts": ts,
+           "product": {"id": "p1", "title": "Phone", "price": 100.0}} | extra
+    return orjson.dumps(doc)
+
+
+def msgs(values: list[bytes | None], ts0: int = 1_700_000_000_000) -> list[Message]:
+    return [Message(key=b"k", value=v, topic="clickstream", partition=0, offset=i, timestamp_ms=ts0 + i)
+            for i, v in enumerate(values)]
+
+
+@pytest.fixture
+def pipeline():
+    settings = load_settings(window_max_events=5, window_seconds=3600)
+    store = MemoryWindowStore.from_settings(settings)
+    scorer = RecordingScorer()
+    return Pipeline(settings, store=store, scorer=scorer), scorer
+
+
+async def test_one_forward_pass_per_user_per_batch(pipeline):
+    pipe, scorer = pipeline
+    t = 1_700_000_000_000
+    result = await pipe.process(msgs([ev("a1", "u1", t), ev("b1", "u2", t + 1), ev("a2", "u1", t + 2),
+                                      ev("a3", "u1", t + 3)]))
+    assert len(scorer.calls) == 1 and len(scorer.calls[0]) == 2  # two users, one call
+    records = {orjson.loads(o.value)["user_id"]: orjson.loads(o.value) for o in result.scores}
+    assert records["u1"]["event_ids"] == ["a1", "a2", "a3"]
+    assert records["u1"]["event_id"] == "a3"
+    assert records["u2"]["event_ids"] == ["b1"]
+    for r in records.values():
+        validate("intent-score.v1", r)
+        assert r["model"] == {"name": "fake", "version": "1.2.3"}
+
+
+async def test_newest_event_by_event_time_names_the_record(pipeline):
+    pipe, _ = pipeline
+    t = 1_700_000_000_000
+    result = await pipe.process(msgs([ev("late", "u1", t + 10_000), ev("early", "u1", t)]))
+    (record,) = [orjson.loads(o.value) for o in result.scores]
+    assert record["event_id"] == "late"
+    assert record["event_ids"] == ["late", "early"]
+    assert record["window"] == {"events": 2, "span_s": 10.0}
+
+
+async def test_bad_messages_become_dead_letters_and_the_rest_is_scored(pipeline):
+    pipe, _ = pipeline
+    t = 1_700_000_000_000
+    result = await pipe.process(msgs([b"{oops", ev("a1", "u1", t), None, ev("x", "u1", t, etype="fly")]))
+    reasons = [orjson.loads(o.value)["reason"] for o in result.dead_letters]
+    assert reasons == ["invalid_json", "empty", "unknown_event_type"]
+    offsets = [orjson.loads(o.value)["offset"] for o in result.dead_letters]
+    assert offsets == [0, 2, 3]
+    assert [orjson.loads(o.value)["event_ids"] for o in result.scores] == [["a1"]]
+
+
+async def test_duplicates_in_one_batch_count_once(pipeline):
+    pipe, _ = pipeline
+    t = 1_700_000_000_000
+    result = await pipe.process(msgs([ev("a1", "u1", t), ev("a1", "u1", t)]))
+    (record,) = [orjson.loads(o.value) for o in result.scores]
+    assert record["event_ids"] == ["a1"] and record["window"]["events"] == 1
+
+
+async def test_model_runs_off_the_event_loop(pipeline):
+    pipe, scorer = pipeline
+    await pipe.process(msgs([ev("a1", "u1", 1_700_000_000_000)]))
+    assert scorer.threads and scorer.threads[0] != threading.main_thread().name
+
+
+async def test_a_scorer_that_loses_outputs_is_an_error(pipeline):
+    pipe, _ = pipeline
+
+    class Broken(RecordingScorer):
+        def score(self, inputs):
+            return []
+
+    pipe.scorer = Broken()
+    with pytest.raises(RuntimeError, match="0 scores for 1 inputs"):
+        await pipe.process(msgs([ev("a1", "u1", 1_700_000_000_000)]))
+
+
+async def test_swapping_the_scorer_takes_effect_at_the_next_batch(pipeline):
+    pipe, _ = pipeline
+
+    class V2(RecordingScorer):
+        version = "2.0.0"
+
+    pipe.scorer = V2()
+    result = await pipe.process(msgs([ev("a1", "u1", 1_700_000_000_000)]))
+    assert orjson.loads(result.scores[0].value)["model"]["version"] == "2.0.0"
+
+
+async def test_latency_runs_from_the_kafka_timestamp(pipeline):
+    pipe, _ = pipeline
+    import time
+
+    now = time.time_ns() // 1_000_000
+    m = [Message(key=None, value=ev("a1", "u1", 1_700_000_000_000), topic="t", partition=0, offset=0,
+                 timestamp_ms=now - 1500)]
+    result = await pipe.process(m)
+    latency = orjson.loads(result.scores[0].value)["latency_ms"]
+    assert 1500 <= latency < 10_000

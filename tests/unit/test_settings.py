@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from worker.errors import ConfigError
+from worker.settings import Settings, load_settings, settings_table
+
+
+def test_defaults_match_the_contract(monkeypatch):
+    for k in list(__import__("os").environ):
+        if k.startswith("INTENT_"):
+            monkeypatch.delenv(k)
+    s = load_settings()
+    assert s.kafka_bootstrap == "localhost:9092"
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert (s.topic_events, s.topic_scores, s.topic_alerts, s.topic_dlq) == (
+        "clickstream", "intent-scores", "anomaly-alerts", "clickstream-dlq")
+    assert s.auto_offset_reset == "earliest"
+    assert s.model_path is None and s.device == "auto"
+
+
+def test_environment_is_read_and_frozen(monkeypatch):
+    monkeypatch.setenv("INTENT_BATCH_MAX", "17")
+    monkeypatch.setenv("INTENT_MODEL_PATH", "/models/x")
+    s = load_settings()
+    assert s.batch_max == 17 and s.model_path == Path("/models/x")
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error
+        s.batch_max = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("INTENT_BATCH_MAX", "abc"), ("INTENT_BATCH_MAX", "0"), ("INTENT_DEVICE", "tpu"),
+     ("INTENT_AUTO_OFFSET_RESET", "middle"), ("INTENT_WEB_PORT", "70000"),
+     ("INTENT_BATCH_WAIT_MS", "-5")],
+)
+def test_a_bad_value_names_the_variable(monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert var in str(err.value) and value in str(err.value)
+
+
+def test_ttl_shorter_than_the_window_is_refused(monkeypatch):
+    monkeypatch.setenv("INTENT_WINDOW_SECONDS", "600")
+    monkeypatch.setenv("INTENT_WINDOW_TTL_SECONDS", "60")
+    with pytest.raises(ConfigError, match="INTENT_WINDOW_TTL_SECONDS"):
+        load_settings()
+
+
+def test_broker_url_for_faust():
+    s = load_settings(kafka_bootstrap="a:1, b:2")
+    assert s.broker_url == "kafka://a:1;kafka://b:2"
+    assert s.bootstrap_list == ["a:1", "b:2"]
+
+
+def test_readme_documents_every_setting():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert settings_table() in readme, "README settings table is stale: paste worker.settings.settings_table()"
+    assert len(Settings.model_fields) >= 20

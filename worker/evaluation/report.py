@@ -1,0 +1,247 @@
+"""An evaluation report: ``metrics.json``, four comparison plots and one ``index.html``.
+
+``write_report`` compares every model in ``results`` (e.g. ``"bert"`` vs ``"gbdt-baseline"``)
+on the same plots. matplotlib is imported only when a report is written, and only its
+object API with the Agg canvas is used (no pyplot, no global backend switch), so this is
+safe in a worker thread and on a machine without a display.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker.evaluation.metrics import calibration_bins, compute_metrics, pr_curve, roc_curve
+
+__all__ = ["PLOTS", "write_report"]
+
+# file name -> caption, in the order they appear in index.html
+PLOTS: dict[str, str] = {
+    "roc.png": "ROC curves",
+    "pr.png": "Precision-recall curves (dashed: positive rate, the no-skill baseline)",
+    "calibration.png": "Calibration (reliability) diagram",
+    "scores.png": "Score distribution by class",
+}
+_N_BINS = 10
+
+
+def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iterable]], *,
+                 title: str, meta: Mapping[str, Any],
+                 top_k_pcts: tuple[float, ...] = (1, 5, 10), n_bins: int = _N_BINS) -> Path:
+    """Write the report into ``out_dir`` (created if missing, files overwritten) and return
+    the path of its ``index.html``.
+
+    ``results`` maps a model name to ``(y_true, y_score)``. ``metrics.json`` is
+    ``{"models": {name: compute_metrics(y_true, y_score)}, "meta": meta}``; ``meta`` must be
+    JSON-serialisable (values it cannot serialise are written with ``str``). A model with
+    one class only still gets its metrics and histograms; the curves it cannot have are
+    left out of the ROC/PR plots and named in the legend.
+    """
+    if not results:
+        raise ValueError("results is empty: nothing to report")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = {str(name): _arrays(name, yt, ys) for name, (yt, ys) in results.items()}
+    metrics = {name: compute_metrics(y, s, top_k_pcts=top_k_pcts, n_bins=n_bins)
+               for name, (y, s) in data.items()}
+    doc = {"models": metrics, "meta": dict(meta)}
+    (out / "metrics.json").write_text(
+        json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n",
+        encoding="utf-8")
+
+    _plot_roc(out / "roc.png", data, metrics)
+    _plot_pr(out / "pr.png", data, metrics)
+    _plot_calibration(out / "calibration.png", data, n_bins)
+    _plot_scores(out / "scores.png", data)
+
+    index = out / "index.html"
+    index.write_text(_html(title, metrics, json.loads(json.dumps(dict(meta), default=str)), out),
+                     encoding="utf-8")
+    return index
+
+
+# -- plots -------------------------------------------------------------------------------
+
+
+def _arrays(name: object, y_true: Iterable, y_score: Iterable) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(list(y_true) if not isinstance(y_true, np.ndarray) else y_true, dtype=np.float64)
+    s = np.asarray(list(y_score) if not isinstance(y_score, np.ndarray) else y_score, dtype=np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"model {name!r}: y_true has {y.size} values but y_score has {s.size}")
+    return y, s
+
+
+def _figure(ncols: int = 1, width: float = 6.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, format="png", dpi=110)
+
+
+def _two_classes(y: np.ndarray) -> bool:
+    return 0 < y.sum() < y.size
+
+
+def _plot_roc(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]],
+              metrics: dict[str, dict]) -> None:
+    fig = _figure()
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
+    for i, (name, (y, s)) in enumerate(data.items()):
+        if _two_classes(y):
+            fpr, tpr, _ = roc_curve(y, s)
+            ax.plot(fpr, tpr, color=f"C{i}", label=f"{name} (AUC {metrics[name]['roc_auc']:.3f})")
+        else:
+            ax.plot([], [], color=f"C{i}", label=f"{name} (n/a: one class)")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01),
+           title="ROC")
+    ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+def _plot_pr(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]],
+             metrics: dict[str, dict]) -> None:
+    fig = _figure()
+    ax = fig.subplots()
+    rates: dict[float, list[str]] = {}
+    for i, (name, (y, s)) in enumerate(data.items()):
+        if y.size:
+            rates.setdefault(round(float(y.mean()), 12), []).append(name)
+        if _two_classes(y):
+            precision, recall, _ = pr_curve(y, s)
+            ax.step(recall, precision, where="post", color=f"C{i}",
+                    label=f"{name} (AP {metrics[name]['pr_auc']:.3f})")
+        else:
+            ax.plot([], [], color=f"C{i}", label=f"{name} (n/a: one class)")
+    for rate, names in rates.items():
+        # one baseline per distinct positive rate (usually all models share the labels)
+        who = "" if len(rates) == 1 else f" ({', '.join(names)})"
+        ax.axhline(rate, linestyle="--", color="grey", label=f"positive rate {rate:.3f}{who}")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01),
+           title="Precision-recall")
+    ax.legend(loc="upper right")
+    _save(fig, path)
+
+
+def _plot_calibration(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]], n_bins: int) -> None:
+    fig = _figure()
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    width = 1.0 / n_bins / (len(data) + 1)
+    for i, (name, (y, s)) in enumerate(data.items()):
+        bins = calibration_bins(y, s, n_bins)
+        full = [b for b in bins if b.count]
+        top.plot([b.mean_score for b in full], [b.positive_rate for b in full], marker="o",
+                 color=f"C{i}", label=name)
+        bottom.bar([b.lo + width * (i + 0.5) for b in bins], [b.count for b in bins],
+                   width=width, align="center", color=f"C{i}", label=name)
+    top.set(ylabel="fraction of positives", xlim=(0, 1), ylim=(0, 1.01),
+            title=f"Calibration ({n_bins} equal-width bins)")
+    top.legend(loc="upper left")
+    bottom.set(xlabel="mean predicted score in bin", ylabel="samples")
+    if any(y.size for y, _ in data.values()):
+        bottom.set_yscale("log")
+    _save(fig, path)
+
+
+def _plot_scores(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    fig = _figure(ncols=2, width=5.0)
+    axes = fig.subplots(1, 2, sharex=True)
+    edges = np.linspace(0.0, 1.0, 41)
+    for ax, label, cls in ((axes[0], "negatives (label 0)", 0.0), (axes[1], "positives (label 1)", 1.0)):
+        for i, (name, (y, s)) in enumerate(data.items()):
+            part = s[y == cls]
+            if part.size:
+                ax.hist(part, bins=edges, density=True, histtype="step", linewidth=1.5,
+                        color=f"C{i}", label=f"{name} (n={part.size})")
+            else:
+                ax.plot([], [], color=f"C{i}", label=f"{name} (none)")
+        ax.set(xlabel="score", ylabel="density", xlim=(0, 1), title=label)
+        ax.legend(loc="upper center")
+    _save(fig, path)
+
+
+# -- html --------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+table { border-collapse: collapse; margin: 1rem 0; }
+th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { display: inline-block; margin: 1rem 1rem 1rem 0; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+code { font-size: .9em; }
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _html(title: str, metrics: dict[str, dict], meta: dict, out: Path) -> str:
+    esc = html.escape
+    pct_keys = list(next(iter(metrics.values()))["precision_at_top_k"])
+    cols = (["ROC AUC", "PR AUC (AP)", "best F1", "at threshold"]
+            + [f"precision@{k}" for k in pct_keys]
+            + ["Brier", "ECE", "n", "positives", "positive rate"])
+    rows = []
+    for name, m in metrics.items():
+        c = m["counts"]
+        cells = ([m["roc_auc"], m["pr_auc"], m["best_f1"], m["threshold"]]
+                 + [m["precision_at_top_k"][k] for k in pct_keys]
+                 + [m["brier"], m["ece"], c["n"], c["positives"], c["positive_rate"]])
+        rows.append("<tr><td>" + esc(name) + "</td>"
+                    + "".join(f"<td>{esc(_fmt(v))}</td>" for v in cells) + "</tr>")
+    notes = [f"<li><b>{esc(name)}</b>: {esc(note)}</li>"
+             for name, m in metrics.items() for note in m["notes"]]
+    meta_rows = [
+        f"<tr><td>{esc(str(k))}</td><td><code>"
+        f"{esc(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))}</code></td></tr>"
+        for k, v in meta.items()
+    ]
+    figures = []
+    for name, caption in PLOTS.items():
+        b64 = base64.b64encode((out / name).read_bytes()).decode("ascii")
+        figures.append(
+            f'<figure id="{esc(name.removesuffix(".png"))}">'
+            f'<img src="data:image/png;base64,{b64}" alt="{esc(caption)}">'
+            f'<figcaption>{esc(caption)} (<a href="{esc(name)}">{esc(name)}</a>)</figcaption></figure>'
+        )
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        "<h2>Metrics</h2>",
+        "<table><thead><tr><th>model</th>"
+        + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr></thead><tbody>",
+        *rows,
+        "</tbody></table>",
+        *(["<h3>Notes</h3><ul>", *notes, "</ul>"] if notes else []),
+        '<p>Raw numbers: <a href="metrics.json">metrics.json</a>.</p>',
+        "<h2>Plots</h2>",
+        *figures,
+        "<h2>Run</h2>",
+        "<table><tbody>",
+        *(meta_rows or ["<tr><td>(none)</td><td></td></tr>"]),
+        "</tbody></table>",
+        "</body></html>",
+        "",
+    ])

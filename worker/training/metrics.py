@@ -1,0 +1,78 @@
+"""Binary-classification figures for training reports (scikit-learn underneath)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["binary_metrics", "count_summary", "paired_bootstrap"]
+
+
+def binary_metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> dict:
+    """``n``, ``positives``, ``positive_rate``, ``roc_auc``, ``pr_auc`` (average precision)
+    and ``brier``; the AUCs are None when ``y`` holds a single class."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=float)
+    out: dict = {"n": int(len(y)), "positives": int(y.sum()),
+                 "positive_rate": float(y.mean()) if len(y) else None,
+                 "roc_auc": None, "pr_auc": None, "brier": None}
+    if len(y):
+        out["brier"] = float(brier_score_loss(y, p))
+    if 0 < y.sum() < len(y):
+        out["roc_auc"] = float(roc_auc_score(y, p))
+        out["pr_auc"] = float(average_precision_score(y, p))
+    return out
+
+
+def count_summary(labels: Sequence[int], users: Sequence[str]) -> dict:
+    """Examples, positives, positive rate and distinct users of one part."""
+    n = len(labels)
+    pos = int(sum(labels))
+    return {"examples": n, "positives": pos, "positive_rate": pos / n if n else None,
+            "users": len(set(users))}
+
+
+def paired_bootstrap(y: Sequence[int], scores: Mapping[str, Sequence[float]],
+                     users: Sequence[str], *, rounds: int = 500, seed: int = 0) -> dict:
+    """95% intervals of each model's PR-AUC and of the difference of the first two, resampling
+    *users* (their examples move together), the same resamples for every model."""
+    from sklearn.metrics import average_precision_score
+
+    y = np.asarray(y, dtype=int)
+    names = list(scores)
+    arrays = {k: np.asarray(v, dtype=float) for k, v in scores.items()}
+    index: dict[str, list[int]] = {}
+    for i, u in enumerate(users):
+        index.setdefault(u, []).append(i)
+    groups = [np.asarray(v) for v in index.values()]
+    if not groups or not 0 < y.sum() < len(y):
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {k: [] for k in names}
+    diffs: list[float] = []
+    for _ in range(rounds):
+        pick = np.concatenate([groups[j] for j in rng.integers(0, len(groups), len(groups))])
+        yy = y[pick]
+        if not 0 < yy.sum() < len(yy):
+            continue
+        values = [average_precision_score(yy, arrays[k][pick]) for k in names]
+        for k, v in zip(names, values, strict=True):
+            draws[k].append(v)
+        if len(values) >= 2:
+            diffs.append(values[0] - values[1])
+    out = {f"{k}_pr_auc_ci95": _interval(v) for k, v in draws.items()}
+    if diffs:
+        out[f"pr_auc_diff_{names[0]}_minus_{names[1]}_ci95"] = _interval(diffs)
+        out["p_diff_le_0"] = float(np.mean(np.asarray(diffs) <= 0))
+    out["rounds"] = rounds
+    return out
+
+
+def _interval(values: Sequence[float]) -> list[float] | None:
+    if not values:
+        return None
+    lo, hi = np.percentile(np.asarray(values), [2.5, 97.5])
+    return [float(lo), float(hi)]

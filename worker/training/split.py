@@ -1,0 +1,56 @@
+"""Splits: by user (a stable hash, no user in two parts) and by time (a report only)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Literal
+
+from worker.training.examples import Example
+
+__all__ = ["DEFAULT_SPLIT_SEED", "Part", "time_split", "user_split"]
+
+DEFAULT_SPLIT_SEED = "intent-v1"
+Part = Literal["train", "val", "test"]
+_SCALE = float(1 << 64)
+
+
+def user_split(user_id: str, *, seed: str = DEFAULT_SPLIT_SEED, val_frac: float = 0.2,
+               test_frac: float = 0.0) -> Part:
+    """The part of a user, from ``sha256(seed, user_id)``: the same on every machine and run.
+
+    The hash maps the user to ``u`` in [0, 1): ``test`` if ``u < test_frac``, ``val`` if
+    ``u < test_frac + val_frac``, else ``train``. Growing ``val_frac`` only moves users
+    from train to val.
+    """
+    if val_frac < 0 or test_frac < 0 or val_frac + test_frac >= 1:
+        raise ValueError(f"need val_frac, test_frac >= 0 and val_frac + test_frac < 1, "
+                         f"got {val_frac}, {test_frac}")
+    digest = hashlib.sha256(f"{seed}\x1f{user_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / _SCALE
+    if u < test_frac:
+        return "test"
+    if u < test_frac + val_frac:
+        return "val"
+    return "train"
+
+
+def time_split(examples: Sequence[Example], frac: float, *,
+               horizon_s: int = 0) -> tuple[list[Example], list[Example], int]:
+    """``(before, after, cut_ms)``: ``after`` holds the examples with ``ts >= cut_ms``, about
+    the last ``frac`` of them by time; ``before`` those with ``ts < cut_ms`` and
+    ``ts + horizon_s <= cut_ms``,
+    so that no label used for fitting looks past the cut (examples in the gap are dropped).
+
+    Users appear on both sides: this measures drift over time, not new users; report only.
+    """
+    if not 0 < frac < 1:
+        raise ValueError(f"frac must be in (0, 1), got {frac}")
+    if not examples:
+        return [], [], 0
+    times = sorted(e.ts for e in examples)
+    cut = times[min(len(times) - 1, int(len(times) * (1 - frac)))]
+    horizon_ms = horizon_s * 1000
+    before = [e for e in examples if e.ts < cut and e.ts + horizon_ms <= cut]
+    after = [e for e in examples if e.ts >= cut]
+    return before, after, cut

@@ -1,0 +1,283 @@
+"""``train``: events -> labelled examples -> user split -> BERT fusion model + GBDT baseline
+-> a model directory with ``metrics.json``, a model card and the baseline.
+
+Default (frozen encoder): every distinct window text is embedded once, then only the fusion
+head is trained. ``finetune=True`` trains encoder and head end to end (slow on a CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker.events import format_ts
+from worker.features import FEATURE_NAMES, build_input
+from worker.model.modeldir import (
+    DEFAULT_ENCODER_PACKAGE,
+    ENCODER_PACKAGES,
+    ModelConfig,
+    package_dir,
+    save_model_dir,
+)
+from worker.settings import Settings
+from worker.training.baseline import fit_baseline
+from worker.training.card import model_card, write_json
+from worker.training.data import LoadResult, events_fingerprint
+from worker.training.examples import DEFAULT_HORIZON_S, Example, LabelSpec, build_examples
+from worker.training.metrics import binary_metrics, count_summary, paired_bootstrap
+from worker.training.split import DEFAULT_SPLIT_SEED, time_split, user_split
+
+__all__ = ["TrainReport", "train"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "intent-minilm"
+DEFAULT_MAX_EVENTS: int = Settings.model_fields["window_max_events"].default
+DEFAULT_WINDOW_SECONDS: int = Settings.model_fields["window_seconds"].default
+# Mode defaults: (epochs, batch_size, head lr)
+FROZEN_DEFAULTS = (60, 128, 1e-3)
+FINETUNE_DEFAULTS = (3, 16, 1e-3)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainReport:
+    """What ``train`` did: where the model is, the counts and metrics, seconds per stage."""
+
+    out_dir: Path
+    name: str
+    version: str
+    counts: dict[str, Any]
+    metrics: dict[str, Any]
+    best_epoch: int
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def train(
+    events: LoadResult | Sequence[dict], *, out_dir: str | os.PathLike[str],
+    name: str = DEFAULT_NAME, version: str | None = None,
+    encoder_dir_or_package: str | os.PathLike[str] = DEFAULT_ENCODER_PACKAGE,
+    finetune: bool = False, epochs: int | None = None, batch_size: int | None = None,
+    lr: float | None = None, encoder_lr: float = 2e-5, weight_decay: float = 0.01,
+    seed: int = 0, horizon_s: int = DEFAULT_HORIZON_S, max_events: int = DEFAULT_MAX_EVENTS,
+    window_seconds: int = DEFAULT_WINDOW_SECONDS, patience: int = 8, head_hidden: int = 64,
+    head_dropout: float = 0.2, input_dropout: float = 0.1, pos_weight: float | None = None,
+    val_frac: float = 0.2, test_frac: float = 0.0, split_seed: str = DEFAULT_SPLIT_SEED,
+    time_frac: float | None = 0.2, max_tokens: int = 128, max_chars: int = 768,
+    device: str = "cpu", embedding_cache: str | os.PathLike[str] | None = None,
+    overwrite: bool = False, progress: bool = True, command: str | None = None,
+) -> TrainReport:
+    """Train and write a model directory at ``out_dir``; see the module docstring.
+
+    ``events``: a :class:`LoadResult` (its file fingerprint is recorded) or normalised
+    events (fingerprinted in memory). ``pos_weight`` None: negatives / positives of the
+    training part. ``time_frac`` None or 0 skips the time-split report. ``embedding_cache``:
+    an ``.npz`` file of text vectors reused across runs (frozen mode).
+    """
+    from worker.training.bert import BertRun, BertSettings
+
+    call = {k: v for k, v in locals().items() if k not in ("events", "progress", "command")}
+    t_start = time.perf_counter()
+    times: dict[str, float] = {}
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists (pass overwrite=True to replace it)")
+    data = _data_summary(events)
+    event_list = events.events if isinstance(events, LoadResult) else list(events)
+    label = LabelSpec(horizon_s=horizon_s)
+
+    t0 = time.perf_counter()
+    examples = build_examples(event_list, horizon_s=horizon_s, max_events=max_events,
+                              window_seconds=window_seconds)
+    parts = {p: [i for i, e in enumerate(examples)
+                 if user_split(e.user_id, seed=split_seed, val_frac=val_frac,
+                               test_frac=test_frac) == p] for p in ("train", "val", "test")}
+    labels = np.array([e.label for e in examples], dtype=int)
+    counts = {p: count_summary(labels[idx].tolist(), [examples[i].user_id for i in idx])
+              for p, idx in parts.items()}
+    counts["all"] = count_summary(labels.tolist(), [e.user_id for e in examples])
+    times["examples_s"] = time.perf_counter() - t0
+    log.info("examples: %s", counts)
+    if counts["train"]["positives"] == 0 or counts["train"]["positives"] == len(parts["train"]):
+        raise ValueError(f"the training part needs both classes: {counts['train']}")
+
+    d_epochs, d_batch, d_lr = FINETUNE_DEFAULTS if finetune else FROZEN_DEFAULTS
+    settings = BertSettings(
+        epochs=epochs or d_epochs, batch_size=batch_size or d_batch, lr=lr or d_lr,
+        encoder_lr=encoder_lr, weight_decay=weight_decay, patience=patience, seed=seed,
+        input_dropout=input_dropout, pos_weight=pos_weight, head_hidden=head_hidden,
+        head_dropout=head_dropout, max_tokens=max_tokens, max_chars=max_chars,
+        finetune=finetune, device=device,
+    )
+    inputs = [build_input(e.window, max_chars=max_chars) for e in examples]
+    run = BertRun(_encoder_dir(encoder_dir_or_package), inputs, labels, settings,
+                  progress=progress, embedding_cache=embedding_cache)
+    times["embed_s"] = run.prepare()
+
+    t0 = time.perf_counter()
+    bert = run.fit(parts["train"], parts["val"])
+    times["fit_bert_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    baseline = fit_baseline([examples[i] for i in parts["train"]],
+                            [examples[i] for i in parts["val"]], random_state=seed)
+    times["fit_baseline_s"] = time.perf_counter() - t0
+
+    metrics: dict[str, Any] = {"label": label.to_json(), "counts": counts}
+    for part in ("val", "test"):
+        idx = parts[part]
+        if idx:
+            metrics[part] = _compare(examples, idx, bert.predict(idx),
+                                     baseline.predict_proba([examples[i].window for i in idx]),
+                                     seed)
+    if time_frac:
+        t0 = time.perf_counter()
+        metrics["time_split"] = _time_report(run, examples, time_frac, horizon_s, split_seed,
+                                             val_frac, test_frac, seed)
+        times["time_split_s"] = time.perf_counter() - t0
+    metrics["training"] = {"best_epoch": bert.fit.best_epoch, "epochs_run": bert.fit.epochs_run,
+                           "history": bert.fit.history,
+                           "baseline": {"n_iter": baseline.info["n_iter"]}}
+
+    t0 = time.perf_counter()
+    created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    version = version or f"{created[:10].replace('-', '')}.{data['fingerprint'][7:15]}"
+    mode = "fine-tuned" if finetune else "frozen-encoder"
+    training = {"mode": mode, "epochs": settings.epochs, "batch_size": settings.batch_size,
+                "lr": settings.lr, "weight_decay": weight_decay, "patience": patience,
+                "pos_weight": bert.pos_weight, "prior_correction": -math.log(bert.pos_weight),
+                "input_dropout": input_dropout if not finetune else None,
+                "encoder_lr": encoder_lr if finetune else None, "seed": seed,
+                "best_epoch": bert.fit.best_epoch, "epochs_run": bert.fit.epochs_run,
+                "encoder_source": str(encoder_dir_or_package),
+                "command": command or _snippet(data, call)}
+    extra = {"trained": True, "data": data, "label": label.to_json(),
+             "window": {"max_events": max_events, "seconds": window_seconds},
+             "split": {"method": "sha256(seed, user_id)", "seed": split_seed,
+                       "val_frac": val_frac, "test_frac": test_frac},
+             "training": training, "counts": counts,
+             "baseline": {"files": ["baseline.joblib", "baseline.json"]}}
+    config = ModelConfig(name=name, version=version, created=created, text_dim=run.text_dim,
+                         pooling="mean", max_tokens=max_tokens, max_chars=max_chars,
+                         feature_names=FEATURE_NAMES, head_hidden=head_hidden,
+                         head_dropout=head_dropout, extra=extra)
+    encoder_ref = run.encoder_for_saving(encoder_dir_or_package)
+    staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save_model_dir(staging, head=bert.model.head, config=config, encoder=encoder_ref)
+        baseline.save(staging)
+        write_json(staging / "metrics.json", metrics)
+        saved = (staging / "config.json").read_text(encoding="utf-8")
+        import json
+
+        (staging / "README.md").write_text(model_card(json.loads(saved), metrics),
+                                           encoding="utf-8")
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    times["save_s"] = time.perf_counter() - t0
+    times["total_s"] = time.perf_counter() - t_start
+    log.info("model written to %s in %.1fs", out_dir, times["total_s"])
+    return TrainReport(out_dir=out_dir, name=name, version=version, counts=counts,
+                       metrics=metrics, best_epoch=bert.fit.best_epoch,
+                       times={k: round(v, 3) for k, v in times.items()})
+
+
+def _compare(examples: Sequence[Example], idx: Sequence[int], bert: np.ndarray,
+             base: np.ndarray, seed: int) -> dict[str, Any]:
+    y = [examples[i].label for i in idx]
+    users = [examples[i].user_id for i in idx]
+    return {"bert": binary_metrics(y, bert), "baseline": binary_metrics(y, base),
+            "bootstrap": paired_bootstrap(y, {"bert": bert, "baseline": base}, users,
+                                          seed=seed)}
+
+
+def _time_report(run: Any, examples: list[Example], frac: float, horizon_s: int,
+                 split_seed: str, val_frac: float, test_frac: float, seed: int) -> dict:
+    """Refit both models on the examples before a time cut (train users; val users for early
+    stopping) and score every example after it."""
+    position = {id(e): i for i, e in enumerate(examples)}
+    before, after, cut = time_split(examples, frac, horizon_s=horizon_s)
+
+    def part(e: Example) -> str:
+        return user_split(e.user_id, seed=split_seed, val_frac=val_frac, test_frac=test_frac)
+
+    fit_idx = [position[id(e)] for e in before if part(e) == "train"]
+    stop_idx = [position[id(e)] for e in before if part(e) == "val"]
+    test_idx = [position[id(e)] for e in after]
+    out: dict[str, Any] = {"cut": format_ts(cut), "frac": frac,
+                           "counts": {"fit": count_summary([examples[i].label for i in fit_idx],
+                                                           [examples[i].user_id for i in fit_idx]),
+                                      "early_stopping": count_summary(
+                                          [examples[i].label for i in stop_idx],
+                                          [examples[i].user_id for i in stop_idx]),
+                                      "after": count_summary(
+                                          [examples[i].label for i in test_idx],
+                                          [examples[i].user_id for i in test_idx])}}
+    fit_labels = {examples[i].label for i in fit_idx}
+    if not test_idx or fit_labels != {0, 1}:
+        out["skipped"] = "not enough examples on one side of the cut"
+        return out
+    bert = run.fit(fit_idx, stop_idx, progress=False, fresh=True)
+    baseline = fit_baseline([examples[i] for i in fit_idx], [examples[i] for i in stop_idx],
+                            random_state=seed)
+    out.update(_compare(examples, test_idx, bert.predict(test_idx),
+                        baseline.predict_proba([examples[i].window for i in test_idx]), seed))
+    return out
+
+
+def _data_summary(events: LoadResult | Sequence[dict]) -> dict[str, Any]:
+    if isinstance(events, LoadResult):
+        summary = events.summary()
+    else:
+        ordered = sorted(events, key=lambda e: (e["ts"], e["event_id"]))
+        summary = {"source": "<in memory>", "format": "", "fingerprint": events_fingerprint(ordered),
+                   "lines": len(ordered), "events": len(ordered),
+                   "users": len({e["user_id"] for e in ordered}), "rejected": {},
+                   "duplicates": 0, "first_ts": ordered[0]["ts"] if ordered else None,
+                   "last_ts": ordered[-1]["ts"] if ordered else None}
+    for key in ("first_ts", "last_ts"):
+        if summary[key] is not None:
+            summary[key] = format_ts(summary[key])
+    return summary
+
+
+def _encoder_dir(source: str | os.PathLike[str]) -> Path:
+    if isinstance(source, str) and source in ENCODER_PACKAGES:
+        return package_dir(source)
+    return Path(source)
+
+
+def _snippet(data: dict[str, Any], call: dict[str, Any]) -> str:
+    """A Python call that repeats this training (arguments that differ from the defaults)."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}
+    args = ", ".join(f"{k}={os.fspath(v)!r}" if isinstance(v, os.PathLike) else f"{k}={v!r}"
+                     for k, v in call.items() if k == "out_dir" or v != defaults.get(k))
+    return ("from worker.training import load_events, train\n"
+            f"train(load_events({data['source']!r}, {data['format'] or 'jsonl'!r}), {args})")
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    if not path.exists():
+        tmp.rename(path)
+        return
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    shutil.rmtree(old, ignore_errors=True)
+    path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+ScoreFn = Callable[[Sequence[int]], np.ndarray]
