@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Sequence
 
 import faust
 
+from worker.model.reload import ModelReloader
 from worker.scoring.pipeline import BatchResult, Message, Pipeline
 from worker.settings import Settings
 
@@ -21,8 +24,13 @@ def to_message(event: faust.types.EventT) -> Message:
     )
 
 
-def create_app(settings: Settings, *, pipeline: Pipeline, **faust_options: object) -> faust.App:
-    """Build the Faust app around a ready :class:`Pipeline` (its store and scorer made by the caller)."""
+def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloader | None = None,
+               **faust_options: object) -> faust.App:
+    """Build the Faust app around a ready :class:`Pipeline` (its store and scorer made by the caller).
+
+    With a ``reloader``, the model directory is checked every ``INTENT_MODEL_POLL_S`` seconds
+    and on SIGHUP; a new model is swapped in between batches.
+    """
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -62,6 +70,15 @@ def create_app(settings: Settings, *, pipeline: Pipeline, **faust_options: objec
         if result.dead_letters:
             log.info("dead-lettered %d messages (%s)", len(result.dead_letters),
                      ", ".join(sorted(set(result.dead_letter_reasons))))
+
+    if reloader is not None:
+        @app.task
+        async def watch_model() -> None:
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reloader.check(force=True)))
+            while settings.model_poll_s > 0:
+                await asyncio.sleep(settings.model_poll_s)
+                await reloader.check()
 
     return app
 

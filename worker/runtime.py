@@ -69,12 +69,25 @@ def run_worker(settings: Settings) -> None:
                                           timeout_s=settings.startup_timeout_s))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intent-model")
     pipeline = Pipeline(settings, store=store, scorer=scorer, executor=executor)
-    app = create_app(settings, pipeline=pipeline)
+    reloader = None
+    if settings.scorer == "model":
+        from worker.model import default_model_path, load_model
+        from worker.model.reload import ModelReloader
+
+        def swap(model: object) -> None:
+            pipeline.scorer = model  # read once per batch: lands between batches
+
+        reloader = ModelReloader(settings.model_path or default_model_path(),
+                                 load=lambda p: load_model(p, device=settings.device),
+                                 on_swap=swap, current_version=scorer.version)
+    app = create_app(settings, pipeline=pipeline, reloader=reloader)
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True)
 
     @app.on_before_shutdown.connect
     async def _close(app: faust.App, **_: object) -> None:  # after streams drained
         await store.stop()
         executor.shutdown(wait=False, cancel_futures=True)
+        if reloader is not None:
+            reloader.close()
 
     worker.execute_from_commandline()

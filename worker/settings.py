@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     key_prefix: str = Field("iw", min_length=1, description="prefix of every Redis key")
     # Model
     model_path: Path | None = Field(None, description="model directory; unset = the shipped default")
+    model_poll_s: float = Field(
+        10.0, ge=0, description="check the model directory for a new version this often (0 = only on SIGHUP)"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
     scorer: Literal["model", "noop"] = Field(
         "model", description="'noop' skips the model (benchmarks only): every score is 0.5"

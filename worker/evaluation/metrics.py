@@ -87,20 +87,20 @@ def compute_metrics(y_true: Iterable, y_score: Iterable, *,
 
     result["brier"] = float(np.mean((s - y) ** 2))
     result["ece"] = _ece(y, s, n_bins)
-    result["precision_at_top_k"] = _precision_at_top(y, s, pcts)
+    order = np.argsort(-s, kind="stable")  # the one sort everything below shares
+    result["precision_at_top_k"] = _precision_at_top(y[order], pcts)
+    tps, fps, thresholds = _clf_curve(y, s, order)
 
     if positives == 0 or negatives == 0:
         only = "negatives" if positives == 0 else "positives"
         notes.append(f"only {only} (one class): roc_auc and pr_auc are undefined")
     else:
-        fpr, tpr, _ = roc_curve(y, s)
-        result["roc_auc"] = _trapezoid(fpr, tpr)
-        result["pr_auc"] = _average_precision(y, s)
+        result["roc_auc"] = _trapezoid(np.r_[0.0, fps / negatives], np.r_[0.0, tps / positives])
+        result["pr_auc"] = _average_precision(tps, fps)
 
     if positives == 0:
         notes.append("no positives: best_f1 and its threshold are undefined")
     else:
-        tps, fps, thresholds = _clf_curve(y, s)
         precision = tps / (tps + fps)
         recall = tps / positives
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -196,9 +196,11 @@ def _pct_key(p: float) -> str:
     return f"{p:g}%"
 
 
-def _clf_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _clf_curve(y: np.ndarray, s: np.ndarray,
+               order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cumulative true/false positives at each distinct score, scores descending."""
-    order = np.argsort(-s, kind="stable")
+    if order is None:
+        order = np.argsort(-s, kind="stable")
     s_sorted = s[order]
     y_sorted = y[order]
     last_of_run = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1] if s.size else np.array([], int)
@@ -211,20 +213,18 @@ def _trapezoid(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
 
 
-def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
-    tps, fps, _ = _clf_curve(y, s)
+def _average_precision(tps: np.ndarray, fps: np.ndarray) -> float:
     precision = tps / (tps + fps)
     recall = tps / tps[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def _precision_at_top(y: np.ndarray, s: np.ndarray, pcts: list[float]) -> dict[str, float]:
-    order = np.argsort(-s, kind="stable")
-    hits = np.cumsum(y[order])
+def _precision_at_top(y_ranked: np.ndarray, pcts: list[float]) -> dict[str, float]:
+    hits = np.cumsum(y_ranked)
     out = {}
     for p in pcts:
         # -1e-9 absorbs float dust: 7 * 100 / 100 may come out as 7.000000000000001
-        k = max(1, math.ceil(y.size * p / 100 - 1e-9))
+        k = max(1, math.ceil(y_ranked.size * p / 100 - 1e-9))
         out[_pct_key(p)] = float(hits[k - 1] / k)
     return out
 

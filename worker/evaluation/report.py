@@ -30,6 +30,7 @@ PLOTS: dict[str, str] = {
     "scores.png": "Score distribution by class",
 }
 _N_BINS = 10
+_MAX_CURVE_POINTS = 2000  # curves are drawn from at most this many points (plus the end points)
 
 
 def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iterable]], *,
@@ -91,6 +92,16 @@ def _save(fig, path: Path) -> None:
     fig.savefig(path, format="png", dpi=110)
 
 
+def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Keep at most about _MAX_CURVE_POINTS evenly spaced points of same-length curve arrays
+    (first and last kept): millions of thresholds look the same and draw much faster."""
+    n = arrays[0].size
+    if n <= _MAX_CURVE_POINTS:
+        return arrays
+    keep = np.unique(np.r_[np.linspace(0, n - 1, _MAX_CURVE_POINTS).astype(np.int64), n - 1])
+    return tuple(a[keep] if a.size == n else a for a in arrays)
+
+
 def _two_classes(y: np.ndarray) -> bool:
     return 0 < y.sum() < y.size
 
@@ -102,7 +113,7 @@ def _plot_roc(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]],
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     for i, (name, (y, s)) in enumerate(data.items()):
         if _two_classes(y):
-            fpr, tpr, _ = roc_curve(y, s)
+            fpr, tpr, _ = _thin(*roc_curve(y, s))
             ax.plot(fpr, tpr, color=f"C{i}", label=f"{name} (AUC {metrics[name]['roc_auc']:.3f})")
         else:
             ax.plot([], [], color=f"C{i}", label=f"{name} (n/a: one class)")
@@ -121,7 +132,7 @@ def _plot_pr(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]],
         if y.size:
             rates.setdefault(round(float(y.mean()), 12), []).append(name)
         if _two_classes(y):
-            precision, recall, _ = pr_curve(y, s)
+            precision, recall, _ = _thin(*pr_curve(y, s))
             ax.step(recall, precision, where="post", color=f"C{i}",
                     label=f"{name} (AP {metrics[name]['pr_auc']:.3f})")
         else:
@@ -151,7 +162,7 @@ def _plot_calibration(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]]
     top.set(ylabel="fraction of positives", xlim=(0, 1), ylim=(0, 1.01),
             title=f"Calibration ({n_bins} equal-width bins)")
     top.legend(loc="upper left")
-    bottom.set(xlabel="mean predicted score in bin", ylabel="samples")
+    bottom.set(xlabel="score (top: mean score of each bin; bottom: samples per bin)", ylabel="samples")
     if any(y.size for y, _ in data.values()):
         bottom.set_yscale("log")
     _save(fig, path)

@@ -49,7 +49,8 @@ def baseline_features(window: Sequence[dict]) -> tuple[float, ...]:
     newest = events[-1]
     product = newest.get("product") or {}
     pid, category = product.get("id"), product.get("category")
-    same_product = [e for e in events if pid is not None and (e.get("product") or {}).get("id") == pid]
+    same_product = [e for e in events
+                    if pid is not None and (e.get("product") or {}).get("id") == pid]
     session = newest.get("session_id")
     in_session = [e for e in events if e.get("session_id") == session] if session else events
     base = context_features(events)
@@ -86,7 +87,10 @@ class Baseline:
         return self.predict_features(np.array([baseline_features(w) for w in windows]))
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
-        p = self.model.predict_proba(x)[:, 1]
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="openmp"):
+            p = self.model.predict_proba(x)[:, 1]
         return p / (p + self.pos_weight * (1.0 - p))
 
     def save(self, directory: str | os.PathLike[str]) -> None:
@@ -102,18 +106,28 @@ class Baseline:
 
 
 def fit_baseline(train_examples: Sequence[Example], val_examples: Sequence[Example], *,
-                 random_state: int = 0, **params: Any) -> Baseline:
+                 random_state: int = 0, threads: int | None = 1, **params: Any) -> Baseline:
     """Fit on ``train_examples``; stop early on ``val_examples`` (average precision when they
-    hold both classes, else log loss; with no val examples, on 10% of train)."""
+    hold both classes, else log loss; with no val examples, on 10% of train).
+
+    ``threads``: OpenMP threads while fitting (None: scikit-learn's default). One is the
+    default: on tens of thousands of rows more threads save little, and on a busy machine
+    OpenMP's spinning threads made a fit ten times slower. ``params`` override
+    :data:`DEFAULT_PARAMS`.
+    """
     x, y = _matrix(train_examples)
     if len(set(y.tolist())) < 2:
         raise ValueError("the baseline needs both classes in the training examples")
-    return fit_baseline_arrays(x, y, *_matrix(val_examples), random_state=random_state, **params)
+    return fit_baseline_arrays(x, y, *_matrix(val_examples), random_state=random_state,
+                               threads=threads, **params)
 
 
 def fit_baseline_arrays(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                        *, random_state: int = 0, **params: Any) -> Baseline:
+                        *, random_state: int = 0, threads: int | None = 1,
+                        **params: Any) -> Baseline:
+    """:func:`fit_baseline` on feature matrices (rows in :data:`BASELINE_FEATURE_NAMES`)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
 
     settings = {**DEFAULT_PARAMS, **params}
     fit_kwargs: dict[str, Any] = {}
@@ -125,7 +139,8 @@ def fit_baseline_arrays(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: 
     model = HistGradientBoostingClassifier(class_weight="balanced", early_stopping=True,
                                            scoring=scoring, random_state=random_state,
                                            **settings)
-    model.fit(x, y, **fit_kwargs)
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        model.fit(x, y, **fit_kwargs)
     pos_weight = float((y == 0).sum() / max(1, (y == 1).sum()))
     info = {"params": settings, "scoring": scoring, "random_state": random_state,
             "n_iter": int(model.n_iter_), "train_examples": int(len(y)),

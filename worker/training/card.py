@@ -8,7 +8,8 @@ from typing import Any
 
 __all__ = ["model_card", "write_json"]
 
-ROWS = (("bert", "BERT encoder + fusion head"), ("baseline", "GBDT baseline (HistGradientBoosting)"))
+ROWS = (("bert", "BERT encoder + fusion head"),
+        ("baseline", "GBDT baseline (HistGradientBoosting)"))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -19,7 +20,7 @@ def model_card(config: dict, metrics: dict) -> str:
     """Markdown: what it is, data, label, metrics (BERT vs baseline), how to reproduce, caveats."""
     data, label, training = config["data"], config["label"], config["training"]
     window, split = config["window"], config["split"]
-    encoder = config["encoder"].get("package") or "fine-tuned copy in encoder/"
+    encoder = config["encoder"].get("package") or "its copy in encoder/"
     lines = [
         f"# {config['name']} {config['version']}",
         "",
@@ -65,6 +66,9 @@ def model_card(config: dict, metrics: dict) -> str:
                          "(all users; report only)"))
     for key, title in sections:
         block = metrics[key]
+        if "bert" not in block:
+            lines += [f"**{title}**: skipped ({block.get('skipped', 'no examples')})", ""]
+            continue
         lines += [f"**{title}**: {block['bert']['n']:,} examples, "
                   f"{block['bert']['positives']} positives", "",
                   "| model | ROC-AUC | PR-AUC | Brier |", "|---|---:|---:|---:|"]

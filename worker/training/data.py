@@ -48,8 +48,8 @@ class LoadResult:
 
     def summary(self) -> dict:
         ts = [self.events[0]["ts"], self.events[-1]["ts"]] if self.events else [None, None]
-        return {"source": self.source, "format": self.format, "fingerprint": self.fingerprint, "lines": self.lines,
-                "events": len(self.events), "users": self.users,
+        return {"source": self.source, "format": self.format, "fingerprint": self.fingerprint,
+                "lines": self.lines, "events": len(self.events), "users": self.users,
                 "rejected": dict(sorted(self.rejected.items())), "duplicates": self.duplicates,
                 "first_ts": ts[0], "last_ts": ts[1]}
 

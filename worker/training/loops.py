@@ -98,7 +98,7 @@ def fit_head(head: FusionHead, train: tuple[torch.Tensor, torch.Tensor, torch.Te
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             score, val_loss = _selection_score(head_logits(head, *val[:2]), val[2])
             stale = _track(result, epoch, total / max(1, len(y)), score, val_loss)
             if stale == 0:
@@ -143,7 +143,7 @@ def fit_end_to_end(model: IntentModel, train: tuple[Sequence[ModelInput], Sequen
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 pbar.update(1)
             modules.eval()
             logits = _model_logits(model, val[0])

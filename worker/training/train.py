@@ -83,9 +83,9 @@ def train(
     training part. ``time_frac`` None or 0 skips the time-split report. ``embedding_cache``:
     an ``.npz`` file of text vectors reused across runs (frozen mode).
     """
+    call = {k: v for k, v in locals().items() if k not in ("events", "progress", "command")}
     from worker.training.bert import BertRun, BertSettings
 
-    call = {k: v for k, v in locals().items() if k not in ("events", "progress", "command")}
     t_start = time.perf_counter()
     times: dict[str, float] = {}
     out_dir = Path(out_dir)
@@ -241,8 +241,8 @@ def _data_summary(events: LoadResult | Sequence[dict]) -> dict[str, Any]:
         summary = events.summary()
     else:
         ordered = sorted(events, key=lambda e: (e["ts"], e["event_id"]))
-        summary = {"source": "<in memory>", "format": "", "fingerprint": events_fingerprint(ordered),
-                   "lines": len(ordered), "events": len(ordered),
+        summary = {"source": "<in memory>", "format": "",
+                   "fingerprint": events_fingerprint(ordered), "lines": len(ordered), "events": len(ordered),
                    "users": len({e["user_id"] for e in ordered}), "rejected": {},
                    "duplicates": 0, "first_ts": ordered[0]["ts"] if ordered else None,
                    "last_ts": ordered[-1]["ts"] if ordered else None}
@@ -265,8 +265,10 @@ def _snippet(data: dict[str, Any], call: dict[str, Any]) -> str:
     defaults = {k: p.default for k, p in inspect.signature(train).parameters.items()}
     args = ", ".join(f"{k}={os.fspath(v)!r}" if isinstance(v, os.PathLike) else f"{k}={v!r}"
                      for k, v in call.items() if k == "out_dir" or v != defaults.get(k))
+    if not data["format"]:
+        return f"from worker.training import train\ntrain(events, {args})  # events in memory"
     return ("from worker.training import load_events, train\n"
-            f"train(load_events({data['source']!r}, {data['format'] or 'jsonl'!r}), {args})")
+            f"train(load_events({data['source']!r}, {data['format']!r}), {args})")
 
 
 def _swap_in(tmp: Path, path: Path) -> None:
