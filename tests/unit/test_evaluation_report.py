@@ -97,7 +97,8 @@ def test_no_matplotlib_or_pyplot_at_import_or_after_a_report(tmp_path: Path) -> 
         "import worker.evaluation\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported at import time'\n"
         "from worker.evaluation import write_report\n"
-        f"write_report({str(tmp_path)!r}, {{'m': ([0, 1, 1], [0.2, 0.7, 0.9])}}, title='t', meta={{}})\n"
+        f"write_report({str(tmp_path)!r}, {{'m': ([0, 1, 1], [0.2, 0.7, 0.9])}},\n"
+        "             title='t', meta={})\n"
         "assert 'matplotlib' in sys.modules\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot (global state) was used'\n"
     )

@@ -4,7 +4,13 @@ Nothing heavy happens at import: matplotlib is imported only when a report is wr
 """
 
 from worker.evaluation.metrics import compute_metrics
-from worker.evaluation.replay import ReplayRecord, ReplayReport, parse_time, read_topic_range, republish
+from worker.evaluation.replay import (
+    ReplayRecord,
+    ReplayReport,
+    parse_time,
+    read_topic_range,
+    republish,
+)
 from worker.evaluation.report import write_report
 
 __all__ = [

@@ -167,7 +167,8 @@ def _check(y_true: Iterable, y_score: Iterable) -> tuple[np.ndarray, np.ndarray]
     if y.shape != s.shape:
         raise ValueError(f"y_true has {y.size} values but y_score has {s.size}")
     if y.size and not (y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all()):
-        bad = [v for v in y.tolist() if v not in (0, 1)][:3] if y.dtype.kind in "biuf" else y[:3].tolist()
+        numeric = y.dtype.kind in "biuf"
+        bad = [v for v in y.tolist() if v not in (0, 1)][:3] if numeric else y[:3].tolist()
         raise ValueError(f"y_true must hold only 0/1 (or booleans), found e.g. {bad}")
     if s.size and s.dtype.kind not in "biuf":
         raise ValueError(f"y_score must be numeric, got dtype {s.dtype}")
@@ -203,7 +204,10 @@ def _clf_curve(y: np.ndarray, s: np.ndarray,
         order = np.argsort(-s, kind="stable")
     s_sorted = s[order]
     y_sorted = y[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1] if s.size else np.array([], int)
+    if not s.size:
+        empty = np.array([], dtype=np.float64)
+        return empty, empty, empty
+    last_of_run = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]
     tps = np.cumsum(y_sorted)[last_of_run]
     fps = (last_of_run + 1) - tps
     return tps, fps, s_sorted[last_of_run]

@@ -18,6 +18,13 @@ up the broker's own append time, not the record's CreateTime: it returns the app
 as the timestamp, and a wrong offset when the target is later than every append. Kafka
 answers from the record timestamps, so there the seek is kept. ``seek="scan"`` always scans.
 
+End offsets: ``end_offsets()`` (ListOffsets "latest") is only provisional. Tansu 0.6
+answers with the base offset of the partition's last record batch + 1, which is too low
+when that batch holds several records. Each partition's end is therefore fixed at
+``max(end_offsets, high watermark)``, with the high watermark taken from the first fetch
+response. That is still the end as of the start of the read, to within one fetch round
+trip. With ``isolation_level="read_committed"`` the last stable offset is used instead.
+
 Finding the end: a partition also stops at its first record stamped at or after
 ``to_ms + lateness_ms``. Producers that set their own timestamps can write them out of
 order within a partition. Raise ``lateness_ms`` for such topics, or leave ``to_ms`` None
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import math
 import re
@@ -49,6 +57,8 @@ __all__ = ["ReplayRecord", "ReplayReport", "parse_time", "read_topic_range", "re
 log = logging.getLogger(__name__)
 
 _MIN_EPOCH_MS = 100_000_000_000  # 1973-03-03: smaller numbers are almost surely seconds
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
 _FORBIDDEN_OPTS = ("group_id", "enable_auto_commit", "auto_offset_reset", "group_instance_id")
 
 
@@ -86,9 +96,8 @@ def parse_time(text: str) -> int:
                 f"({ms * 1000}) or RFC 3339 such as 2024-05-01T12:00:00Z"
             )
         return ms
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", raw):
-        hint = " (an offset such as Z or +02:00 is required)" if re.fullmatch(
-            r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?", raw) else ""
+    if not _RFC3339.fullmatch(raw):
+        hint = " (an offset such as Z or +02:00 is required)" if _NAIVE.fullmatch(raw) else ""
         raise ConfigError(
             f"time {raw!r} is neither RFC 3339 with an offset (2024-05-01T12:00:00Z, "
             f"2024-05-01T14:00:00+02:00) nor epoch milliseconds{hint}"
@@ -131,7 +140,8 @@ async def read_topic_range(
         raise ConfigError("lateness_ms must be >= 0, max_buffered >= 1 and idle_timeout_s > 0")
     forbidden = sorted(k for k in client_opts if k in _FORBIDDEN_OPTS)
     if forbidden:
-        raise ConfigError(f"read_topic_range never uses a consumer group; drop {', '.join(forbidden)}")
+        raise ConfigError(
+            f"read_topic_range never uses a consumer group; drop {', '.join(forbidden)}")
     servers = _servers(bootstrap)
     consumer = (consumer_factory or AIOKafkaConsumer)(
         bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
@@ -140,7 +150,8 @@ async def read_topic_range(
     try:
         reader = _RangeReader(consumer, topic, from_ms=from_ms, to_ms=to_ms, seek=seek,
                               ordered=ordered, lateness_ms=lateness_ms,
-                              idle_timeout_s=idle_timeout_s, max_buffered=max_buffered)
+                              idle_timeout_s=idle_timeout_s, max_buffered=max_buffered,
+                              committed_only=client_opts.get("isolation_level") == "read_committed")
         async for record in reader.run():
             yield record
     finally:
@@ -158,9 +169,10 @@ async def republish(
     """Re-publish the time range of ``source_topic`` to ``target_topic`` with the same keys
     and values, for shadow-testing a model on recorded traffic.
 
-    With ``speed`` the records go out in timestamp order (partitions merged). Each is due
-    ``(timestamp - first timestamp) / speed`` after the first is sent: 1.0 keeps real
-    time, 10.0 is ten times faster. ``None`` sends as fast as possible, in per-partition order.
+    Records go out in timestamp order, partitions merged (so the copy interleaves users as
+    the original did). With ``speed`` each is due ``(timestamp - first timestamp) / speed``
+    after the first is sent: 1.0 keeps real time, 10.0 is ten times faster. ``None`` sends
+    as fast as possible.
     Records get a new timestamp (now) unless ``keep_timestamps``: a shadow worker measures
     latency from the record timestamp. The target topic must exist, or the broker must
     create it on its own; call ``worker.kafka.admin.ensure_topics`` first. ``client_opts``
@@ -168,8 +180,10 @@ async def republish(
     """
     if source_topic == target_topic:
         raise ConfigError(f"republish target must differ from the source topic {source_topic!r}")
-    if speed is not None and not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
-        raise ConfigError(f"speed must be a positive number (or None for as fast as possible), got {speed!r}")
+    if speed is not None and not (
+            isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
+        raise ConfigError(
+            f"speed must be a positive number (or None for as fast as possible), got {speed!r}")
     _check_range(from_ms, to_ms)
     servers = _servers(bootstrap)
     producer = (producer_factory or AIOKafkaProducer)(
@@ -182,14 +196,15 @@ async def republish(
     try:
         records = read_topic_range(
             bootstrap, source_topic, from_ms=from_ms, to_ms=to_ms, seek=seek,
-            ordered=speed is not None, lateness_ms=lateness_ms, idle_timeout_s=idle_timeout_s,
+            ordered=True, lateness_ms=lateness_ms, idle_timeout_s=idle_timeout_s,
             consumer_factory=consumer_factory, **client_opts)
         async with contextlib.aclosing(records):
             async for rec in records:
                 if first_ts is None:
                     first_ts, started = rec.timestamp_ms, time.monotonic()
                 elif speed is not None:
-                    delay = started + (rec.timestamp_ms - first_ts) / 1000.0 / speed - time.monotonic()
+                    due = started + (rec.timestamp_ms - first_ts) / 1000.0 / speed
+                    delay = due - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 last_ts = rec.timestamp_ms
@@ -239,8 +254,9 @@ class _RangeReader:
 
     def __init__(self, consumer: AIOKafkaConsumer, topic: str, *, from_ms: int | None,
                  to_ms: int | None, seek: str, ordered: bool, lateness_ms: int,
-                 idle_timeout_s: float, max_buffered: int) -> None:
+                 idle_timeout_s: float, max_buffered: int, committed_only: bool = False) -> None:
         self.c = consumer
+        self.committed_only = committed_only
         self.topic = topic
         self.from_ms = from_ms
         self.to_ms = to_ms
@@ -251,6 +267,7 @@ class _RangeReader:
         self.max_buffered = max_buffered
         self.begin: dict[TopicPartition, int] = {}
         self.end: dict[TopicPartition, int] = {}
+        self.end_fixed: set[TopicPartition] = set()  # end confirmed by a fetch response
         self.verify: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (offset, timestamp)
         self.active: set[TopicPartition] = set()
         self.buffers: dict[TopicPartition, deque[ReplayRecord]] = {}
@@ -264,8 +281,9 @@ class _RangeReader:
         start = {tp: self.begin[tp] for tp in self.active}
         if self.from_ms is not None and self.seek == "auto" and self.active:
             await self._seek_by_time(start)
-        log.info("reading %s [%s, %s): partitions %s, offsets %s -> %s", self.topic, self.from_ms,
-                 self.to_ms, sorted(tp.partition for tp in self.active),
+        log.info("reading %s [%s, %s): partitions %s from offsets %s (ListOffsets end %s, "
+                 "fixed at the first fetch)", self.topic, self.from_ms, self.to_ms,
+                 sorted(tp.partition for tp in self.active),
                  {tp.partition: start[tp] for tp in self.active},
                  {tp.partition: self.end[tp] for tp in self.active})
         if not self.active:
@@ -283,10 +301,11 @@ class _RangeReader:
                 batch = {}
                 await asyncio.sleep(0.05)
             progressed = False
+            self._fix_ends()
             for tp, msgs in batch.items():
                 progressed |= self._take(tp, msgs)
             for tp in list(self.active):
-                if await self.c.position(tp) >= self.end[tp]:
+                if tp in self.end_fixed and await self.c.position(tp) >= self.end[tp]:
                     if tp in self.verify:  # the seek offset's record is gone: cannot verify it
                         self._fall_back(tp, "no record at the time index's offset")
                     else:
@@ -298,8 +317,9 @@ class _RangeReader:
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > self.idle_timeout_s:
                 raise ServiceUnavailable(
-                    f"reading {self.topic}: no progress for {self.idle_timeout_s:.0f}s with partitions "
-                    f"{sorted(tp.partition for tp in self.active)} still short of their end offsets"
+                    f"reading {self.topic}: no progress for {self.idle_timeout_s:.0f}s with "
+                    f"partitions {sorted(tp.partition for tp in self.active)} still short of "
+                    "their end offsets"
                 )
         for rec in self._ready(final=True):
             yield rec
@@ -328,12 +348,26 @@ class _RangeReader:
                 log.info("%s: time index answered offset %d with timestamp %s < %d; scanning from "
                          "the beginning offset %d instead", tp, oat.offset, oat.timestamp,
                          self.from_ms, self.begin[tp])
-            elif oat.offset >= self.end[tp]:  # only records appended after the read started
-                self.active.discard(tp)
-                start.pop(tp)
+            elif oat.offset >= self.end[tp]:
+                # Kafka: nothing in range, and the index names a record appended since the
+                # start. The end offset is not fixed yet, so scanning is the safe choice.
+                log.info("%s: time index answered offset %d at or past the end offset %d; "
+                         "scanning from the beginning offset %d", tp, oat.offset, self.end[tp],
+                         self.begin[tp])
             elif oat.offset > self.begin[tp]:
                 start[tp] = oat.offset
                 self.verify[tp] = (oat.offset, oat.timestamp)
+
+    def _fix_ends(self) -> None:
+        """Fix each partition's end at its first fetch response (see the module docstring)."""
+        for tp in self.active - self.end_fixed:
+            mark = self.c.last_stable_offset(tp) if self.committed_only else self.c.highwater(tp)
+            if mark is not None:
+                if mark > self.end[tp]:
+                    log.debug("%s: end offset %d from the fetch response, %d from ListOffsets",
+                              tp, mark, self.end[tp])
+                self.end[tp] = max(self.end[tp], mark)
+                self.end_fixed.add(tp)
 
     def _take(self, tp: TopicPartition, msgs: list) -> bool:
         """Handle one partition's fetched records; True when anything moved."""
@@ -344,16 +378,18 @@ class _RangeReader:
             if tp in self.verify:
                 expected = self.verify.pop(tp)
                 if (m.offset, m.timestamp) != expected:
-                    self._fall_back(tp, f"first record is (offset {m.offset}, timestamp {m.timestamp}), "
-                                        f"the index said {expected}")
+                    self._fall_back(tp, f"first record is (offset {m.offset}, timestamp "
+                                        f"{m.timestamp}), the index said {expected}")
                     return True
-            if m.offset >= self.end[tp] or (self.stop_ms is not None and m.timestamp >= self.stop_ms):
+            past_end = tp in self.end_fixed and m.offset >= self.end[tp]
+            if past_end or (self.stop_ms is not None and m.timestamp >= self.stop_ms):
                 self._finish(tp)
                 break
             if (self.from_ms is None or m.timestamp >= self.from_ms) and (
                     self.to_ms is None or m.timestamp < self.to_ms):
                 buf.append(ReplayRecord(m.key, m.value, m.timestamp, m.partition, m.offset))
-        if self.ordered and len(buf) >= self.max_buffered and tp in self.active and tp not in self.paused:
+        full = self.ordered and len(buf) >= self.max_buffered
+        if full and tp in self.active and tp not in self.paused:
             self.c.pause(tp)
             self.paused.add(tp)
         return True
@@ -379,15 +415,21 @@ class _RangeReader:
                 buf.clear()
             return out
         out = []
-        # A record may go out once every partition still reading has a record buffered.
-        # A partition's later records are never stamped earlier (up to out-of-order
-        # producer timestamps), so then nothing can come in ahead of it.
-        while final or all(self.buffers[tp] for tp in self.active):
-            heads = [(buf[0].timestamp_ms, buf[0].partition, tp) for tp, buf in self.buffers.items() if buf]
-            if not heads:
-                break
-            _, _, tp = min(heads, key=lambda h: (h[0], h[1]))
-            out.append(self.buffers[tp].popleft())
+        # The smallest head may go out while every partition still reading has a record
+        # buffered: a partition's later records are not stamped earlier (out-of-order
+        # producer timestamps aside), so nothing can still arrive ahead of it.
+        if final or all(self.buffers[tp] for tp in self.active):
+            heap = [(buf[0].timestamp_ms, buf[0].partition, tp)
+                    for tp, buf in self.buffers.items() if buf]
+            heapq.heapify(heap)
+            while heap:
+                _, _, tp = heapq.heappop(heap)
+                buf = self.buffers[tp]
+                out.append(buf.popleft())
+                if buf:
+                    heapq.heappush(heap, (buf[0].timestamp_ms, buf[0].partition, tp))
+                elif tp in self.active and not final:
+                    break
         for tp in list(self.paused):
             if len(self.buffers[tp]) < self.max_buffered:
                 self.c.resume(tp)

@@ -72,8 +72,8 @@ def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iter
 
 
 def _arrays(name: object, y_true: Iterable, y_score: Iterable) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(list(y_true) if not isinstance(y_true, np.ndarray) else y_true, dtype=np.float64)
-    s = np.asarray(list(y_score) if not isinstance(y_score, np.ndarray) else y_score, dtype=np.float64)
+    y = np.asarray(y_true if isinstance(y_true, np.ndarray) else list(y_true), dtype=np.float64)
+    s = np.asarray(y_score if isinstance(y_score, np.ndarray) else list(y_score), dtype=np.float64)
     if y.shape != s.shape:
         raise ValueError(f"model {name!r}: y_true has {y.size} values but y_score has {s.size}")
     return y, s
@@ -147,7 +147,8 @@ def _plot_pr(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]],
     _save(fig, path)
 
 
-def _plot_calibration(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]], n_bins: int) -> None:
+def _plot_calibration(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]],
+                      n_bins: int) -> None:
     fig = _figure()
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
@@ -162,7 +163,8 @@ def _plot_calibration(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]]
     top.set(ylabel="fraction of positives", xlim=(0, 1), ylim=(0, 1.01),
             title=f"Calibration ({n_bins} equal-width bins)")
     top.legend(loc="upper left")
-    bottom.set(xlabel="score (top: mean score of each bin; bottom: samples per bin)", ylabel="samples")
+    bottom.set(xlabel="score (top: mean score of each bin; bottom: samples per bin)",
+               ylabel="samples")
     if any(y.size for y, _ in data.values()):
         bottom.set_yscale("log")
     _save(fig, path)
@@ -172,7 +174,8 @@ def _plot_scores(path: Path, data: dict[str, tuple[np.ndarray, np.ndarray]]) -> 
     fig = _figure(ncols=2, width=5.0)
     axes = fig.subplots(1, 2, sharex=True)
     edges = np.linspace(0.0, 1.0, 41)
-    for ax, label, cls in ((axes[0], "negatives (label 0)", 0.0), (axes[1], "positives (label 1)", 1.0)):
+    panels = ((axes[0], "negatives (label 0)", 0.0), (axes[1], "positives (label 1)", 1.0))
+    for ax, label, cls in panels:
         for i, (name, (y, s)) in enumerate(data.items()):
             part = s[y == cls]
             if part.size:
@@ -233,7 +236,8 @@ def _html(title: str, metrics: dict[str, dict], meta: dict, out: Path) -> str:
         figures.append(
             f'<figure id="{esc(name.removesuffix(".png"))}">'
             f'<img src="data:image/png;base64,{b64}" alt="{esc(caption)}">'
-            f'<figcaption>{esc(caption)} (<a href="{esc(name)}">{esc(name)}</a>)</figcaption></figure>'
+            f'<figcaption>{esc(caption)} (<a href="{esc(name)}">{esc(name)}</a>)</figcaption>'
+            "</figure>"
         )
     return "\n".join([
         "<!DOCTYPE html>",
