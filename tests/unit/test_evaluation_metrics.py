@@ -153,7 +153,10 @@ def test_curves_end_points() -> None:
 
 # -- agreement with scikit-learn ---------------------------------------------------------
 
-sk = pytest.importorskip("sklearn.metrics")
+@pytest.fixture
+def sk():
+    """scikit-learn's metrics, for cross-checks only (the module itself is pure numpy)."""
+    return pytest.importorskip("sklearn.metrics")
 
 
 def _data(seed: int, n: int, rate: float, decimals: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +172,7 @@ def _data(seed: int, n: int, rate: float, decimals: int | None) -> tuple[np.ndar
 @pytest.mark.parametrize(("seed", "n", "rate", "decimals"),
                          [(1, 50, 0.3, None), (2, 1000, 0.05, None), (3, 2000, 0.2, 1),
                           (4, 500, 0.5, 2), (5, 7, 0.5, None)])
-def test_agrees_with_sklearn(seed: int, n: int, rate: float, decimals: int | None) -> None:
+def test_agrees_with_sklearn(sk, seed: int, n: int, rate: float, decimals: int | None) -> None:
     y, s = _data(seed, n, rate, decimals)
     m = compute_metrics(y, s)
     assert m["roc_auc"] == pytest.approx(sk.roc_auc_score(y, s), abs=1e-12)
@@ -197,7 +200,7 @@ def test_agrees_with_sklearn(seed: int, n: int, rate: float, decimals: int | Non
 
 
 def test_ece_agrees_with_sklearn_calibration_curve_and_brute_force() -> None:
-    from sklearn.calibration import calibration_curve
+    calibration_curve = pytest.importorskip("sklearn.calibration").calibration_curve
 
     y, s = _data(11, 3000, 0.3, None)  # continuous: no score on a bin edge
     prob_true, prob_pred = calibration_curve(y, s, n_bins=10, strategy="uniform")
@@ -214,7 +217,7 @@ def test_ece_agrees_with_sklearn_calibration_curve_and_brute_force() -> None:
     assert compute_metrics(y, s)["ece"] == pytest.approx(brute, abs=1e-12)
 
 
-def test_precision_at_top_k_agrees_with_sklearn_top_k_via_precision_score() -> None:
+def test_precision_at_top_k_agrees_with_sklearn_top_k_via_precision_score(sk) -> None:
     y, s = _data(12, 1000, 0.1, None)  # no ties
     m = compute_metrics(y, s, top_k_pcts=(1, 5, 10))
     for pct, k in (("1%", 10), ("5%", 50), ("10%", 100)):

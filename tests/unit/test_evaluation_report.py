@@ -81,6 +81,8 @@ def test_rejects_empty_results_and_bad_scores(tmp_path: Path) -> None:
         write_report(tmp_path, {"m": ([0, 1], [0.5, 3.0])}, title="t", meta={})
     with pytest.raises(ValueError, match="values"):
         write_report(tmp_path, {"m": ([0, 1], [0.5])}, title="t", meta={})
+    with pytest.raises(ValueError, match="0/1"):
+        write_report(tmp_path, {"m": (["yes", "no"], [0.5, 0.2])}, title="t", meta={})
 
 
 def test_overwrites_a_previous_report(tmp_path: Path) -> None:

@@ -49,9 +49,11 @@ def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iter
         raise ValueError("results is empty: nothing to report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = {str(name): _arrays(name, yt, ys) for name, (yt, ys) in results.items()}
+    raw = {str(name): _arrays(name, yt, ys) for name, (yt, ys) in results.items()}
+    # compute_metrics validates (labels 0/1, scores in [0, 1]) before anything is drawn
     metrics = {name: compute_metrics(y, s, top_k_pcts=top_k_pcts, n_bins=n_bins)
-               for name, (y, s) in data.items()}
+               for name, (y, s) in raw.items()}
+    data = {name: (y.astype(np.float64), s.astype(np.float64)) for name, (y, s) in raw.items()}
     doc = {"models": metrics, "meta": dict(meta)}
     (out / "metrics.json").write_text(
         json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n",
@@ -72,8 +74,8 @@ def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iter
 
 
 def _arrays(name: object, y_true: Iterable, y_score: Iterable) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true if isinstance(y_true, np.ndarray) else list(y_true), dtype=np.float64)
-    s = np.asarray(y_score if isinstance(y_score, np.ndarray) else list(y_score), dtype=np.float64)
+    y = np.asarray(y_true if isinstance(y_true, np.ndarray) else list(y_true))
+    s = np.asarray(y_score if isinstance(y_score, np.ndarray) else list(y_score))
     if y.shape != s.shape:
         raise ValueError(f"model {name!r}: y_true has {y.size} values but y_score has {s.size}")
     return y, s
