@@ -155,7 +155,7 @@ def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, encoder: st
     )
     _print_comparison(report.metrics)
     click.echo(f"model {report.name} {report.version} written to {report.out_dir} "
-               f"in {sum(report.times.values()):.0f}s")
+               f"in {report.times['total_s']:.0f}s")
 
 
 def _print_comparison(metrics: dict) -> None:

@@ -11,12 +11,16 @@ import pytest
 from worker.errors import ConfigError
 from worker.training.data import data_fingerprint, events_fingerprint, load_events
 
-REES46 = """event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session
-2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,s1
-2019-10-01 00:00:01 UTC,view,3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20,554748717,s2
-2019-10-01 00:00:01 UTC,cart,3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20,554748717,s2
-2019-10-01 00:00:05 UTC,purchase,3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20,554748717,s2
-"""
+HEADER = ("event_time,event_type,product_id,category_id,category_code,brand,price,user_id,"
+          "user_session")
+HEATER = "3900821,2053013552326770905,appliances.environment.water_heater,aqua,33.20"
+REES46 = "\n".join([
+    HEADER,
+    "2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,s1",
+    f"2019-10-01 00:00:01 UTC,view,{HEATER},554748717,s2",
+    f"2019-10-01 00:00:01 UTC,cart,{HEATER},554748717,s2",
+    f"2019-10-01 00:00:05 UTC,purchase,{HEATER},554748717,s2",
+]) + "\n"
 
 
 def good(eid: str, ts: str, user: str = "u1", kind: str = "view") -> bytes:

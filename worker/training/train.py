@@ -45,8 +45,8 @@ DEFAULT_NAME = "intent-minilm"
 DEFAULT_MAX_EVENTS: int = Settings.model_fields["window_max_events"].default
 DEFAULT_WINDOW_SECONDS: int = Settings.model_fields["window_seconds"].default
 # Mode defaults: (epochs, batch_size, head lr)
-FROZEN_DEFAULTS = (60, 128, 1e-3)
-FINETUNE_DEFAULTS = (3, 16, 1e-3)
+FROZEN_DEFAULTS = (60, 128, 1e-4)
+FINETUNE_DEFAULTS = (3, 16, 3e-4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +67,21 @@ def train(
     name: str = DEFAULT_NAME, version: str | None = None,
     encoder_dir_or_package: str | os.PathLike[str] = DEFAULT_ENCODER_PACKAGE,
     finetune: bool = False, epochs: int | None = None, batch_size: int | None = None,
-    lr: float | None = None, encoder_lr: float = 2e-5, weight_decay: float = 0.01,
+    lr: float | None = None, encoder_lr: float = 2e-5, weight_decay: float = 0.1,
     seed: int = 0, horizon_s: int = DEFAULT_HORIZON_S, max_events: int = DEFAULT_MAX_EVENTS,
-    window_seconds: int = DEFAULT_WINDOW_SECONDS, patience: int = 8, head_hidden: int = 64,
-    head_dropout: float = 0.2, input_dropout: float = 0.1, pos_weight: float | None = None,
+    window_seconds: int = DEFAULT_WINDOW_SECONDS, patience: int = 10, head_hidden: int = 16,
+    head_dropout: float = 0.5, input_dropout: float = 0.5, pos_weight: float | None = None,
     val_frac: float = 0.2, test_frac: float = 0.0, split_seed: str = DEFAULT_SPLIT_SEED,
     time_frac: float | None = 0.2, max_tokens: int = 128, max_chars: int = 768,
     device: str = "cpu", embedding_cache: str | os.PathLike[str] | None = None,
     overwrite: bool = False, progress: bool = True, command: str | None = None,
 ) -> TrainReport:
     """Train and write a model directory at ``out_dir``; see the module docstring.
+
+    Head defaults (small, heavily regularised: hidden 16, dropout 0.5 on the hidden layer
+    and on the text vectors, weight decay 0.1, lr 1e-4) were chosen on the REES46 dev
+    file by mean validation PR-AUC over four user splits and three seeds, not one split;
+    with lr 1e-3 the head's best epoch was the first (it memorises quickly).
 
     ``events``: a :class:`LoadResult` (its file fingerprint is recorded) or normalised
     events (fingerprinted in memory). ``pos_weight`` None: negatives / positives of the
@@ -146,7 +151,8 @@ def train(
         times["time_split_s"] = time.perf_counter() - t0
     metrics["training"] = {"best_epoch": bert.fit.best_epoch, "epochs_run": bert.fit.epochs_run,
                            "history": bert.fit.history,
-                           "baseline": {"n_iter": baseline.info["n_iter"]}}
+                           "baseline": {k: baseline.info[k] for k in ("n_iter", "scoring",
+                                                                      "params")}}
 
     t0 = time.perf_counter()
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -233,6 +239,8 @@ def _time_report(run: Any, examples: list[Example], frac: float, horizon_s: int,
                             random_state=seed)
     out.update(_compare(examples, test_idx, bert.predict(test_idx),
                         baseline.predict_proba([examples[i].window for i in test_idx]), seed))
+    out["fits"] = {"bert_best_epoch": bert.fit.best_epoch,
+                   "baseline_n_iter": baseline.info["n_iter"]}
     return out
 
 
@@ -242,7 +250,8 @@ def _data_summary(events: LoadResult | Sequence[dict]) -> dict[str, Any]:
     else:
         ordered = sorted(events, key=lambda e: (e["ts"], e["event_id"]))
         summary = {"source": "<in memory>", "format": "",
-                   "fingerprint": events_fingerprint(ordered), "lines": len(ordered), "events": len(ordered),
+                   "fingerprint": events_fingerprint(ordered), "lines": len(ordered),
+                   "events": len(ordered),
                    "users": len({e["user_id"] for e in ordered}), "rejected": {},
                    "duplicates": 0, "first_ts": ordered[0]["ts"] if ordered else None,
                    "last_ts": ordered[-1]["ts"] if ordered else None}

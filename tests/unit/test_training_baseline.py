@@ -1,0 +1,137 @@
+"""The GBDT baseline: features, fit/predict on synthetic examples, save/load, errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.errors import ModelError
+from worker.features import FEATURE_NAMES
+from worker.training.baseline import (
+    BASELINE_FEATURE_NAMES,
+    CATEGORICAL_NAMES,
+    MIN_CATEGORY_COUNT,
+    Baseline,
+    baseline_features,
+    fit_baseline,
+    fit_vocab,
+    load_baseline,
+    window_categories,
+)
+from worker.training.examples import Example
+
+T0 = 1_570_000_000_000
+
+
+def window(user: int, n: int, cart: bool) -> tuple[dict, ...]:
+    events = []
+    for i in range(n):
+        kind = "add_to_cart" if cart and i == n - 1 else "view"
+        events.append({"event_id": f"{user}-{i}", "user_id": f"u{user}", "event_type": kind,
+                       "ts": T0 + i * 30_000, "session_id": f"s{user}",
+                       "product": {"id": str(i % 2), "category": "electronics.smartphone",
+                                   "brand": "apple", "price": 100.0 + i}})
+    return tuple(events)
+
+
+def examples(count: int, seed: int) -> list[Example]:
+    """A window ending in a cart is bought 70% of the time, a view 5%."""
+    rng = random.Random(seed)
+    out = []
+    for u in range(count):
+        cart = rng.random() < 0.3
+        label = int(rng.random() < (0.7 if cart else 0.05))
+        w = window(u, rng.randint(1, 6), cart)
+        out.append(Example(user_id=f"u{u}", event_id=w[-1]["event_id"], ts=w[-1]["ts"],
+                           window=w, label=label))
+    return out
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[list[Example], list[Example]]:
+    return examples(600, 1), examples(200, 2)
+
+
+def test_features_follow_the_names() -> None:
+    w = window(1, 4, True)
+    values = baseline_features(w)
+    assert len(values) == len(BASELINE_FEATURE_NAMES) - len(CATEGORICAL_NAMES)
+    assert BASELINE_FEATURE_NAMES[: len(FEATURE_NAMES)] == FEATURE_NAMES
+    assert BASELINE_FEATURE_NAMES[-len(CATEGORICAL_NAMES):] == CATEGORICAL_NAMES
+    named = dict(zip(BASELINE_FEATURE_NAMES, values, strict=False))
+    assert named["newest_is_cart"] == 1.0 and named["newest_is_view"] == 0.0
+    assert named["newest_product_views"] == 1.0  # product "1" viewed once before its cart
+    assert named["session_events"] == 4.0
+    assert baseline_features(list(reversed(w))) == values  # order of the input does not matter
+
+
+def test_categories_and_vocabulary() -> None:
+    w = window(1, 2, False)
+    assert window_categories(w) == ("electronics.smartphone", "electronics", "apple")
+    bare = [{**w[-1], "product": {"id": "9"}}]
+    assert window_categories(bare) == (None, None, None)
+    vocab = fit_vocab([w] * MIN_CATEGORY_COUNT + [[{**w[-1], "product": {"id": "1",
+                                                    "category": "rare.thing"}}]])
+    assert vocab == {"newest_category": ["electronics.smartphone"],
+                     "newest_category_top": ["electronics"], "newest_brand": ["apple"]}
+    unseen = [{**w[-1], "product": {"id": "1", "category": "apparel.shoes", "brand": "Apple "}}]
+    x = Baseline(model=None, vocab=vocab).matrix([w, bare, unseen])
+    assert x.shape == (3, len(BASELINE_FEATURE_NAMES))
+    assert x[:, -3:].tolist() == [[2, 2, 2], [0, 0, 0], [1, 1, 2]]  # known, missing, unseen
+
+
+def test_fit_and_predict(data: tuple[list[Example], list[Example]], tmp_path: Path) -> None:
+    train, val = data
+    model = fit_baseline(train, val, stop_on="loss")
+    p = model.predict_proba([e.window for e in val])
+    assert p.shape == (len(val),) and np.all((p >= 0) & (p <= 1))
+    y = np.array([e.label for e in val])
+    assert p[y == 1].mean() > p[y == 0].mean() + 0.3
+    # prior-corrected: the mean score is near the base rate, not near 0.5
+    assert abs(p.mean() - np.mean([e.label for e in train])) < 0.08
+    assert model.info["scoring"] == "loss" and model.info["n_iter"] >= 1
+    again = fit_baseline(train, val, stop_on="loss")
+    assert np.array_equal(again.predict_proba([e.window for e in val]), p)  # fixed seed
+
+    model.save(tmp_path)
+    info = json.loads((tmp_path / "baseline.json").read_text())
+    assert info["feature_names"] == list(BASELINE_FEATURE_NAMES)
+    assert info["vocab"] == model.vocab and model.vocab["newest_brand"] == ["apple"]
+    loaded = load_baseline(tmp_path)
+    assert loaded.vocab == model.vocab
+    assert np.allclose(loaded.predict_proba([e.window for e in val]), p)
+    assert loaded.predict_proba([]).shape == (0,)
+
+
+def test_stopping_choices(data: tuple[list[Example], list[Example]]) -> None:
+    assert fit_baseline(data[0], [], max_iter=20).info["val_examples"] == 0
+    by_ap = fit_baseline(data[0], data[1])  # the default: like the BERT head
+    assert by_ap.info["scoring"] == "average_precision"
+    p = by_ap.predict_proba([e.window for e in data[1]])
+    y = np.array([e.label for e in data[1]])
+    assert p[y == 1].mean() > p[y == 0].mean()
+    negatives = [e for e in data[1] if e.label == 0]  # AP undefined: falls back to loss
+    assert fit_baseline(data[0], negatives, stop_on="average_precision").info["scoring"] == "loss"
+    with pytest.raises(ValueError, match="stop_on"):
+        fit_baseline(data[0], data[1], stop_on="auc")
+
+
+def test_needs_both_classes(data: tuple[list[Example], list[Example]]) -> None:
+    negatives = [e for e in data[0] if e.label == 0]
+    with pytest.raises(ValueError, match="both classes"):
+        fit_baseline(negatives, data[1])
+
+
+def test_load_errors(data: tuple[list[Example], list[Example]], tmp_path: Path) -> None:
+    with pytest.raises(ModelError):
+        load_baseline(tmp_path)
+    fit_baseline(data[0], data[1], max_iter=5).save(tmp_path)
+    info = json.loads((tmp_path / "baseline.json").read_text())
+    info["feature_names"] = info["feature_names"][:-1]
+    (tmp_path / "baseline.json").write_text(json.dumps(info))
+    with pytest.raises(ModelError, match="feature_names"):
+        load_baseline(tmp_path)

@@ -1,0 +1,150 @@
+"""train() end to end on a tiny random encoder and ~200 synthetic events."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from sklearn.metrics import average_precision_score
+
+from worker.features import build_input
+from worker.model import load_model, read_config
+from worker.model.tiny import write_tiny_encoder
+from worker.training import build_examples, load_baseline, train, user_split
+from worker.training.examples import LABEL_DEFINITION
+
+T0 = 1_570_000_000_000
+CATEGORIES = ["electronics.smartphone", "computers.notebook", "appliances.kitchen.kettle",
+              "apparel.shoes"]
+BRANDS = ["apple", "lenovo", "bosch", "nike"]
+SMALL = {"max_tokens": 48, "max_chars": 300, "head_hidden": 8, "progress": False}
+
+
+def synthetic_events(users: int = 50, seed: int = 0) -> list[dict]:
+    """Users over ~90 minutes; every third one adds to cart and buys a minute or two later."""
+    rng = random.Random(seed)
+    events = []
+    for u in range(users):
+        buyer = u % 3 == 0
+        t = T0 + rng.randint(0, 90 * 60) * 1000
+        k = rng.randrange(len(CATEGORIES))
+        n = rng.randint(3, 5)
+        for i in range(n):
+            kind = "view"
+            if buyer and i == n - 2:
+                kind = "add_to_cart"
+            elif buyer and i == n - 1:
+                kind = "purchase"
+            events.append({
+                "event_id": f"e{u}-{i}", "user_id": f"u{u}", "event_type": kind, "ts": t,
+                "session_id": f"s{u}",
+                "product": {"id": str(100 + k), "category": CATEGORIES[k], "brand": BRANDS[k],
+                            "price": 10.0 + 50 * k},
+            })
+            t += rng.randint(20, 90) * 1000
+    return events
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_encoder(tmp_path_factory.mktemp("tiny") / "encoder", max_positions=64)
+
+
+@pytest.fixture(scope="module")
+def events() -> list[dict]:
+    events = synthetic_events()
+    assert 150 <= len(events) <= 250
+    return events
+
+
+@pytest.fixture(scope="module")
+def trained(encoder: Path, events: list[dict], tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("out") / "model"
+    report = train(events, out_dir=out, name="tiny-intent", version="9.9.9",
+                   encoder_dir_or_package=encoder, epochs=15, patience=5, **SMALL)
+    return out, report
+
+
+def test_model_dir_loads_and_scores(trained, events: list[dict]) -> None:
+    out, report = trained
+    assert report.out_dir == out and report.version == "9.9.9"
+    assert {"config.json", "head.safetensors", "encoder", "metrics.json", "README.md",
+            "baseline.joblib", "baseline.json"} <= {p.name for p in out.iterdir()}
+    model = load_model(out, device="cpu")
+    assert (model.name, model.version) == ("tiny-intent", "9.9.9")
+    # the saved head is the evaluated one: val PR-AUC recomputed from the loaded model
+    examples = build_examples(events, max_events=50, window_seconds=3600)
+    val = [e for e in examples if user_split(e.user_id) == "val"]
+    scores = model.score([build_input(e.window, max_chars=model.max_chars) for e in val])
+    assert all(0 <= s <= 1 for s in scores)
+    pr_auc = average_precision_score([e.label for e in val], scores)
+    assert pr_auc == pytest.approx(report.metrics["val"]["bert"]["pr_auc"], abs=1e-6)
+
+
+def test_config_records_label_data_and_settings(trained, events: list[dict]) -> None:
+    out, report = trained
+    extra = read_config(out).extra
+    assert extra["trained"] is True
+    assert extra["label"]["definition"] == LABEL_DEFINITION
+    assert extra["label"]["horizon_s"] == 600
+    assert extra["data"]["fingerprint"].startswith("sha256:")
+    assert extra["data"]["events"] == len(events)
+    assert extra["window"] == {"max_events": 50, "seconds": 3600}
+    assert extra["split"]["seed"] == "intent-v1"
+    assert extra["training"]["mode"] == "frozen-encoder"
+    assert extra["training"]["best_epoch"] == report.best_epoch >= 1
+    assert extra["counts"]["train"]["examples"] == report.counts["train"]["examples"]
+    assert "train(events" in extra["training"]["command"]
+
+
+def test_metrics_compare_both_models(trained) -> None:
+    out, report = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["counts"]["train"]["positives"] > 0
+    assert metrics["counts"]["val"]["examples"] > 0
+    for block in (metrics["val"], metrics["time_split"]):
+        for model in ("bert", "baseline"):
+            assert {"roc_auc", "pr_auc", "brier", "n", "positives"} <= set(block[model])
+            assert 0 <= block[model]["brier"] <= 1
+        assert block["bert"]["n"] == block["baseline"]["n"]
+    assert metrics["time_split"]["counts"]["after"]["examples"] > 0
+    assert metrics["time_split"]["fits"]["bert_best_epoch"] >= 1
+    card = (out / "README.md").read_text()
+    assert "| BERT encoder + fusion head |" in card and "GBDT baseline" in card
+    assert LABEL_DEFINITION in card
+    baseline = load_baseline(out)
+    assert baseline.info["train_examples"] == report.counts["train"]["examples"]
+    assert set(report.times) >= {"examples_s", "embed_s", "fit_bert_s", "fit_baseline_s",
+                                 "total_s"}
+
+
+def test_deterministic(trained, encoder: Path, events: list[dict], tmp_path: Path) -> None:
+    out, report = trained
+    again = train(events, out_dir=tmp_path / "m", name="tiny-intent", version="9.9.9",
+                  encoder_dir_or_package=encoder, epochs=15, patience=5, time_frac=None,
+                  **SMALL)
+    assert again.metrics["val"] == report.metrics["val"]
+    assert (tmp_path / "m" / "head.safetensors").read_bytes() == \
+        (out / "head.safetensors").read_bytes()
+    assert "time_split" not in again.metrics
+
+
+def test_refuses_to_overwrite(trained, encoder: Path, events: list[dict]) -> None:
+    out, _ = trained
+    with pytest.raises(FileExistsError):
+        train(events, out_dir=out, encoder_dir_or_package=encoder, **SMALL)
+
+
+def test_finetune_end_to_end(encoder: Path, events: list[dict], tmp_path: Path) -> None:
+    report = train(events, out_dir=tmp_path / "ft", encoder_dir_or_package=encoder,
+                   finetune=True, epochs=1, batch_size=32, time_frac=None, **SMALL)
+    config = read_config(tmp_path / "ft")
+    assert config.encoder_path == "encoder" and config.extra["training"]["mode"] == "fine-tuned"
+    model = load_model(tmp_path / "ft", device="cpu")
+    examples = build_examples(events, max_events=50, window_seconds=3600)
+    val = [e for e in examples if user_split(e.user_id) == "val"]
+    scores = model.score([build_input(e.window, max_chars=model.max_chars) for e in val])
+    pr_auc = average_precision_score([e.label for e in val], scores)
+    assert pr_auc == pytest.approx(report.metrics["val"]["bert"]["pr_auc"], abs=1e-5)
