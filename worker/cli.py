@@ -256,8 +256,8 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Events to publish (default: the bundled REES46 sample, 3,000 events).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), default="rees46", show_default=True)
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Messages per second (default: as fast as possible).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50.0, show_default=True,
+              help="Messages per second, like a live shop.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=900, show_default=True,
               help="Give up after this many seconds.")
 def demo(data: Path | None, fmt: str, rate: float | None, timeout_s: float) -> None:

@@ -60,12 +60,13 @@ class Summary:
             s = sorted(self.scores)
             out.append("score              " + "  ".join(
                 f"p{q}={pct(s, q):.3f}" for q in (10, 50, 90, 99)) + f"  max={s[-1]:.3f}")
+            top = max(0.01, min(1.0, s[-1] * 1.0001))  # bins over the range the scores use
             hist = [0] * 10
             for x in s:
-                hist[min(9, int(x * 10))] += 1
+                hist[min(9, int(x / top * 10))] += 1
             for i, n in enumerate(hist):
                 bar = "#" * max(1 if n else 0, round(40 * n / max(hist)))
-                out.append(f"  {i / 10:.1f}-{(i + 1) / 10:.1f} {n:6d} {bar}")
+                out.append(f"  {i * top / 10:.3f}-{(i + 1) * top / 10:.3f} {n:6d} {bar}")
         if self.latencies:
             out.append("latency ms         " + "  ".join(
                 f"p{q}={pct(self.latencies, q):,.0f}" for q in (50, 95, 99)))
@@ -128,6 +129,7 @@ def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo
             proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], env=env,
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
+            _wait_ready(log_path, proc, timeout_s=180, echo=echo)
             summary = asyncio.run(_publish_and_follow(settings, data, fmt, rate, timeout_s, echo, proc))
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -137,6 +139,20 @@ def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo
                 proc.kill()
         echo(f"worker log: {log_path}")
         return summary
+
+
+def _wait_ready(log_path: Path, proc: subprocess.Popen, *, timeout_s: float,
+                echo: Callable[[str], None]) -> None:
+    """Wait for the worker's "Ready" log line (model loaded, consumer group joined)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise IntentError(f"the worker exited with code {proc.returncode}; see {log_path}")
+        if b"]: Ready" in log_path.read_bytes():
+            echo("worker is ready")
+            return
+        time.sleep(0.5)
+    raise ServiceUnavailable(f"the worker was not ready after {timeout_s:.0f}s; see {log_path}")
 
 
 async def _publish_and_follow(settings: Settings, data: Path, fmt: str, rate: float | None,
