@@ -45,6 +45,8 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         web_bind="0.0.0.0",  # noqa: S104 - health/metrics endpoint, port is a setting
         stream_buffer_maxsize=max(4096, settings.batch_max * 4),
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         **faust_options,
     )
     events = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     topic_alerts: str = Field("anomaly-alerts", description="output topic of anomaly alerts")
     topic_dlq: str = Field("clickstream-dlq", description="dead-letter topic")
     topic_partitions: int = Field(8, ge=1, description="partitions for topics the worker creates")
+    kafka_session_timeout_s: float = Field(
+        10.0, ge=1, le=300, description="consumer group session timeout (failure detection)"
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a new consumer group starts"
     )
