@@ -1,4 +1,4 @@
-"""Binary-classification figures for training reports (scikit-learn underneath)."""
+"""Figures for training reports: counts, the shared metrics, user-bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -11,19 +11,17 @@ __all__ = ["binary_metrics", "count_summary", "paired_bootstrap"]
 
 def binary_metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> dict:
     """``n``, ``positives``, ``positive_rate``, ``roc_auc``, ``pr_auc`` (average precision)
-    and ``brier``; the AUCs are None when ``y`` holds a single class."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+    and ``brier``, from :func:`worker.evaluation.metrics.compute_metrics` (one definition of
+    each figure); the AUCs are None when ``y`` holds a single class."""
+    from worker.evaluation.metrics import compute_metrics
 
     y = np.asarray(y, dtype=int)
-    p = np.asarray(p, dtype=float)
     out: dict = {"n": int(len(y)), "positives": int(y.sum()),
                  "positive_rate": float(y.mean()) if len(y) else None,
                  "roc_auc": None, "pr_auc": None, "brier": None}
     if len(y):
-        out["brier"] = float(brier_score_loss(y, p))
-    if 0 < y.sum() < len(y):
-        out["roc_auc"] = float(roc_auc_score(y, p))
-        out["pr_auc"] = float(average_precision_score(y, p))
+        m = compute_metrics(y, np.clip(np.asarray(p, dtype=float), 0.0, 1.0))
+        out.update(roc_auc=m["roc_auc"], pr_auc=m["pr_auc"], brier=m["brier"])
     return out
 
 
