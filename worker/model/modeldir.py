@@ -312,13 +312,14 @@ def save_model_dir(path: str | os.PathLike[str], *, head: FusionHead, config: Mo
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n",
                                        encoding="utf-8")
         read_config(tmp)
-        _swap_in(tmp, path)
+        swap_in_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
-def _swap_in(tmp: Path, path: Path) -> None:
+def swap_in_dir(tmp: Path, path: Path) -> None:
+    """Replace the directory ``path`` by ``tmp`` (two renames; the old one is removed)."""
     if not path.exists():
         tmp.rename(path)
         return

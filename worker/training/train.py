@@ -35,6 +35,7 @@ from worker.training.card import model_card, write_json
 from worker.training.data import LoadResult, events_fingerprint
 from worker.training.examples import DEFAULT_HORIZON_S, Example, LabelSpec, build_examples
 from worker.training.metrics import binary_metrics, count_summary, paired_bootstrap
+from worker.model.modeldir import swap_in_dir
 from worker.training.split import DEFAULT_SPLIT_SEED, time_split, user_split
 
 __all__ = ["TrainReport", "train"]
@@ -188,7 +189,7 @@ def train(
 
         (staging / "README.md").write_text(model_card(json.loads(saved), metrics),
                                            encoding="utf-8")
-        _swap_in(staging, out_dir)
+        swap_in_dir(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     times["save_s"] = time.perf_counter() - t0
@@ -278,17 +279,6 @@ def _snippet(data: dict[str, Any], call: dict[str, Any]) -> str:
         return f"from worker.training import train\ntrain(events, {args})  # events in memory"
     return ("from worker.training import load_events, train\n"
             f"train(load_events({data['source']!r}, {data['format']!r}), {args})")
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    if not path.exists():
-        tmp.rename(path)
-        return
-    old = path.parent / f".{path.name}.old-{os.getpid()}"
-    shutil.rmtree(old, ignore_errors=True)
-    path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 ScoreFn = Callable[[Sequence[int]], np.ndarray]
