@@ -34,6 +34,7 @@ async def collect(bootstrap: list[str], topic: str, expect: int, timeout_s: floa
     counts: Counter[str] = Counter()
     latencies: list[float] = []
     scored: list[float] = []
+    batches: Counter[str] = Counter()  # records of one micro-batch share their scored_at
     records = 0
     try:
         parts = consumer.partitions_for_topic(topic) or set()
@@ -49,6 +50,7 @@ async def collect(bootstrap: list[str], topic: str, expect: int, timeout_s: floa
                     counts.update(r["event_ids"])
                     latencies.append(r["latency_ms"])
                     scored.append(datetime.fromisoformat(r["scored_at"]).timestamp())
+                    batches[r["scored_at"]] += len(r["event_ids"])
     finally:
         await consumer.stop()
     latencies.sort()
@@ -58,6 +60,9 @@ async def collect(bootstrap: list[str], topic: str, expect: int, timeout_s: floa
         "records": records, "events_covered": len(counts), "expected": expect,
         "covered_more_than_once": sum(1 for n in counts.values() if n > 1),
         "events_per_s": round(events / span, 1) if span > 0 else None,
+        "batches": len(batches),
+        "events_per_batch_mean": round(events / len(batches), 1) if batches else None,
+        "records_per_s": round(records / span, 1) if span > 0 else None,
         "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 95, 99)} | {"max": latencies[-1] if latencies else None},
     }
 
