@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import faust
 
 from worker.model.reload import ModelReloader
-from worker.scoring.pipeline import BatchResult, Message, Pipeline
+from worker.scoring.pipeline import BatchResult, Message, Pipeline, process_until_done
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     @app.agent(events, concurrency=1, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=within):
-            result = await pipeline.process([to_message(e) for e in batch])
+            # Faust acks a take_events batch even when the body raises, so a retriable
+            # failure is retried here, before the batch can be acknowledged.
+            result = await process_until_done(pipeline, [to_message(e) for e in batch])
             await publish(result)
 
     async def publish(result: BatchResult) -> None:

@@ -132,3 +132,37 @@ async def test_latency_runs_from_the_kafka_timestamp(pipeline):
     result = await pipe.process(m)
     latency = orjson.loads(result.scores[0].value)["latency_ms"]
     assert 1500 <= latency < 10_000
+
+
+async def test_retriable_store_failures_are_retried_until_the_batch_succeeds(pipeline):
+    from worker.errors import StoreError
+    from worker.scoring.pipeline import process_until_done
+
+    pipe, _ = pipeline
+    real_append = pipe._store.append
+    failures = {"left": 3}
+
+    async def flaky(batch):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StoreError("redis is down")
+        return await real_append(batch)
+
+    pipe._store.append = flaky
+    result = await process_until_done(pipe, msgs([ev("a1", "u1", 1_700_000_000_000)]), max_delay_s=0.01)
+    assert failures["left"] == 0
+    assert [orjson.loads(o.value)["event_ids"] for o in result.scores] == [["a1"]]
+
+
+async def test_errors_that_retrying_cannot_fix_are_raised(pipeline):
+    from worker.errors import ModelError
+    from worker.scoring.pipeline import process_until_done
+
+    pipe, _ = pipeline
+
+    async def broken(batch):
+        raise ModelError("bad model")
+
+    pipe._store.append = broken
+    with pytest.raises(ModelError):
+        await process_until_done(pipe, msgs([ev("a1", "u1", 1_700_000_000_000)]))

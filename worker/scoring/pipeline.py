@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from worker.errors import BadEvent
+from worker.errors import BadEvent, IntentError
 from worker.events import dead_letter, parse_event
 from worker.features import ModelInput, build_input
 from worker.scoring.records import score_record
@@ -139,3 +139,23 @@ class Pipeline:
             payload_max=self._settings.dlq_payload_bytes,
         )
         return Output(msg.key, orjson.dumps(record))
+
+
+async def process_until_done(pipeline: Pipeline, messages: Sequence[Message], *,
+                             max_delay_s: float = 10.0) -> BatchResult:
+    """Process a batch, retrying retriable failures (Redis down, ...) with backoff.
+
+    The batch is not acknowledged while this waits, so no offset moves past events
+    without outputs; the event loop stays free, so the consumer keeps heartbeating.
+    Errors that retrying cannot fix are raised.
+    """
+    delay = 0.1
+    while True:
+        try:
+            return await pipeline.process(messages)
+        except IntentError as exc:
+            if not exc.retriable:
+                raise
+            log.warning("batch of %d failed (%s); retrying in %.1fs", len(messages), exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
