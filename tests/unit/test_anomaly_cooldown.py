@@ -1,0 +1,94 @@
+"""Cooldown and deduplication of alerts per (user, kind), in event time."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.anomaly import Alert, Cooldown, CooldownEntry, alert_id
+from worker.errors import ConfigError
+
+T0 = 1_700_000_000_000
+MIN = 60_000
+
+
+def alert(ts: int, *ids: str, kind: str = "purchase_velocity", user: str = "u1") -> Alert:
+    ids = ids or (f"e{ts}",)
+    return Alert(alert_id=alert_id(kind, user, ids), user_id=user, kind=kind, severity="medium",
+                 evidence={"event_ids": list(ids), "thresholds": {}}, event_ts=ts)
+
+
+def test_first_alert_goes_out_and_is_remembered() -> None:
+    cd = Cooldown(1800)
+    a = alert(T0)
+    sent, updates = cd.apply([a], {})
+    assert sent == [a]
+    assert updates == {("u1", "purchase_velocity"): CooldownEntry(T0, a.alert_id)}
+
+
+def test_alerts_within_the_cooldown_are_dropped_per_user_and_kind() -> None:
+    cd = Cooldown(1800)
+    state = {("u1", "purchase_velocity"): CooldownEntry(T0, "x")}
+    sent, updates = cd.apply([
+        alert(T0 + 29 * MIN),                            # same user and kind: dropped
+        alert(T0 + 29 * MIN, kind="bot_cadence"),        # other kind: goes
+        alert(T0 + 29 * MIN, user="u2"),                 # other user: goes
+        alert(T0 + 30 * MIN, "late"),                    # cooldown over (inclusive): goes
+    ], state)
+    assert sorted((a.event_ts, a.user_id, a.kind) for a in sent) == [
+        (T0 + 29 * MIN, "u1", "bot_cadence"), (T0 + 29 * MIN, "u2", "purchase_velocity"),
+        (T0 + 30 * MIN, "u1", "purchase_velocity")]
+    assert [a.event_ts for a in sent] == sorted(a.event_ts for a in sent)
+    assert updates[("u1", "purchase_velocity")].event_ts == T0 + 30 * MIN
+    assert state == {("u1", "purchase_velocity"): CooldownEntry(T0, "x")}  # not mutated
+
+
+def test_candidates_of_one_batch_are_taken_in_event_time_order() -> None:
+    cd = Cooldown(1800)
+    later, earlier = alert(T0 + 5 * MIN, "b"), alert(T0, "a")
+    sent, updates = cd.apply([later, earlier], {})
+    assert sent == [earlier]
+    assert updates[("u1", "purchase_velocity")].alert_id == earlier.alert_id
+
+
+def test_a_redelivered_alert_is_sent_again_with_the_same_id() -> None:
+    cd = Cooldown(1800)
+    a = alert(T0, "b1", "b2")
+    sent, updates = cd.apply([a], {})
+    sent_again, updates_again = cd.apply([a], updates)
+    assert sent_again == [a] and updates_again == updates
+    # the same alert twice in one call goes out once
+    assert cd.apply([a, a], {})[0] == [a]
+
+
+def test_out_of_order_alerts_long_before_the_last_one() -> None:
+    cd = Cooldown(1800)
+    state = {("u1", "purchase_velocity"): CooldownEntry(T0 + 120 * MIN, "x")}
+    old = alert(T0)  # 2 hours before the last one: its own incident
+    near = alert(T0 + 100 * MIN)  # 20 minutes before the last one: same incident
+    sent, updates = cd.apply([old, near], state)
+    assert sent == [old]
+    assert updates == {}  # the entry only moves forward in event time
+
+
+def test_suppresses_all() -> None:
+    cd = Cooldown(1800)
+    state = {("u1", "out_of_character_purchase"): CooldownEntry(T0, "x")}
+    kind = "out_of_character_purchase"
+    assert cd.suppresses_all("u1", kind, [T0 + MIN, T0 - MIN], state)
+    assert not cd.suppresses_all("u1", kind, [T0 + MIN, T0 + 31 * MIN], state)
+    assert not cd.suppresses_all("u2", kind, [T0], state)
+
+
+def test_zero_cooldown_only_dedupes_identical_alerts() -> None:
+    cd = Cooldown(0)
+    a, b = alert(T0, "a"), alert(T0, "b")
+    assert cd.apply([a, b, a], {})[0] == sorted([a, b], key=lambda x: x.alert_id)
+
+
+def test_entries_round_trip_and_bad_ones_are_refused() -> None:
+    entry = CooldownEntry(T0, "abc")
+    assert CooldownEntry.from_dict(entry.to_dict()) == entry
+    with pytest.raises(ConfigError):
+        CooldownEntry.from_dict({"ts": "soon"})
+    with pytest.raises(ConfigError, match="cooldown_s"):
+        Cooldown(-1)
