@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import faust
 
+from worker.errors import IntentError
 from worker.model.reload import ModelReloader
 from worker.scoring.pipeline import BatchResult, Message, Pipeline, process_until_done
 from worker.settings import Settings
@@ -74,6 +75,22 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         if result.dead_letters:
             log.info("dead-lettered %d messages (%s)", len(result.dead_letters),
                      ", ".join(sorted(set(result.dead_letter_reasons))))
+
+    @app.page("/health")
+    async def health(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        """Liveness: the process and its event loop answer."""
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        """Readiness: a model is loaded and Redis answers within a second."""
+        scorer = pipeline.scorer
+        body = {"model": {"name": scorer.name, "version": scorer.version}}
+        try:
+            await asyncio.wait_for(pipeline.ping_store(), timeout=1.0)
+        except (IntentError, TimeoutError) as exc:
+            return web.json({"status": "not ready", "redis": str(exc) or "timeout", **body}, status=503)
+        return web.json({"status": "ready", **body})
 
     if reloader is not None:
         @app.task

@@ -42,8 +42,28 @@ async def e2e_run(kafka_bootstrap, redis_url, tmp_path_factory):
         dlq = await read_topic(kafka_bootstrap, env["INTENT_TOPIC_DLQ"],
                                until=lambda r: len(r) >= n_bad, timeout_s=60)
         alive = proc.poll() is None
-    return {"env": env, "events": events, "scores": scores, "dlq": dlq, "alive": alive,
+        probes = {path: _get(f"http://127.0.0.1:{env['INTENT_WEB_PORT']}{path}") for path in ("/health", "/ready")}
+    return {"probes": probes, "env": env, "events": events, "scores": scores, "dlq": dlq, "alive": alive,
             "log": log_path.read_text(errors="replace"), "returncode": proc.returncode}
+
+
+def _get(url: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
+            return resp.status, orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+async def test_health_and_ready_endpoints(e2e_run):
+    status, body = e2e_run["probes"]["/health"]
+    assert status == 200 and body["status"] == "ok"
+    status, body = e2e_run["probes"]["/ready"]
+    assert status == 200 and body["status"] == "ready"
+    assert body["model"]["name"] == "intent-minilm"
 
 
 async def test_every_valid_event_is_covered_by_exactly_one_score(e2e_run):

@@ -127,6 +127,10 @@ class Pipeline:
             result.scores.append(Output(user_id.encode(), orjson.dumps(record)))
         return result
 
+    async def ping_store(self) -> None:
+        """Raises when the window store does not answer (readiness checks)."""
+        await self._store.ping()
+
     async def _run_model(self, scorer: Scorer, inputs: list[ModelInput]) -> list[float]:
         # Off the event loop: the consumer keeps heartbeating during a long forward pass.
         loop = asyncio.get_running_loop()
