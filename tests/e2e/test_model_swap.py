@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import orjson
-import pytest
 
 from tests.e2e.helpers import make_events, produce, read_topic, worker_env, worker_process
 

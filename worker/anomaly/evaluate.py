@@ -23,7 +23,7 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +148,7 @@ class _Replay:
         by_user: dict[str, list[dict]] = {}
         for e in events:
             by_user.setdefault(e["user_id"], []).append(e)
-        windows = _sync(self.store.append(by_user))
+        windows = self.store.append_sync(by_user)
         cfg = self.config
         t0, scoring = time.perf_counter(), self.source.seconds
         for user, new in by_user.items():
@@ -272,16 +272,6 @@ def _unique_sorted(events: Sequence[dict]) -> list[dict]:
             seen.add(key)
             out.append(e)
     return out
-
-
-def _sync(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Drive MemoryWindowStore.append (never suspends) without an event loop."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("the window store suspended; expected the in-memory store")
 
 
 def _overrides(pairs: Sequence[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ window an example holds is the window the worker would have scored after that ev
 from __future__ import annotations
 
 import bisect
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,7 @@ def build_examples(events: Iterable[dict], *, horizon_s: int = DEFAULT_HORIZON_S
     out: list[Example] = []
     for event in ordered:
         user, ts = event["user_id"], event["ts"]
-        window = _run(store.append({user: [event]}))[user]
+        window = store.append_sync({user: [event]})[user]
         if event["event_type"] == "purchase" or ts + horizon_ms > end_ms:
             continue
         out.append(Example(user_id=user, event_id=event["event_id"], ts=ts,
@@ -87,14 +87,3 @@ def _bought_within(times: Sequence[int], ts: int, horizon_ms: int) -> int:
     """1 iff some purchase time lies in ``(ts, ts + horizon_ms]``; ``times`` ascending."""
     i = bisect.bisect_right(times, ts)
     return int(i < len(times) and times[i] <= ts + horizon_ms)
-
-
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Drive a coroutine that never suspends (MemoryWindowStore.append) without a loop, so
-    this works inside a running event loop too."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("the window store suspended; expected a synchronous in-memory append")

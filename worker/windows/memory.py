@@ -66,6 +66,10 @@ class MemoryWindowStore:
         self._users.pop(user_id, None)
 
     async def append(self, batch: Mapping[str, Sequence[dict]]) -> dict[str, list[dict]]:
+        return self.append_sync(batch)
+
+    def append_sync(self, batch: Mapping[str, Sequence[dict]]) -> dict[str, list[dict]]:
+        """:meth:`append` without an event loop (offline replays: training, evaluation)."""
         # Encode everything first so a bad event changes nothing (as in Redis, where
         # encoding happens before the round trip).
         encoded = {user: [encode_event(e, user) for e in events] for user, events in batch.items()}
