@@ -51,6 +51,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from worker.errors import ConfigError, ServiceUnavailable
 from worker.events.parse import epoch_ms
+from worker.kafka.publish import Deliveries, sleep_until
 
 __all__ = ["ReplayRecord", "ReplayReport", "parse_time", "read_topic_range", "republish"]
 
@@ -192,7 +193,7 @@ async def republish(
     n = 0
     first_ts = last_ts = None
     started = time.monotonic()
-    pending: list[asyncio.Future] = []
+    deliveries = Deliveries()
     try:
         records = read_topic_range(
             bootstrap, source_topic, from_ms=from_ms, to_ms=to_ms, seek=seek,
@@ -203,21 +204,13 @@ async def republish(
                 if first_ts is None:
                     first_ts, started = rec.timestamp_ms, time.monotonic()
                 elif speed is not None:
-                    due = started + (rec.timestamp_ms - first_ts) / 1000.0 / speed
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+                    await sleep_until(started + (rec.timestamp_ms - first_ts) / 1000.0 / speed)
                 last_ts = rec.timestamp_ms
-                pending.append(await producer.send(
+                await deliveries.add(await producer.send(
                     target_topic, value=rec.value, key=rec.key,
                     timestamp_ms=rec.timestamp_ms if keep_timestamps else None))
                 n += 1
-                if len(pending) >= 10_000:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-        await producer.flush()
-        if pending:
-            await asyncio.gather(*pending)
+        await deliveries.finish(producer)
     finally:
         await producer.stop()
     report = ReplayReport(n, time.monotonic() - started, first_ts, last_ts)

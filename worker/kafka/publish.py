@@ -36,24 +36,46 @@ def file_messages(path: Path, fmt: str) -> Iterator[tuple[bytes | None, bytes]]:
         raise ValueError(f"unknown format {fmt!r}")
 
 
+async def sleep_until(due_monotonic: float) -> None:
+    """Pace a sender on the monotonic clock."""
+    delay = due_monotonic - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+class Deliveries:
+    """Delivery futures of sent messages, awaited in bounded chunks so memory stays flat."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._pending: list[asyncio.Future] = []
+        self._limit = limit
+
+    async def add(self, future: asyncio.Future) -> None:
+        self._pending.append(future)
+        if len(self._pending) >= self._limit:
+            await self._wait()
+
+    async def finish(self, producer: AIOKafkaProducer) -> None:
+        """Flush the producer and wait for every delivery (raises the first failure)."""
+        await producer.flush()
+        await self._wait()
+
+    async def _wait(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+
 async def publish(producer: AIOKafkaProducer, topic: str, messages: Iterable[tuple[bytes | None, bytes]],
                   *, rate: float | None = None) -> PublishReport:
     """Send every message; with ``rate`` (messages/s) pace them on a monotonic clock."""
     start = time.monotonic()
     n = 0
-    pending: list[asyncio.Future] = []
+    deliveries = Deliveries()
     for key, value in messages:
         if rate:
-            due = start + n / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        pending.append(await producer.send(topic, value=value, key=key))
+            await sleep_until(start + n / rate)
+        await deliveries.add(await producer.send(topic, value=value, key=key))
         n += 1
-        if len(pending) >= 10_000:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await producer.flush()
-    if pending:
-        await asyncio.gather(*pending)
+    await deliveries.finish(producer)
     return PublishReport(n, time.monotonic() - start)
