@@ -282,7 +282,7 @@ class _RangeReader:
         if not self.active:
             return
         self.c.assign(sorted(self.active, key=lambda tp: tp.partition))
-        for tp in self.active:
+        for tp in sorted(self.active):  # a fixed order, whatever the hash seed
             self.c.seek(tp, start[tp])
         self.buffers = {tp: deque() for tp in self.active}
         last_progress = time.monotonic()
@@ -331,7 +331,7 @@ class _RangeReader:
 
     async def _seek_by_time(self, start: dict[TopicPartition, int]) -> None:
         found = await self.c.offsets_for_times(dict.fromkeys(self.active, self.from_ms))
-        for tp in list(self.active):
+        for tp in sorted(self.active):
             oat = found.get(tp)
             if oat is None:  # the broker says no record is stamped at or after from_ms
                 log.debug("%s: nothing at or after %d", tp, self.from_ms)
