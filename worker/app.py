@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
                        key_serializer="raw", value_serializer="raw")
     scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    alerts = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     within = settings.batch_wait_ms / 1000.0
 
     @app.agent(events, concurrency=1, name="score-events")
@@ -75,6 +76,15 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         if result.dead_letters:
             log.info("dead-lettered %d messages (%s)", len(result.dead_letters),
                      ", ".join(sorted(set(result.dead_letter_reasons))))
+        if result.alerts:
+            # Alerts are rare and the fraud team must not get one twice: wait for the
+            # broker to take them, then record them in the cooldown state, so a
+            # redelivered batch finds them there and stays quiet.
+            pending = [await alerts.send(key=out.key, value=out.value) for out in result.alerts]
+            await asyncio.gather(*pending)
+            await pipeline.confirm(result)
+            log.info("published %d alerts (%s)", len(result.alerts),
+                     ", ".join(sorted(set(result.alert_kinds))))
 
     @app.page("/health")
     async def health(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

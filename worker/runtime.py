@@ -68,7 +68,7 @@ def run_worker(settings: Settings) -> None:
                                           partitions=settings.topic_partitions,
                                           timeout_s=settings.startup_timeout_s))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intent-model")
-    pipeline = Pipeline(settings, store=store, scorer=scorer, executor=executor)
+    pipeline = Pipeline.from_settings(settings, store=store, scorer=scorer, executor=executor)
     reloader = None
     if settings.scorer == "model":
         from worker.model import default_model_path, load_model

@@ -159,3 +159,26 @@ def test_cluster_client_type_is_accepted() -> None:
     store = RedisWindowStore.from_settings(load_settings(), cluster=True)
     assert isinstance(store.client, RedisCluster)
     assert not isinstance(store.client, aioredis.Redis)
+
+
+async def test_detector_state_on_the_cluster(cluster_ports: list[int]) -> None:
+    from worker.windows import PriceExchange
+
+    client = RedisCluster(host="127.0.0.1", port=cluster_ports[0])
+    prefix = f"c{uuid.uuid4().hex[:10]}"
+    async with RedisWindowStore(
+        client, keys=KeyBuilder(prefix, b"k"), max_events=5, span_ms=1000, ttl_s=60
+    ) as store:
+        users = {f"u{u}": [ev("a", T0, f"u{u}")] for u in range(30)}
+        add = {f"cat{c}": [(T0 + c, f"e{c}", float(c))] for c in range(30)}
+        read = tuple(add)
+        got = await store.exchange(users, PriceExchange(read=read, add=add, capacity=10, ttl_s=60))
+        assert got.samples == {c: [] for c in read} and len(got.windows) == 30
+        got = await store.exchange(users, PriceExchange(read=read, capacity=10, ttl_s=60))
+        assert got.samples == {f"cat{c}": [float(c)] for c in range(30)}
+        await store.save_cooldowns({u: {"bot_cadence": (T0, f"id-{u}")} for u in users})
+        assert await store.cooldowns(users) == {u: {"bot_cadence": (T0, f"id-{u}")} for u in users}
+        for u in users:
+            await store.forget(u)
+        left = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        assert left and all(b":cat:" in k for k in left)  # only the category samples remain

@@ -58,3 +58,19 @@ def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert settings_table() in readme, "README settings table is stale: paste worker.settings.settings_table()"
     assert len(Settings.model_fields) >= 20
+
+
+def test_anomaly_defaults_are_the_detectors_defaults() -> None:
+    from worker.anomaly.config import DetectorConfig
+
+    assert load_settings().detector_config() == DetectorConfig()
+
+
+def test_a_bad_anomaly_threshold_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTENT_ANOMALY_PRICE_MIN_SAMPLES", "500")
+    with pytest.raises(ConfigError, match="INTENT_ANOMALY_PRICE_STATS_CAPACITY .*INTENT_ANOMALY_PRICE_MIN_SAMPLES"):
+        load_settings()
+    monkeypatch.setenv("INTENT_ANOMALY_PRICE_MIN_SAMPLES", "20")
+    monkeypatch.setenv("INTENT_ANOMALY_BOT_MAX_CV", "nan")
+    with pytest.raises(ConfigError, match="INTENT_ANOMALY_BOT_MAX_CV must be a finite number"):
+        load_settings()

@@ -88,7 +88,7 @@ class DetectorConfig:
         if self.price_stats_capacity < self.price_min_samples:
             raise ConfigError(
                 f"anomaly threshold price_stats_capacity ({self.price_stats_capacity}) must be "
-                f">= price_min_samples ({self.price_min_samples})")
+                f">= anomaly threshold price_min_samples ({self.price_min_samples})")
         _num(self, "cooldown_s", 0.0)
         return self
 

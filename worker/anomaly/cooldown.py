@@ -1,13 +1,17 @@
 """Deduplication and cooldown of alerts per (user, kind), in event time.
 
-State per (user, kind) is the last *emitted* alert: its event time and its id
-(:class:`CooldownEntry`, a dict of two fields in Redis later). An alert is emitted when
+State per (user, kind) is the last *delivered* alert: its event time and its id
+(:class:`CooldownEntry`; in Redis a field of the user's cooldown hash, written only after
+the broker acknowledged the alert). An alert is emitted when
 
 * there is no entry for its (user, kind), or
-* its ``alert_id`` equals the entry's: a redelivered batch whose alert may never have
-  reached the producer is sent again with the same id (at-least-once; consumers dedupe),
-* or its event time is at least ``cooldown_s`` away from the entry's, in either direction
-  (a late event can fire an alert for a moment long before the last one).
+* its event time is at least ``cooldown_s`` away from the entry's, in either direction
+  (a late event can fire an alert for a moment long before the last one),
+
+and it is not the entry's own alert: a redelivered batch (the worker died after
+publishing, before committing) finds its alert already delivered and sends nothing. If
+the worker dies between the broker's acknowledgement and the state write, the
+redelivery sends the same ``alert_id`` again: at-least-once, consumers dedupe on it.
 
 Everything else within the cooldown is dropped. Alerts are considered in
 ``(event_ts, alert_id)`` order, so the outcome does not depend on the order detectors ran.
@@ -57,8 +61,10 @@ class Cooldown:
 
     def allows(self, alert: Alert, last: CooldownEntry | None) -> bool:
         """Whether ``alert`` may be emitted after ``last`` (the rules in the module doc)."""
-        return (last is None or alert.alert_id == last.alert_id
-                or abs(alert.event_ts - last.event_ts) >= self.cooldown_ms)
+        if last is None:
+            return True
+        return (alert.alert_id != last.alert_id
+                and abs(alert.event_ts - last.event_ts) >= self.cooldown_ms)
 
     def suppresses_all(self, user_id: str, kind: str, event_ts: Iterable[int],
                        state: Mapping[CooldownKey, CooldownEntry]) -> bool:

@@ -6,9 +6,10 @@
         [--scorer model|constant] [--batch-size 1] [--set price_max_robust_z=7] [--json out.json]
 
 The events are replayed in ``(ts, event_id)`` order, ``batch_size`` at a time, through the
-worker's window semantics (:class:`worker.windows.MemoryWindowStore`, same as Redis), the
-four detectors and the cooldown, with the category statistics updated after each batch, as
-the worker will. The out-of-character detector needs the user's intent score just before
+worker's own per-batch steps (:class:`worker.anomaly.batch.BatchDetector` on a
+:class:`worker.windows.MemoryWindowStore`, which has the Redis store's semantics): windows,
+category price samples read before and updated with each batch, the four detectors and
+the cooldown. The out-of-character detector needs the user's intent score just before
 each candidate purchase: the score of the window's events before it, computed on demand
 (only for candidates, cached) by the ``scores`` function, or a constant stand-in.
 
@@ -32,9 +33,8 @@ import orjson
 
 from worker.anomaly.alerts import Alert, ModelRef, alert_record
 from worker.anomaly.config import KINDS, DetectorConfig
-from worker.anomaly.cooldown import Cooldown, CooldownEntry, CooldownKey
-from worker.anomaly.detectors import detect_all, ooc_candidates
-from worker.anomaly.stats import CategoryStats, update_category_stats
+from worker.anomaly.batch import BatchDetector
+from worker.anomaly.cooldown import Cooldown
 from worker.errors import ConfigError
 from worker.windows import MemoryWindowStore
 
@@ -57,13 +57,19 @@ class ScoreSource:
     _cache: dict[tuple[str, ...], float] = field(default_factory=dict)
 
     def score(self, window: Sequence[dict]) -> float:
-        key = tuple(e["event_id"] for e in window)
-        if key not in self._cache:
+        return self.score_many([window])[0]
+
+    def score_many(self, windows: Sequence[Sequence[dict]]) -> list[float]:
+        """Scores of ``windows``; the ones not cached go to the model in one call."""
+        keys = [tuple(e["event_id"] for e in w) for w in windows]
+        todo = {k: w for k, w in zip(keys, windows, strict=True) if k not in self._cache}
+        if todo:
             t0 = time.perf_counter()
-            self.calls += 1
-            self._cache[key] = float(self.fn([window])[0])
+            self.calls += len(todo)
+            for k, v in zip(todo, self.fn(list(todo.values())), strict=True):
+                self._cache[k] = float(v)
             self.seconds += time.perf_counter() - t0
-        return self._cache[key]
+        return [self._cache[k] for k in keys]
 
 
 def constant_scores(value: float = 0.0) -> ScoreSource:
@@ -132,13 +138,14 @@ def evaluate_detectors(events: Sequence[dict], labels: Mapping[str, Any], config
 
 
 class _Replay:
+    """The worker's per-batch steps (:class:`worker.anomaly.batch.BatchDetector`) on a memory
+    window store with the Redis store's semantics."""
+
     def __init__(self, config: DetectorConfig, source: ScoreSource, *, max_events: int,
                  span_ms: int) -> None:
-        self.config = config
+        self.detector = BatchDetector(config)
         self.source = source
         self.store = MemoryWindowStore(max_events=max_events, span_ms=span_ms)
-        self.stats: dict[str, CategoryStats] = {}
-        self.state: dict[CooldownKey, CooldownEntry] = {}
         self.cooldown = Cooldown(config.cooldown_s)
         self.emitted: list[Alert] = []
         self.candidates: Counter[str] = Counter()
@@ -148,26 +155,37 @@ class _Replay:
         by_user: dict[str, list[dict]] = {}
         for e in events:
             by_user.setdefault(e["user_id"], []).append(e)
-        windows = self.store.append_sync(by_user)
-        cfg = self.config
         t0, scoring = time.perf_counter(), self.source.seconds
-        for user, new in by_user.items():
-            window = windows[user]
-            prior: dict[str, float] = {}
-            cands = ooc_candidates(window, new, cfg)
-            if cands and not self.cooldown.suppresses_all(
-                    user, OOC, [c.purchase["ts"] for c in cands], self.state):
-                prior = {c.purchase["event_id"]: self.source.score(c.prior_window)
-                         for c in cands}
-            found = detect_all(window, new, config=cfg, stats=self.stats, prior_scores=prior,
-                               model=self.source.model)
+        detector = self.detector
+        exchange = detector.price_exchange(by_user)
+        t_store = time.perf_counter()
+        got = self.store.exchange_sync(by_user, exchange)
+        t_store = time.perf_counter() - t_store
+        prior: dict[str, float] = {}
+        priors = detector.prior_windows(got.windows, by_user)
+        if priors:
+            # the worker scores these with the batch; skipping the ones the cooldown would
+            # drop anyway only saves time here (the result is the same)
+            state = self.store.cooldowns_sync({p.user_id for p in priors})
+            wanted = []
+            for p in priors:
+                last = state[p.user_id].get(OOC)
+                ts = next(e["ts"] for e in by_user[p.user_id] if e["event_id"] == p.purchase_id)
+                if last is None or abs(ts - last[0]) >= self.cooldown.cooldown_ms:
+                    wanted.append(p)
+            scores = self.source.score_many([p.window for p in wanted])
+            prior = {p.purchase_id: s for p, s in zip(wanted, scores, strict=True)}
+        found = detector.detect(got.windows, by_user, got.samples, prior_scores=prior,
+                                model=self.source.model)
+        if found:
             self.candidates.update(a.kind for a in found)
-            emitted, updates = self.cooldown.apply(found, self.state)
-            self.state.update(updates)
+            state = self.store.cooldowns_sync({a.user_id for a in found})
+            emitted, save = detector.cooldown(found, state)
+            self.store.save_cooldowns_sync(save)  # delivered at once, offline
             self.emitted.extend(emitted)
-        update_category_stats(self.stats, events, capacity=cfg.price_stats_capacity)
-        # detector time: everything since t0 except computing scores (the worker has them)
-        self.detect_s += time.perf_counter() - t0 - (self.source.seconds - scoring)
+        # detector time: everything since t0 except computing scores (the worker has them
+        # from its batch's model call) and the window store's exchange
+        self.detect_s += time.perf_counter() - t0 - t_store - (self.source.seconds - scoring)
 
 
 def _score(alerts: Sequence[Alert], candidates: Mapping[str, int], events: Sequence[dict],

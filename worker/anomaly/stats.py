@@ -3,8 +3,10 @@
 Each category keeps its last ``capacity`` prices (a sliding sample of events, oldest
 dropped first) and the number of prices ever seen. Median and MAD are exact over that
 sample, which makes them an approximation of the running median that follows drift, costs
-O(capacity) memory per category and serialises to a small dict (in Redis later: one list per
-category, pushed and trimmed in the same round trip as the windows).
+O(capacity) memory per category and serialises to a small dict. In the worker the sample
+lives in Redis (a sorted set per category, newest ``capacity`` by event time, read and
+written in the same round trip as the windows: :mod:`worker.windows.detector_state`) and
+is rebuilt per batch with :meth:`CategoryStats.from_logs`.
 
 The sample is weighted by popularity (one entry per view, cart or purchase), like the
 purchases it judges. Its trap: a category whose recent events are mostly one product gets
@@ -90,6 +92,14 @@ class CategoryStats:
         """``|ln(price) - median| / (1.4826 * max(MAD, min_mad))``, signed: negative below."""
         med, mad = self.median_mad()
         return (log_price(price) - med) / (MAD_SCALE * max(mad, min_mad))
+
+    @classmethod
+    def from_logs(cls, logs: Iterable[float], capacity: int) -> CategoryStats:
+        """A sample of log prices as the window store keeps it (the newest ``capacity``)."""
+        out = cls(capacity)
+        out._logs.extend(logs)
+        out.count = len(out._logs)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; :meth:`from_dict` restores an equal object."""

@@ -1,4 +1,4 @@
-"""One micro-batch: validate -> window -> features -> model -> records.
+"""One micro-batch: validate -> window -> features -> model -> records -> alerts.
 
 Framework-free: the Faust agent (``worker.app``) hands in the messages of a batch
 and publishes what comes out, so this runs the same in the worker, in replays
@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 
 import orjson
 
+from worker.anomaly.alerts import ModelRef, alert_record
+from worker.anomaly.batch import BatchDetector
 from worker.errors import BadEvent, IntentError
 from worker.events import dead_letter, parse_event
 from worker.features import ModelInput, build_input
 from worker.scoring.records import score_record
 from worker.scoring.scorer import Scorer
 from worker.settings import Settings
-from worker.windows import WindowStore
+from worker.windows import CooldownState, Exchanged, WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,16 @@ class BatchResult:
     scores: list[Output] = field(default_factory=list)
     dead_letters: list[Output] = field(default_factory=list)
     dead_letter_reasons: list[str] = field(default_factory=list)
+    alerts: list[Output] = field(default_factory=list)
+    alert_kinds: list[str] = field(default_factory=list)
+    # cooldown state to write once the alerts are delivered (Pipeline.confirm)
+    cooldown_updates: dict[str, CooldownState] = field(default_factory=dict)
     events: int = 0
     users: int = 0
+    sequences: int = 0  # model inputs: one per user, plus out-of-character prior windows
     store_s: float = 0.0
     model_s: float = 0.0
+    detect_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -74,11 +82,22 @@ class Pipeline:
     """
 
     def __init__(self, settings: Settings, *, store: WindowStore, scorer: Scorer,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, detector: BatchDetector | None = None) -> None:
         self._settings = settings
         self._store = store
         self.scorer = scorer
         self._executor = executor
+        self._detector = detector
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, store: WindowStore, scorer: Scorer,
+                      executor: Executor | None = None) -> Pipeline:
+        """With the anomaly detectors of ``settings`` (unless ``INTENT_ANOMALY_ENABLED`` is off)."""
+        detector = None
+        if settings.anomaly_enabled:
+            detector = BatchDetector(settings.detector_config(),
+                                     stats_ttl_s=settings.anomaly_stats_ttl_seconds)
+        return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector)
 
     async def process(self, messages: Sequence[Message]) -> BatchResult:
         result = BatchResult()
@@ -103,18 +122,31 @@ class Pipeline:
         if not users:
             return result
 
+        new = {u: b.events for u, b in users.items()}
+        detector = self._detector
+        prices = detector.price_exchange(new) if detector is not None else None
         t0 = time.perf_counter()
-        windows = await self._store.append({u: b.events for u, b in users.items()})
+        got = await self._store.exchange(new, prices)  # windows and price samples: one round trip
+        windows = got.windows
         t1 = time.perf_counter()
         result.store_s = t1 - t0
 
         order = list(users)
         scorer = self.scorer  # read once: a swap takes effect at the next batch
         inputs: list[ModelInput] = [build_input(windows[u], max_chars=scorer.max_chars) for u in order]
-        scores = await self._run_model(scorer, inputs)
-        result.model_s = time.perf_counter() - t1
-        if len(scores) != len(inputs):
-            raise RuntimeError(f"scorer returned {len(scores)} scores for {len(inputs)} inputs")
+        # out-of-character candidates need the score of the window before the purchase:
+        # scored in the same model call (usually none; purchases of unseen products only)
+        t_detect = time.perf_counter()
+        priors = detector.prior_windows(windows, new) if detector is not None else []
+        t_detect = time.perf_counter() - t_detect
+        inputs.extend(build_input(list(p.window), max_chars=scorer.max_chars) for p in priors)
+        result.sequences = len(inputs)
+        all_scores = await self._run_model(scorer, inputs)
+        t2 = time.perf_counter()
+        result.model_s = t2 - t1 - t_detect
+        if len(all_scores) != len(inputs):
+            raise RuntimeError(f"scorer returned {len(all_scores)} scores for {len(inputs)} inputs")
+        scores = all_scores[:len(order)]
 
         scored_at_ms = time.time_ns() // 1_000_000
         for user_id, score in zip(order, scores, strict=True):
@@ -125,7 +157,39 @@ class Pipeline:
                 scored_at_ms=scored_at_ms, appended_at_ms=batch.appended_at_ms,
             )
             result.scores.append(Output(user_id.encode(), orjson.dumps(record)))
+        if detector is not None:
+            prior_scores = {p.purchase_id: s for p, s in zip(priors, all_scores[len(order):],
+                                                             strict=True)}
+            await self._detect(detector, result, new, got, prior_scores, scorer)
+            result.detect_s = t_detect + time.perf_counter() - t2
         return result
+
+    async def _detect(self, detector: BatchDetector, result: BatchResult,
+                      new: dict[str, list[dict]], got: Exchanged, prior_scores: dict[str, float],
+                      scorer: Scorer) -> None:
+        found = detector.detect(got.windows, new, got.samples, prior_scores=prior_scores,
+                                model=ModelRef(scorer.name, scorer.version))
+        if not found:
+            return
+        state = await self._store.cooldowns({a.user_id for a in found})  # only users with candidates
+        emitted, result.cooldown_updates = detector.cooldown(found, state)
+        detected_at_ms = time.time_ns() // 1_000_000
+        for alert in emitted:
+            record = alert_record(alert, detected_at_ms=detected_at_ms)
+            result.alerts.append(Output(alert.user_id.encode(), orjson.dumps(record)))
+            result.alert_kinds.append(alert.kind)
+
+    async def confirm(self, result: BatchResult) -> None:
+        """Call once the batch's alerts were delivered: records them in the cooldown state,
+        so a redelivery of the batch does not send them again. Best effort: if this fails,
+        a redelivery sends the same alert ids again (consumers dedupe on ``alert_id``)."""
+        if not result.cooldown_updates:
+            return
+        try:
+            await self._store.save_cooldowns(result.cooldown_updates)
+        except IntentError as exc:
+            log.warning("alert cooldown state not saved (%s); a redelivery may repeat %d alerts",
+                        exc, len(result.alerts))
 
     async def ping_store(self) -> None:
         """Raises when the window store does not answer (readiness checks)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
+
+from worker.windows.detector_state import CooldownState, Exchanged, PriceExchange
 
 __all__ = ["WindowStore"]
 
@@ -71,8 +73,27 @@ class WindowStore(Protocol):
         """
         ...
 
+    async def exchange(self, batch: Mapping[str, Sequence[dict]],
+                       prices: PriceExchange | None = None) -> Exchanged:
+        """:meth:`append`, plus the anomaly detectors' category price samples, in the same
+        single round trip: the samples of ``prices.read`` as they were before this call,
+        then ``prices.add`` written (first write wins per event, trimmed to the newest
+        ``capacity`` by event time, TTL refreshed). See :mod:`worker.windows.detector_state`.
+        """
+        ...
+
+    async def cooldowns(self, users: Iterable[str]) -> dict[str, CooldownState]:
+        """The alert cooldown state of each of ``users`` (``{}`` for a user with none)."""
+        ...
+
+    async def save_cooldowns(self, updates: Mapping[str, CooldownState]) -> None:
+        """Merge ``updates`` (user -> kind -> (ts, alert_id)) into the cooldown state; each
+        written user's cooldown key gets the window TTL."""
+        ...
+
     async def forget(self, user_id: str) -> None:
-        """Delete everything stored for ``user_id`` (erasure requests)."""
+        """Delete everything stored for ``user_id`` (erasure requests): window, payloads and
+        alert cooldowns. Category price samples hold no user id and are kept."""
         ...
 
     async def ping(self) -> None:

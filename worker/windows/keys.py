@@ -5,6 +5,11 @@ touches all of them runs on one node::
 
     {prefix}:{<tag>}:w    sorted set: score = event ts (ms), member = event_id
     {prefix}:{<tag>}:e    hash: event_id -> event JSON (orjson), user_id left out
+    {prefix}:{<tag>}:a    hash: alert kind -> "<event ts ms>|<alert_id>" (cooldowns)
+
+and, per product category (not personal data, so never pseudonymised)::
+
+    {prefix}:cat:<category>   sorted set: score = event ts, member = "<ln price>|<event_id>"
 
 The tag is the user id with ``%``, ``{`` and ``}`` percent-escaped (a brace in
 the id would otherwise change which part of the key Redis hashes), or, when a
@@ -66,13 +71,26 @@ class KeyBuilder:
         """Hash of the user's event payloads, by event id."""
         return f"{self._prefix}:{{{self.tag(user_id)}}}:e"
 
+    def alerts(self, user_id: str) -> str:
+        """Hash of the user's alert cooldowns, by alert kind."""
+        return f"{self._prefix}:{{{self.tag(user_id)}}}:a"
+
     def user_keys(self, user_id: str) -> tuple[str, str]:
-        """Every key of the user: ``(window, events)``; all in one cluster slot."""
+        """The window script's keys of the user: ``(window, events)``; one cluster slot."""
         tag = self.tag(user_id)
         return f"{self._prefix}:{{{tag}}}:w", f"{self._prefix}:{{{tag}}}:e"
 
+    def all_user_keys(self, user_id: str) -> tuple[str, str, str]:
+        """Every key of the user (erasure): window, events, alert cooldowns."""
+        tag = self.tag(user_id)
+        return tuple(f"{self._prefix}:{{{tag}}}:{k}" for k in "wea")  # type: ignore[return-value]
+
+    def category(self, category: str) -> str:
+        """Sorted set of a category's recent log prices (braces escaped: no hash tag)."""
+        return f"{self._prefix}:cat:{category.translate(_ESCAPES)}"
+
     def pattern(self) -> str:
-        """A SCAN ``MATCH`` pattern for every key built here (operations, tests)."""
+        """A SCAN ``MATCH`` pattern for every per-user key built here (operations, tests)."""
         prefix = re.sub(r"([*?\[\]\\])", r"\\\1", self._prefix)
         return f"{prefix}:{{*}}:*"
 

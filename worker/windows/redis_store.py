@@ -5,6 +5,9 @@ Layout (see :mod:`worker.windows.keys`), both keys with the same TTL::
     {prefix}:{<tag>}:w   sorted set   score = ts (ms), member = event_id
     {prefix}:{<tag>}:e   hash         event_id -> event JSON (orjson), without user_id
 
+plus the detectors' state (:mod:`worker.windows.detector_state`): category price samples
+ride in the same pipeline as the windows; alert cooldowns have their own small calls.
+
 Equal scores are ordered by member (byte order), which is the contract's tie
 rule (by ``event_id``). Scores are doubles, exact for integer milliseconds.
 
@@ -22,7 +25,7 @@ by node and the parts are sent concurrently (one round trip of latency).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,13 @@ from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import ConfigError, StoreError
 from worker.windows.codec import check_limits, decode_window, encode_event, join_payloads
+from worker.windows.detector_state import (
+    CooldownState,
+    Exchanged,
+    PriceExchange,
+    member,
+    member_log_price,
+)
 from worker.windows.keys import KeyBuilder
 
 if TYPE_CHECKING:
@@ -199,53 +209,126 @@ class RedisWindowStore:
             raise StoreError(f"redis ping failed: {_describe(exc)}") from exc
 
     async def forget(self, user_id: str) -> None:
-        keys = self._keys.user_keys(user_id)
+        keys = self._keys.all_user_keys(user_id)
         try:
+            # one DEL per key: with a cluster client, one multi-key DEL of the same slot is
+            # fine too, but separate keys keep this independent of the layout
             await self._client.delete(*keys)
         except RedisError as exc:
-            raise StoreError(f"redis delete of a user's window failed: {_describe(exc)}") from exc
+            raise StoreError(f"redis delete of a user's state failed: {_describe(exc)}") from exc
 
     async def append(self, batch: Mapping[str, Sequence[dict]]) -> dict[str, list[dict]]:
-        if not batch:
-            return {}
+        return (await self.exchange(batch)).windows
+
+    async def exchange(self, batch: Mapping[str, Sequence[dict]],
+                       prices: PriceExchange | None = None) -> Exchanged:
+        prices = prices if prices is not None and not prices.empty else None
+        if not batch and prices is None:
+            return Exchanged({})
         calls: dict[str, tuple[Any, ...]] = {}
         for user, events in batch.items():
             args: list[Any] = [*self._keys.user_keys(user), *self._head]
             for event in events:
                 args.extend(encode_event(event, user))
             calls[user] = tuple(args)
+        extra = self._price_commands(prices) if prices is not None else []
         try:
-            replies = await self._run(calls)
+            replies, extra_replies = await self._run(calls, extra)
             if any(isinstance(r, NoScriptError) for r in replies.values()):
                 log.info("append script missing on the server (NOSCRIPT); loading it")
                 await self._client.script_load(APPEND_SCRIPT)
                 again = {u: calls[u] for u, r in replies.items() if isinstance(r, NoScriptError)}
-                replies.update(await self._run(again))
+                replies.update((await self._run(again, []))[0])
         except RedisError as exc:
             raise StoreError(
                 f"redis append of {len(calls)} users' events failed: {_describe(exc)}"
             ) from exc
-        failed = {u: r for u, r in replies.items() if isinstance(r, Exception)}
+        failed = [r for r in (*replies.values(), *extra_replies) if isinstance(r, Exception)]
         if failed:
-            first = next(iter(failed.values()))
             raise StoreError(
-                f"redis append failed for {len(failed)} of {len(calls)} users "
-                f"(others were written; retrying the batch is safe): {_describe(first)}"
-            ) from first
-        return {user: decode_window(join_payloads(p), user) for user, p in replies.items()}
+                f"redis append failed for {len(failed)} of {len(calls) + len(extra)} commands "
+                f"(others were written; retrying the batch is safe): {_describe(failed[0])}"
+            ) from failed[0]
+        windows = {user: decode_window(join_payloads(p), user) for user, p in replies.items()}
+        samples: dict[str, list[float]] = {}
+        if prices is not None:
+            for category, members in zip(prices.read, extra_replies, strict=False):
+                samples[category] = [member_log_price(m) for m in members]
+        return Exchanged(windows, samples)
 
-    async def _run(self, calls: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
-        """One pipeline of one EVALSHA per user; replies by user, errors as values."""
+    async def cooldowns(self, users: Iterable[str]) -> dict[str, CooldownState]:
+        users = list(dict.fromkeys(users))
+        if not users:
+            return {}
+        pipe = self._client.pipeline(transaction=False)
+        for user in users:
+            pipe.hgetall(self._keys.alerts(user))
+        try:
+            replies = await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"redis read of alert cooldowns failed: {_describe(exc)}") from exc
+        out: dict[str, CooldownState] = {}
+        for user, entries in zip(users, replies, strict=True):
+            state: CooldownState = {}
+            for kind, raw in entries.items():
+                kind = kind.decode() if isinstance(kind, bytes) else kind
+                raw = raw.decode() if isinstance(raw, bytes) else raw
+                ts, _, alert = raw.partition("|")
+                try:
+                    state[kind] = (int(ts), alert)
+                except ValueError:
+                    log.warning("ignoring a malformed alert cooldown entry %r", raw[:80])
+            out[user] = state
+        return out
+
+    async def save_cooldowns(self, updates: Mapping[str, CooldownState]) -> None:
+        if not updates:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        ttl_ms = self.ttl_s * 1000
+        for user, state in updates.items():
+            if not state:
+                continue
+            key = self._keys.alerts(user)
+            pipe.hset(key, mapping={kind: f"{ts}|{aid}" for kind, (ts, aid) in state.items()})
+            pipe.pexpire(key, ttl_ms)
+        try:
+            await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"redis write of alert cooldowns failed: {_describe(exc)}") from exc
+
+    def _price_commands(self, prices: PriceExchange) -> list[tuple[Any, ...]]:
+        """Reads first, then adds: the pipeline runs in order, so reads see the state before."""
+        commands: list[tuple[Any, ...]] = [
+            ("ZRANGE", self._keys.category(c), 0, -1) for c in prices.read]
+        ttl_ms = prices.ttl_s * 1000
+        for category, entries in prices.add.items():
+            key = self._keys.category(category)
+            args: list[Any] = []
+            for ts, event_id, logp in entries:
+                args.extend((ts, member(event_id, logp)))
+            commands.append(("ZADD", key, "NX", *args))
+            commands.append(("ZREMRANGEBYRANK", key, 0, -(prices.capacity + 1)))
+            commands.append(("PEXPIRE", key, ttl_ms))
+        return commands
+
+    async def _run(self, calls: Mapping[str, tuple[Any, ...]], extra: Sequence[tuple[Any, ...]]
+                   ) -> tuple[dict[str, Any], list[Any]]:
+        """One pipeline: one EVALSHA per user, then ``extra`` commands; errors as values."""
         pipe = self._client.pipeline(transaction=False)
         for args in calls.values():
             # execute_command, not pipe.evalsha(): redis-py blocks the evalsha method on
             # cluster pipelines (scripts may cross slots); ours never do, and the cluster
             # client routes EVALSHA by its first key.
             pipe.execute_command("EVALSHA", self._script.sha, 2, *args)
+        for command in extra:
+            pipe.execute_command(*command)
         replies = await pipe.execute(raise_on_error=False)
-        if len(replies) != len(calls):  # pragma: no cover - redis-py guarantees this
-            raise StoreError(f"redis pipeline gave {len(replies)} replies to {len(calls)} calls")
-        return dict(zip(calls, replies, strict=True))
+        if len(replies) != len(calls) + len(extra):  # pragma: no cover - redis-py guarantees it
+            raise StoreError(f"redis pipeline gave {len(replies)} replies to "
+                             f"{len(calls) + len(extra)} commands")
+        n = len(calls)
+        return dict(zip(calls, replies[:n], strict=True)), list(replies[n:])
 
 
 def _describe(exc: BaseException) -> str:

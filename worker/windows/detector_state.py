@@ -1,0 +1,71 @@
+"""The anomaly detectors' state kept next to the windows, and how it travels.
+
+Two kinds of state, both written by the window stores so that one round trip per
+micro-batch carries the windows *and* the category price samples:
+
+* **Category price samples** (:class:`PriceExchange`): per product category, the log
+  prices of its last ``capacity`` priced events, newest by event time. A sample entry is
+  ``(ts, event_id, log_price)``; the member stored is ``"<log_price>|<event_id>"``, added
+  with "first write wins", so a redelivered event never counts twice. The samples asked
+  for in ``read`` are returned as they were *before* this batch's ``add``: a purchase is
+  judged against the prices seen before its batch. (On a redelivered batch its own prices
+  are already in: one sample among up to ``capacity``.)
+* **Alert cooldowns**, per user and kind: the last alert *delivered* (event time ms and
+  ``alert_id``). Read only for users with candidate alerts, written only after the alert
+  reached the broker (see :mod:`worker.anomaly.cooldown`). Kept under the user's hash tag
+  with the window's TTL, and deleted by ``forget``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["CooldownState", "Exchanged", "PriceExchange", "member", "member_log_price"]
+
+# kind -> (event_ts_ms, alert_id) for one user
+CooldownState = dict[str, tuple[int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceExchange:
+    """Category samples to read (before) and entries to add (after), in one round trip."""
+
+    read: tuple[str, ...] = ()
+    add: Mapping[str, Sequence[tuple[int, str, float]]] = field(default_factory=dict)
+    capacity: int = 200
+    ttl_s: int = 7 * 86_400
+
+    def __post_init__(self) -> None:
+        if type(self.capacity) is not int or self.capacity < 1:
+            raise ValueError(f"capacity must be an integer >= 1, got {self.capacity!r}")
+        if type(self.ttl_s) is not int or self.ttl_s < 1:
+            raise ValueError(f"ttl_s must be an integer >= 1, got {self.ttl_s!r}")
+        for category, entries in self.add.items():
+            for ts, event_id, logp in entries:
+                if type(ts) is not int or not event_id or not math.isfinite(logp):
+                    raise ValueError(f"bad price sample entry for {category!r}: "
+                                     f"{(ts, event_id, logp)!r}")
+
+    @property
+    def empty(self) -> bool:
+        return not self.read and not self.add
+
+
+@dataclass(slots=True)
+class Exchanged:
+    """What one batch's round trip returns: windows by user, samples by category."""
+
+    windows: dict[str, list[dict]]
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+
+def member(event_id: str, log_price: float) -> str:
+    """The stored sample member: ``repr`` keeps the float exact, the id makes it unique."""
+    return f"{log_price!r}|{event_id}"
+
+
+def member_log_price(raw: bytes | str) -> float:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    return float(text.split("|", 1)[0])
