@@ -292,11 +292,14 @@ def _evaluate_anomalies(settings, events: list[dict], labels_path: Path, model_d
               help="Messages per second, like a live shop.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=900, show_default=True,
               help="Give up after this many seconds.")
-def demo(data: Path | None, fmt: str, rate: float | None, timeout_s: float) -> None:
+@click.option("--anomalies/--no-anomalies", default=True, show_default=True,
+              help="Mix two synthetic incidents (a purchase burst, a bot) into the stream.")
+def demo(data: Path | None, fmt: str, rate: float | None, timeout_s: float, anomalies: bool) -> None:
     """Run the main job on the embedded stack: broker, Redis, worker, sample clickstream, summary."""
     from worker.demo import run_demo, sample_path
 
-    summary = run_demo(data=data or sample_path(), fmt=fmt, rate=rate, timeout_s=timeout_s, echo=click.echo)
+    summary = run_demo(data=data or sample_path(), fmt=fmt, rate=rate, timeout_s=timeout_s, echo=click.echo,
+                       anomalies=anomalies)
     click.echo("")
     click.echo("summary")
     for line in summary.lines():

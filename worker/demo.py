@@ -17,12 +17,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from worker.errors import IntentError, ServiceUnavailable
+from worker.events.parse import epoch_ms
 from worker.kafka.admin import ensure_topics
 from worker.kafka.publish import file_messages, publish
 from worker.ops.stack import EmbeddedStack, free_port
@@ -42,6 +44,7 @@ class Summary:
     scores: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     dead_letters: int = 0
+    alerts: list[dict] = field(default_factory=list)
     models: set[str] = field(default_factory=set)
     seconds: float = 0.0
 
@@ -70,6 +73,11 @@ class Summary:
         if self.latencies:
             out.append("latency ms         " + "  ".join(
                 f"p{q}={pct(self.latencies, q):,.0f}" for q in (50, 95, 99)))
+        kinds: dict[str, int] = {}
+        for a in self.alerts:
+            kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
+        out.append(f"alerts             {len(self.alerts)}" + (
+            " (" + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")" if kinds else ""))
         return out
 
 
@@ -79,7 +87,8 @@ async def _follow(settings: Settings, expected: int, summary: Summary, echo: Cal
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in (settings.topic_scores, settings.topic_dlq)
+        tps = [TopicPartition(t, p)
+               for t in (settings.topic_scores, settings.topic_dlq, settings.topic_alerts)
                for p in range(settings.topic_partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -97,6 +106,11 @@ async def _follow(settings: Settings, expected: int, summary: Summary, echo: Cal
                         summary.dead_letters += 1
                         echo(f"DLQ   {rec['reason']}: {rec['detail'][:80]}")
                         continue
+                    if tp.topic == settings.topic_alerts:
+                        summary.alerts.append(rec)
+                        echo(f"ALERT {rec['kind']} ({rec['severity']})  user {rec['user_id']}  "
+                             f"{_evidence(rec['evidence'])}")
+                        continue
                     summary.records += 1
                     summary.events_scored += len(rec["event_ids"])
                     summary.users.add(rec["user_id"])
@@ -112,7 +126,44 @@ async def _follow(settings: Settings, expected: int, summary: Summary, echo: Cal
         await consumer.stop()
 
 
-def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo: Callable[[str], None]) -> Summary:
+def _evidence(evidence: dict) -> str:
+    shown = {k: v for k, v in evidence.items() if k not in ("event_ids", "thresholds")}
+    return f"{len(evidence['event_ids'])} events; " + ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def demo_anomalies(messages: list[tuple[bytes | None, bytes]]) -> list[tuple[bytes | None, bytes]]:
+    """Two synthetic incidents for the fraud side of the demo, timed inside the sample's event
+    time: a purchase burst (8 purchases in 4 minutes) and a bot scraping (30 views, 0.2 s apart).
+    Users ``demo-burst`` and ``demo-bot``; inserted mid-stream."""
+    times = []
+    for _, value in messages[:200]:
+        try:
+            ts = orjson.loads(value).get("ts")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(ts, str):
+            try:
+                ts = epoch_ms(datetime.fromisoformat(ts))
+            except ValueError:
+                continue
+        if isinstance(ts, int):
+            times.append(ts)
+    t0 = max(times) if times else 1_700_000_000_000
+    product = {"id": "demo-phone", "title": "Smartphone 256GB", "category": "electronics.smartphone",
+               "brand": "demo", "price": 899.0}
+    out = [{"event_id": "demo-burst-v", "user_id": "demo-burst", "event_type": "view", "ts": t0,
+            "product": product}]
+    out += [{"event_id": f"demo-burst-p{i}", "user_id": "demo-burst", "event_type": "purchase",
+             "ts": t0 + 30_000 * (i + 1), "product": product} for i in range(8)]
+    out += [{"event_id": f"demo-bot-{i}", "user_id": "demo-bot", "event_type": "view",
+             "ts": t0 + 200 * i, "product": {**product, "id": f"demo-item-{i}"}} for i in range(30)]
+    extra = [(e["user_id"].encode(), orjson.dumps(e)) for e in out]
+    mid = len(messages) // 2
+    return messages[:mid] + extra + messages[mid:]
+
+
+def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo: Callable[[str], None],
+             anomalies: bool = True) -> Summary:
     workdir = Path(tempfile.mkdtemp(prefix="intent-demo-"))
     echo(f"starting the embedded stack (Tansu broker + redis-server); logs in {workdir}")
     with EmbeddedStack(kafka_port=None, redis_port=None, log_dir=workdir) as st:
@@ -130,7 +181,8 @@ def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             _wait_ready(log_path, proc, timeout_s=180, echo=echo)
-            summary = asyncio.run(_publish_and_follow(settings, data, fmt, rate, timeout_s, echo, proc))
+            summary = asyncio.run(_publish_and_follow(settings, data, fmt, rate, timeout_s, echo, proc,
+                                                      anomalies=anomalies))
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -157,9 +209,12 @@ def _wait_ready(log_path: Path, proc: subprocess.Popen, *, timeout_s: float,
 
 async def _publish_and_follow(settings: Settings, data: Path, fmt: str, rate: float | None,
                               timeout_s: float, echo: Callable[[str], None],
-                              proc: subprocess.Popen) -> Summary:
+                              proc: subprocess.Popen, *, anomalies: bool = True) -> Summary:
     summary = Summary()
     messages = list(file_messages(data, fmt))
+    if anomalies:
+        messages = demo_anomalies(messages)
+        echo("with two synthetic incidents for the alert topic: users demo-burst and demo-bot")
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, linger_ms=5)
     await producer.start()
     try:
