@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Sequence
 
 import faust
+from faust.types import TP
 
 from worker.errors import IntentError
+from worker.kafka.security import faust_credentials
 from worker.model.reload import ModelReloader
+from worker.ops.metrics import CONTENT_TYPE_LATEST, Metrics
 from worker.scoring.pipeline import BatchResult, Message, Pipeline, process_until_done
 from worker.settings import Settings
 
@@ -26,7 +30,7 @@ def to_message(event: faust.types.EventT) -> Message:
 
 
 def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloader | None = None,
-               **faust_options: object) -> faust.App:
+               metrics: Metrics | None = None, **faust_options: object) -> faust.App:
     """Build the Faust app around a ready :class:`Pipeline` (its store and scorer made by the caller).
 
     With a ``reloader``, the model directory is checked every ``INTENT_MODEL_POLL_S`` seconds
@@ -47,6 +51,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         stream_buffer_maxsize=max(4096, settings.batch_max * 4),
         broker_commit_interval=1.0,
         broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_credentials=faust_credentials(settings),
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         **faust_options,
     )
@@ -56,14 +61,44 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     alerts = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
     within = settings.batch_wait_ms / 1000.0
+    metrics = metrics or Metrics()
+    serving = [None]
 
     @app.agent(events, concurrency=1, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=within):
+            started = time.monotonic()
+            messages = [to_message(e) for e in batch]
             # Faust acks a take_events batch even when the body raises, so a retriable
             # failure is retried here, before the batch can be acknowledged.
-            result = await process_until_done(pipeline, [to_message(e) for e in batch])
+            result = await process_until_done(pipeline, messages,
+                                              on_retry=lambda _: metrics.batch_retries.inc())
             await publish(result)
+            observe(messages, result, time.monotonic() - started)
+
+    def observe(messages: list[Message], result: BatchResult, batch_s: float) -> None:
+        metrics.observe_batch(
+            messages=len(messages), events=result.events, scores=len(result.scores),
+            latencies_s=[ms / 1000.0 for ms in result.latencies_ms],
+            dead_letter_reasons=result.dead_letter_reasons, alert_kinds=result.alert_kinds,
+            batch_s=batch_s, model_s=result.model_s, redis_s=result.store_s,
+            detect_s=result.detect_s, sequences=result.sequences)
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            last[(m.topic, m.partition)] = max(last.get((m.topic, m.partition), -1), m.offset)
+        lags = {}
+        for (topic, partition), offset in last.items():
+            try:
+                high = app.consumer.highwater(TP(topic, partition))
+            except Exception:  # noqa: BLE001 - a metric must never fail a batch
+                continue
+            if high is not None:
+                lags[(topic, partition)] = high - offset - 1
+        metrics.set_lag(lags)
+        scorer = pipeline.scorer
+        if serving[0] != (scorer.name, scorer.version):
+            serving[0] = (scorer.name, scorer.version)
+            metrics.set_model(scorer.name, scorer.version)
 
     async def publish(result: BatchResult) -> None:
         # Sends go to the producer's buffer; Faust flushes the producer before it
@@ -85,6 +120,12 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             await pipeline.confirm(result)
             log.info("published %d alerts (%s)", len(result.alerts),
                      ", ".join(sorted(set(result.alert_kinds))))
+
+    @app.page("/metrics")
+    async def prometheus(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        """Prometheus text exposition of :class:`worker.ops.metrics.Metrics`."""
+        # aiohttp refuses a charset inside content_type: send the header as it is
+        return web.bytes(metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/health")
     async def health(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -37,8 +37,10 @@ def _settings(**overrides: object) -> Settings:
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(settings) -> None:
+    from worker.ops.logs import setup_logging
+
+    setup_logging(settings)
 
 
 @main.command()
@@ -50,6 +52,29 @@ def run(model_path: Path | None) -> None:
     from worker.runtime import run_worker
 
     run_worker(settings)
+
+
+@main.command()
+@click.argument("user_ids", nargs=-1, required=True, metavar="USER_ID...")
+def forget(user_ids: tuple[str, ...]) -> None:
+    """Delete users' state in Redis (window, event payloads, alert cooldowns): erasure requests.
+
+    Uses the worker's INTENT_REDIS_* and INTENT_KEY_* settings, so pseudonymised keys are found.
+    Scores and alerts already published to Kafka are not touched (see your topics' retention)."""
+    settings = _settings()
+    from worker.windows import RedisWindowStore
+
+    async def go() -> None:
+        store = RedisWindowStore.from_settings(settings)
+        await store.start()
+        try:
+            for user in user_ids:
+                await store.forget(user)
+                click.echo(f"forgot {user}")
+        finally:
+            await store.stop()
+
+    asyncio.run(go())
 
 
 @main.command()
@@ -94,14 +119,15 @@ def publish(file: Path, fmt: str, rate: float | None, topic: str | None) -> None
 
     from worker.kafka.admin import ensure_topics
     from worker.kafka.publish import file_messages, publish as publish_messages
+    from worker.kafka.security import aiokafka_options
 
     target = topic or settings.topic_events
 
     async def go() -> None:
         await ensure_topics(settings.bootstrap_list, [target], partitions=settings.topic_partitions,
-                            timeout_s=settings.startup_timeout_s)
+                            timeout_s=settings.startup_timeout_s, **aiokafka_options(settings))
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, linger_ms=5,
-                                    max_batch_size=256 * 1024)
+                                    max_batch_size=256 * 1024, **aiokafka_options(settings))
         await producer.start()
         try:
             report = await publish_messages(producer, target, file_messages(file, fmt), rate=rate)
@@ -134,7 +160,7 @@ def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, encoder: st
           overwrite: bool) -> None:
     """Train the intent model (and the GBDT baseline) on a file of events."""
     settings = _settings()
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     from worker.model.intent import resolve_device
     from worker.training.data import load_events
     from worker.training.train import train as run_train
@@ -197,8 +223,9 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
     With --anomaly-labels, also replay it through the anomaly detectors and print, per kind,
     recall on the injected anomalies and false alerts per 10,000 clean events."""
     settings = _settings()
-    _setup_logging(settings.log_level)
+    _setup_logging(settings)
     from worker.evaluation.replay import parse_time
+    from worker.kafka.security import aiokafka_options
 
     if (input_path is None) == (topic is None):
         raise click.UsageError("give either INPUT --format ... or --topic T")
@@ -217,9 +244,9 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
 
         async def shadow() -> None:
             await ensure_topics(settings.bootstrap_list, [publish_to], partitions=settings.topic_partitions,
-                                timeout_s=settings.startup_timeout_s)
+                                timeout_s=settings.startup_timeout_s, **aiokafka_options(settings))
             rep = await republish(settings.bootstrap_list, topic, publish_to, from_ms=from_ms, to_ms=to_ms,
-                                  speed=speed)
+                                  speed=speed, **aiokafka_options(settings))
             click.echo(f"re-published {rep.messages} messages from {topic} to {publish_to} in {rep.seconds:.1f}s")
 
         asyncio.run(shadow())
@@ -233,7 +260,8 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
 
     if topic is not None:
         events, rejected = asyncio.run(events_from_topic(settings.bootstrap_list, topic, from_ms=from_ms,
-                                                         to_ms=to_ms, max_event_bytes=settings.max_event_bytes))
+                                                         to_ms=to_ms, max_event_bytes=settings.max_event_bytes,
+                                                         **aiokafka_options(settings)))
         source = {"topic": topic, "from_ms": from_ms, "to_ms": to_ms, "events": len(events),
                   "rejected": rejected}
     else:

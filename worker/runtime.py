@@ -53,11 +53,13 @@ def run_worker(settings: Settings) -> None:
 
     from worker.app import create_app, topic_names
     from worker.kafka.admin import ensure_topics
+    from worker.kafka.security import aiokafka_options
     from worker.scoring.pipeline import Pipeline
     from worker.windows import RedisWindowStore
 
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from worker.ops.logs import logging_config, setup_logging
+
+    setup_logging(settings)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     scorer = make_scorer(settings)
@@ -66,7 +68,8 @@ def run_worker(settings: Settings) -> None:
     loop.run_until_complete(store.start())
     loop.run_until_complete(ensure_topics(settings.bootstrap_list, topic_names(settings),
                                           partitions=settings.topic_partitions,
-                                          timeout_s=settings.startup_timeout_s))
+                                          timeout_s=settings.startup_timeout_s,
+                                          **aiokafka_options(settings)))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intent-model")
     pipeline = Pipeline.from_settings(settings, store=store, scorer=scorer, executor=executor)
     reloader = None
@@ -81,7 +84,9 @@ def run_worker(settings: Settings) -> None:
                                  load=lambda p: load_model(p, device=settings.device),
                                  on_swap=swap, current_version=scorer.version)
     app = create_app(settings, pipeline=pipeline, reloader=reloader)
-    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True)
+    # text: Faust's own (coloured) handler; json: ours, for every logger of the process
+    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
+                          logging_config=logging_config(settings) if settings.log_format == "json" else None)
 
     @app.on_before_shutdown.connect
     async def _close(app: faust.App, **_: object) -> None:  # after streams drained

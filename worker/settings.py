@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigError
@@ -43,9 +43,27 @@ class Settings(BaseSettings):
     startup_timeout_s: float = Field(
         60.0, gt=0, description="give up (exit non-zero) if Kafka or Redis stay unreachable this long"
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how to talk to Kafka (SSL = TLS; SASL_SSL = TLS + SASL)"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism with SASL_PLAINTEXT / SASL_SSL"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (never logged)")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers (TLS); unset = system CAs")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="client private key (mutual TLS)")
     # Redis
-    redis_url: str = Field("redis://localhost:6379/0", description="Redis URL (redis:// or rediss://)")
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis URL (redis:// or rediss:// for TLS)")
+    redis_username: str | None = Field(None, description="Redis ACL user (overrides the URL's)")
+    redis_password: SecretStr | None = Field(None, description="Redis password (overrides the URL's; never logged)")
+    redis_tls_ca_file: Path | None = Field(None, description="CA bundle to verify Redis over rediss://")
+    redis_cluster: bool = Field(False, description="INTENT_REDIS_URL is a node of a Redis Cluster")
     key_prefix: str = Field("iw", min_length=1, description="prefix of every Redis key")
+    key_secret: SecretStr | None = Field(
+        None, description="HMAC key: user ids in Redis keys become keyed hashes (pseudonymised)"
+    )
     # Model
     model_path: Path | None = Field(None, description="model directory; unset = the shipped default")
     model_poll_s: float = Field(
@@ -88,6 +106,7 @@ class Settings(BaseSettings):
     # Operations
     web_port: int = Field(6066, ge=0, le=65_535, description="HTTP port of the worker (health, metrics)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+    log_format: Literal["text", "json"] = Field("text", description="'json': one JSON object per log line")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -96,6 +115,20 @@ class Settings(BaseSettings):
                 "INTENT_WINDOW_TTL_SECONDS must be >= INTENT_WINDOW_SECONDS "
                 f"({self.window_ttl_seconds} < {self.window_seconds})"
             )
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if sasl and (not self.kafka_sasl_username or self.kafka_sasl_password is None):
+            raise ValueError(f"INTENT_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                             "INTENT_KAFKA_SASL_USERNAME and INTENT_KAFKA_SASL_PASSWORD")
+        for name in ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "redis_tls_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{env_name(name)}={str(path)!r}: no such file")
+        if self.redis_tls_ca_file is not None and not self.redis_url.startswith("rediss://"):
+            raise ValueError("INTENT_REDIS_TLS_CA_FILE needs a rediss:// INTENT_REDIS_URL")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"INTENT_REDIS_URL={self.redis_url!r}: expected redis://, rediss:// or unix://")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("INTENT_KAFKA_SSL_CERTFILE and INTENT_KAFKA_SSL_KEYFILE go together")
         try:
             self.detector_config().validate()
         except ConfigError as exc:

@@ -75,6 +75,7 @@ async def alerts_run(kafka_bootstrap, redis_url, tmp_path_factory):
         await read_topic(kafka_bootstrap, scores_topic, until=covers(all_ids), timeout_s=120)
         first = await read_topic(kafka_bootstrap, alerts_topic, until=lambda r: len(r) >= 3,
                                  timeout_s=30)
+        metrics = _get_text(f"http://127.0.0.1:{env['INTENT_WEB_PORT']}/metrics")
     # every batch again, through a new consumer group, on the same Redis state
     replay_env = {**env, "INTENT_APP_ID": f"{env['INTENT_APP_ID']}-replay-{uuid.uuid4().hex[:4]}"}
     with worker_process(replay_env, logs / "worker-2.log"):
@@ -82,8 +83,34 @@ async def alerts_run(kafka_bootstrap, redis_url, tmp_path_factory):
                          timeout_s=120)
         after = await read_topic(kafka_bootstrap, alerts_topic, until=lambda r: len(r) > 3,
                                  timeout_s=8)
-    return {"first": first, "after": after,
+    return {"first": first, "after": after, "metrics": metrics, "events": len(all_ids),
             "log": (logs / "worker-1.log").read_text(errors="replace")[-3000:]}
+
+
+def _get_text(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
+        return resp.read().decode()
+
+
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{") and line.split(" ")[0] == name:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+async def test_metrics_count_events_alerts_and_latency(alerts_run) -> None:
+    text, n = alerts_run["metrics"], alerts_run["events"]
+    assert _sample(text, "intent_events_in_total") == n
+    assert _sample(text, "intent_events_scored_total") == n
+    for kind in ("bot_cadence", "purchase_velocity", "price_outlier"):
+        assert _sample(text, f'intent_alerts_total{{kind="{kind}"}}') == 1
+    assert _sample(text, "intent_event_to_score_seconds_count") == _sample(text, "intent_scores_total")
+    assert _sample(text, "intent_batches_total") >= 2
+    assert 'intent_model_info{name="noop"' in text
+    assert "intent_consumer_lag{" in text
 
 
 async def test_each_injected_anomaly_gives_exactly_one_alert(alerts_run) -> None:

@@ -36,13 +36,13 @@ class Evaluation:
 
 
 async def events_from_topic(bootstrap: list[str], topic: str, *, from_ms: int | None, to_ms: int | None,
-                            max_event_bytes: int) -> tuple[list[dict], dict[str, int]]:
+                            max_event_bytes: int, **client_opts: object) -> tuple[list[dict], dict[str, int]]:
     from worker.evaluation.replay import read_topic_range
 
     events: list[dict] = []
     rejected: Counter[str] = Counter()
     seen: set[str] = set()
-    async for rec in read_topic_range(bootstrap, topic, from_ms=from_ms, to_ms=to_ms):
+    async for rec in read_topic_range(bootstrap, topic, from_ms=from_ms, to_ms=to_ms, **client_opts):
         try:
             event = parse_event(rec.value, max_bytes=max_event_bytes)
         except BadEvent as exc:

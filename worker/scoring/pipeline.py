@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +62,7 @@ class BatchResult:
     events: int = 0
     users: int = 0
     sequences: int = 0  # model inputs: one per user, plus out-of-character prior windows
+    latencies_ms: list[int] = field(default_factory=list)  # per score record, as in the record
     store_s: float = 0.0
     model_s: float = 0.0
     detect_s: float = 0.0
@@ -157,6 +158,7 @@ class Pipeline:
                 scored_at_ms=scored_at_ms, appended_at_ms=batch.appended_at_ms,
             )
             result.scores.append(Output(user_id.encode(), orjson.dumps(record)))
+            result.latencies_ms.append(record["latency_ms"])
         if detector is not None:
             prior_scores = {p.purchase_id: s for p, s in zip(priors, all_scores[len(order):],
                                                              strict=True)}
@@ -210,7 +212,8 @@ class Pipeline:
 
 
 async def process_until_done(pipeline: Pipeline, messages: Sequence[Message], *,
-                             max_delay_s: float = 10.0) -> BatchResult:
+                             max_delay_s: float = 10.0,
+                             on_retry: Callable[[IntentError], None] | None = None) -> BatchResult:
     """Process a batch, retrying retriable failures (Redis down, ...) with backoff.
 
     The batch is not acknowledged while this waits, so no offset moves past events
@@ -224,6 +227,8 @@ async def process_until_done(pipeline: Pipeline, messages: Sequence[Message], *,
         except IntentError as exc:
             if not exc.retriable:
                 raise
+            if on_retry is not None:
+                on_retry(exc)
             log.warning("batch of %d failed (%s); retrying in %.1fs", len(messages), exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay_s)

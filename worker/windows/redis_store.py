@@ -152,16 +152,27 @@ class RedisWindowStore:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, secret: bytes | None = None, cluster: bool = False
+        cls, settings: Settings, *, secret: bytes | None = None, cluster: bool | None = None
     ) -> RedisWindowStore:
-        """A store on a new client for ``settings.redis_url`` (cluster: ``RedisCluster``)."""
+        """A store on a new client for ``settings.redis_url``, with the settings' credentials,
+        TLS CA, key secret (``INTENT_KEY_SECRET``) and cluster mode unless given here."""
+        if secret is None and settings.key_secret is not None:
+            secret = settings.key_secret.get_secret_value().encode()
         try:
             keys = KeyBuilder(settings.key_prefix, secret)
         except ValueError as exc:
             raise ConfigError(f"INTENT_KEY_PREFIX={settings.key_prefix!r}: {exc}") from None
-        factory = RedisCluster.from_url if cluster else aioredis.Redis.from_url
+        options: dict[str, Any] = {}
+        if settings.redis_username:
+            options["username"] = settings.redis_username
+        if settings.redis_password is not None:
+            options["password"] = settings.redis_password.get_secret_value()
+        if settings.redis_tls_ca_file is not None:
+            options["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+        use_cluster = settings.redis_cluster if cluster is None else cluster
+        factory = RedisCluster.from_url if use_cluster else aioredis.Redis.from_url
         return cls(
-            factory(settings.redis_url),
+            factory(settings.redis_url, **options),
             keys=keys,
             max_events=settings.window_max_events,
             span_ms=settings.window_seconds * 1000,

@@ -1,0 +1,96 @@
+"""Kafka TLS/SASL options (Faust and aiokafka agree), JSON logs, metrics exposition."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+
+import orjson
+import pytest
+
+from worker.errors import ConfigError
+from worker.kafka.security import aiokafka_options, faust_credentials
+from worker.ops.logs import JsonFormatter, logging_config
+from worker.ops.metrics import Metrics
+from worker.settings import load_settings
+
+
+def test_plaintext_adds_nothing() -> None:
+    settings = load_settings()
+    assert aiokafka_options(settings) == {} and faust_credentials(settings) is None
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_reaches_faust_and_aiokafka_alike(protocol: str, mechanism: str) -> None:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    settings = load_settings(kafka_security_protocol=protocol, kafka_sasl_mechanism=mechanism,
+                             kafka_sasl_username="svc-intent", kafka_sasl_password="s3cret")
+    ours = aiokafka_options(settings)
+    theirs = dict(credentials_to_aiokafka_auth(faust_credentials(settings)))
+    assert ours["security_protocol"] == theirs["security_protocol"] == protocol
+    assert ours["sasl_mechanism"] == theirs["sasl_mechanism"] == mechanism
+    assert ours["sasl_plain_username"] == theirs["sasl_plain_username"] == "svc-intent"
+    assert ours["sasl_plain_password"] == theirs["sasl_plain_password"] == "s3cret"
+    if protocol == "SASL_SSL":
+        assert isinstance(ours["ssl_context"], ssl.SSLContext)
+        assert ours["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+    else:
+        assert "ssl_context" not in ours and theirs["ssl_context"] is None
+    assert "s3cret" not in repr(settings)  # secrets are masked wherever settings are shown
+
+
+def test_tls_with_a_ca_file(tmp_path: Path) -> None:
+    import certifi
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Path(certifi.where()).read_bytes())
+    settings = load_settings(kafka_security_protocol="SSL", kafka_ssl_cafile=ca)
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    assert aiokafka_options(settings)["security_protocol"] == "SSL"
+    assert credentials_to_aiokafka_auth(faust_credentials(settings))["security_protocol"] == "SSL"
+
+
+def test_bad_security_settings_say_what_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs INTENT_KAFKA_SASL_USERNAME and INTENT_KAFKA_SASL_PASSWORD"):
+        load_settings(kafka_security_protocol="SASL_SSL")
+    with pytest.raises(ConfigError, match="INTENT_KAFKA_SSL_CAFILE=.*no such file"):
+        load_settings(kafka_security_protocol="SSL", kafka_ssl_cafile=tmp_path / "missing.pem")
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match="go together"):
+        load_settings(kafka_security_protocol="SSL", kafka_ssl_certfile=cert)
+    with pytest.raises(ConfigError, match="needs a rediss://"):
+        load_settings(redis_tls_ca_file=cert)
+    with pytest.raises(ConfigError, match="INTENT_REDIS_URL"):
+        load_settings(redis_url="http://localhost:6379")
+
+
+def test_json_log_lines() -> None:
+    record = logging.LogRecord("worker.app", logging.WARNING, __file__, 1, "batch of %d failed", (3,), None)
+    doc = orjson.loads(JsonFormatter().format(record))
+    assert doc["level"] == "WARNING" and doc["logger"] == "worker.app"
+    assert doc["message"] == "batch of 3 failed" and doc["ts"].endswith("+00:00")
+    config = logging_config(load_settings(log_format="json", log_level="DEBUG"))
+    assert config["formatters"]["main"]["()"] is JsonFormatter and config["root"]["level"] == "DEBUG"
+
+
+def test_metrics_exposition() -> None:
+    m = Metrics()
+    m.observe_batch(messages=10, events=8, scores=5, latencies_s=[0.2, 0.4], dead_letter_reasons=["invalid_json"] * 2,
+                    alert_kinds=["bot_cadence"], batch_s=0.5, model_s=0.3, redis_s=0.01, detect_s=0.002,
+                    sequences=5)
+    m.set_lag({("clickstream", 3): 42})
+    m.set_model("intent-minilm", "1.0.0")
+    text = m.render().decode()
+    for line in ('intent_events_in_total 10.0', 'intent_events_scored_total 8.0',
+                 'intent_dead_letters_total{reason="invalid_json"} 2.0',
+                 'intent_alerts_total{kind="bot_cadence"} 1.0',
+                 'intent_consumer_lag{partition="3",topic="clickstream"} 42.0',
+                 'intent_model_info{name="intent-minilm",version="1.0.0"} 1.0',
+                 'intent_event_to_score_seconds_count 2.0'):
+        assert line in text, line
+    assert Metrics().render() != m.render()  # each app has its own registry
