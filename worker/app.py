@@ -63,6 +63,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     within = settings.batch_wait_ms / 1000.0
     metrics = metrics or Metrics()
     serving = [None]
+    cache_seen = [0, 0]  # the scorer's cache counters at the last batch
 
     @app.agent(events, concurrency=1, name="score-events")
     async def score_events(stream: faust.StreamT) -> None:
@@ -99,6 +100,11 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         if serving[0] != (scorer.name, scorer.version):
             serving[0] = (scorer.name, scorer.version)
             metrics.set_model(scorer.name, scorer.version)
+            cache_seen[:] = [0, 0]
+        hits, misses = getattr(scorer, "cache_hits", 0), getattr(scorer, "cache_misses", 0)
+        metrics.text_cache.labels("hit").inc(max(0, hits - cache_seen[0]))
+        metrics.text_cache.labels("miss").inc(max(0, misses - cache_seen[1]))
+        cache_seen[:] = [hits, misses]
 
     async def publish(result: BatchResult) -> None:
         # Sends go to the producer's buffer; Faust flushes the producer before it

@@ -27,7 +27,7 @@ def make_scorer(settings: Settings):
     from worker.model import default_model_path, load_model
 
     path = settings.model_path or default_model_path()
-    model = load_model(path, device=settings.device)
+    model = load_model(path, device=settings.device, cache_size=settings.embed_cache_size)
     log.info("loaded model %s %s from %s on %s", model.name, model.version, path, model.device)
     return model
 
@@ -81,7 +81,8 @@ def run_worker(settings: Settings) -> None:
             pipeline.scorer = model  # read once per batch: lands between batches
 
         reloader = ModelReloader(settings.model_path or default_model_path(),
-                                 load=lambda p: load_model(p, device=settings.device),
+                                 load=lambda p: load_model(p, device=settings.device,
+                                                           cache_size=settings.embed_cache_size),
                                  on_swap=swap, current_version=scorer.version)
     app = create_app(settings, pipeline=pipeline, reloader=reloader)
     # text: Faust's own (coloured) handler; json: ours, for every logger of the process

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     scorer: Literal["model", "noop"] = Field(
         "model", description="'noop' skips the model (benchmarks only): every score is 0.5"
     )
+    embed_cache_size: int = Field(
+        20_000, ge=0, description="text vectors kept for windows whose text repeats (LRU; 0 = off)"
+    )
     # Batching and windows
     batch_max: int = Field(256, ge=1, le=100_000, description="events per micro-batch, at most")
     batch_wait_ms: int = Field(50, ge=1, le=60_000, description="longest wait to fill a micro-batch")

@@ -86,6 +86,7 @@ def test_dynamic_padding(model: IntentModel) -> None:
     lengths = sorted((len(ids) for ids in model.encoder.encode([i.text for i in items],
                                                                 model.max_tokens)), reverse=True)
     widths: list[tuple[int, int]] = []
+    model.clear_cache()  # every text through the encoder
     hook = model.encoder.register_forward_pre_hook(
         lambda _mod, args: widths.append(tuple(args[0].shape)))
     try:
@@ -171,3 +172,27 @@ def test_shipped_default_model_scores() -> None:
     scores = model.score(items)
     assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
     assert [model.score([i])[0] for i in items] == pytest.approx(scores, abs=1e-5)
+
+
+def test_text_cache_matches_the_encoder_and_evicts(model_dir: Path) -> None:
+    cached = load_model(model_dir, device="cpu", batch_size=4)
+    cached.cache_size = 5
+    plain = load_model(model_dir, device="cpu", batch_size=4)
+    plain.cache_size = 0
+    items = inputs(8)
+    twice = items + items[:3]  # texts repeated inside one call are encoded once
+    assert cached.score(twice) == pytest.approx(plain.score(twice), abs=1e-5)
+    distinct = len({i.text for i in items})
+    assert cached.cache_misses == distinct and cached.cache_hits == len(twice) - distinct
+    assert len(cached._cache) == 5  # LRU bound
+    # the five most recent texts are served from the cache, with the same scores
+    recent = list(cached._cache)
+    again = [i for i in items if i.text in recent]
+    before = cached.cache_misses
+    assert cached.score(again) == pytest.approx(plain.score(again), abs=1e-5)
+    assert cached.cache_misses == before
+    # same text with other features: the head still sees each input's own features
+    a = items[0]
+    b = ModelInput(text=a.text, features=[f + 1.0 for f in a.features])
+    sa, sb = cached.score([a, b])
+    assert sa != sb and sb == pytest.approx(plain.score([b])[0], abs=1e-5)

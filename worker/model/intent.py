@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -37,11 +38,20 @@ class IntentModel:
     wins, 64 on CUDA), each padded to its own longest sequence; results come back in input
     order. On CUDA: bf16 autocast and pinned,
     non-blocking copies.
+
+    **Text cache.** The encoder's pooled vector depends on the text alone (the context features
+    join in the head), so vectors of the last ``cache_size`` distinct texts are kept (LRU, on
+    the model's device; 384 floats each for MiniLM) and only texts not seen recently go
+    through the encoder; texts repeated within one call are encoded once. Windows repeat
+    more than one would think: a user who views one product, or many users whose window is
+    one view of the same bestseller. ``cache_size=0`` turns it off. Not thread-safe: one
+    scoring thread per model (the worker's executor has one).
     """
 
     def __init__(self, *, encoder: TextEncoder, head: FusionHead, config: ModelConfig,
                  device: torch.device, max_tokens: int | None = None,
-                 max_chars: int | None = None, batch_size: int | None = None) -> None:
+                 max_chars: int | None = None, batch_size: int | None = None,
+                 cache_size: int = 20_000) -> None:
         if batch_size is None:
             batch_size = CUDA_BATCH if device.type == "cuda" else CPU_BATCH
         if batch_size < 1:
@@ -55,6 +65,12 @@ class IntentModel:
         self.batch_size = batch_size
         self.encoder = encoder.to(device).eval()
         self.head = head.to(device).eval()
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     def __repr__(self) -> str:
         return f"IntentModel({self.name!r}, {self.version!r}, device={self.device})"
@@ -68,6 +84,42 @@ class IntentModel:
             if len(item.features) != n_features:
                 raise ValueError(f"an input has {len(item.features)} features, the model takes "
                                  f"{n_features}")
+        if self.cache_size == 0:
+            return self._score_uncached(inputs)
+        texts = [i.text for i in inputs]
+        with torch.inference_mode(), self._autocast():
+            vectors = self._vectors(texts)
+            features = self._to_device(torch.tensor([i.features for i in inputs], dtype=torch.float32))
+            logits = self.head(torch.stack([vectors[t] for t in texts]), features)
+            return torch.sigmoid(logits.float()).tolist()
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def _vectors(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        """Pooled vectors of the distinct ``texts``: from the cache, else from the encoder."""
+        out: dict[str, Tensor] = {}
+        missing: list[str] = []
+        for text in dict.fromkeys(texts):
+            hit = self._cache.get(text)
+            if hit is None:
+                missing.append(text)
+            else:
+                self._cache.move_to_end(text)
+                out[text] = hit
+        self.cache_hits += len(texts) - len(missing)
+        self.cache_misses += len(missing)
+        for idx, input_ids, mask in self._batches(missing) if missing else ():
+            pooled = self.encoder(input_ids, mask)
+            for row, i in enumerate(idx):
+                out[missing[i]] = pooled[row]
+        for text in missing:
+            self._cache[text] = out[text]
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def _score_uncached(self, inputs: Sequence[ModelInput]) -> list[float]:
         parts, order = [], []
         with torch.inference_mode(), self._autocast():
             for idx, input_ids, mask in self._batches([i.text for i in inputs]):

@@ -224,7 +224,8 @@ def read_head(path: str | os.PathLike[str], config: ModelConfig) -> dict[str, to
 
 
 def load_model(path: str | os.PathLike[str], *, device: str = "auto", threads: int | None = None,
-               max_tokens: int | None = None, batch_size: int | None = None) -> IntentModel:
+               max_tokens: int | None = None, batch_size: int | None = None,
+               cache_size: int = 20_000) -> IntentModel:
     """Load and check a model directory.
 
     ``device``: ``auto`` (CUDA if available), ``cpu`` or ``cuda``. ``threads`` sets torch's
@@ -261,7 +262,8 @@ def load_model(path: str | os.PathLike[str], *, device: str = "auto", threads: i
     if max_tokens is not None and max_tokens != config.max_tokens:
         max_chars = max(1, round(config.max_chars * max_tokens / config.max_tokens))
     return IntentModel(encoder=encoder, head=head, config=config, device=dev,
-                       max_tokens=budget, max_chars=max_chars, batch_size=batch_size)
+                       max_tokens=budget, max_chars=max_chars, batch_size=batch_size,
+                       cache_size=cache_size)
 
 
 def save_model_dir(path: str | os.PathLike[str], *, head: FusionHead, config: ModelConfig,

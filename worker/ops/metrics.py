@@ -52,6 +52,9 @@ class Metrics:
                                  buckets=_LATENCY, registry=r)
         self.lag = Gauge("intent_consumer_lag", "Messages behind the partition's high watermark",
                          ["topic", "partition"], registry=r)
+        self.text_cache = Counter("intent_text_cache", "Model inputs whose text vector came from the "
+                                  "cache (result=hit) or the encoder (result=miss)", ["result"],
+                                  registry=r)
         self.model_info = Gauge("intent_model_info", "The model serving now (value 1)",
                                 ["name", "version"], registry=r)
 
