@@ -17,10 +17,6 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: On SIGTERM, wait at most this long for the batch in flight before stopping anyway (it is then
-#: redelivered after the restart). Below the 30 s that Kubernetes and systemd grant by default.
-DRAIN_TIMEOUT_S = 20.0
-
 
 def make_scorer(settings: Settings):
     """The configured scorer: the model at INTENT_MODEL_PATH (or the shipped default), or no-op."""
@@ -52,58 +48,6 @@ async def wait_for_redis(store, timeout_s: float) -> None:
             log.warning("Redis not reachable yet (%s); retrying in %.1fs", exc, wait)
             await asyncio.sleep(wait)
             delay = min(delay * 2, 5.0)
-
-
-async def drain_in_flight(consumer, flow_control, *, timeout_s: float = DRAIN_TIMEOUT_S,
-                          poll_s: float = 0.05) -> bool:
-    """Stop taking messages and wait until every message taken so far is acknowledged.
-
-    Faust's own shutdown cancels the agent in the middle of a batch: the batch is then
-    neither published nor committed (it is redelivered after a restart). This lets the
-    batch in flight (and events already in its take buffer) finish, be published and
-    acknowledged first; Faust's shutdown then flushes the producer and commits them.
-    Fetching stops and queued messages that no batch has taken yet are skipped, never
-    acknowledged, so the group redelivers them. Returns False on timeout.
-    """
-    consumer.pause_partitions(consumer.assignment())
-    flow_control.suspend()
-    deadline = time.monotonic() + timeout_s
-    while consumer.unacked:
-        if time.monotonic() >= deadline:
-            log.warning("%d messages still unacknowledged after %.0fs; stopping without them "
-                        "(they are redelivered after a restart)", len(consumer.unacked), timeout_s)
-            return False
-        await asyncio.sleep(poll_s)
-    return True
-
-
-def graceful_worker_class():
-    """A ``faust.Worker`` whose SIGTERM first lets the batch in flight finish.
-
-    See :func:`drain_in_flight`. A second SIGTERM stops at once (Faust's own handling).
-    """
-    import faust
-
-    class Worker(faust.Worker):  # the same name as Faust's: logs keep reading "[^Worker]: Ready"
-        _drain: asyncio.Future | None = None
-
-        def _on_sigterm(self) -> None:
-            if self._drain is not None:  # a second SIGTERM: stop now
-                super()._on_sigterm()
-                return
-            log.info("SIGTERM: finishing the batch in flight, then stopping")
-            self._drain = asyncio.ensure_future(self._drain_then_stop())
-
-        async def _drain_then_stop(self) -> None:
-            try:
-                app = self.app
-                if app._consumer is not None:  # noqa: SLF001 - not started yet: nothing in flight
-                    if await drain_in_flight(app.consumer, app.flow_control):
-                        log.info("batch in flight finished; stopping")
-            finally:
-                super()._on_sigterm()
-
-    return Worker
 
 
 def run_worker(settings: Settings) -> None:
@@ -139,7 +83,7 @@ def run_worker(settings: Settings) -> None:
                                  load=lambda p: load_model(p, device=settings.device),
                                  on_swap=swap, current_version=scorer.version)
     app = create_app(settings, pipeline=pipeline, reloader=reloader)
-    worker = graceful_worker_class()(app, loop=loop, loglevel=settings.log_level, quiet=True)
+    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True)
 
     @app.on_before_shutdown.connect
     async def _close(app: faust.App, **_: object) -> None:  # after streams drained
