@@ -17,7 +17,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from tests.e2e.helpers import (
     committed_offsets,
@@ -155,14 +154,14 @@ async def test_sigterm_finishes_publishes_and_commits_the_in_flight_batch(kafka_
         feeder = asyncio.ensure_future(produce_logged(kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], keyed(events),
                                                       rate=200))
         await read_topic(kafka_bootstrap, scores_topic, until=lambda rs: len(covered_ids(rs)) >= 300, timeout_s=60)
-        # hold Redis for 3 s so that the next batch is in flight (waiting on its append) at SIGTERM
-        client = aioredis.from_url(own_redis.url)
-        await client.execute_command("CLIENT", "PAUSE", "3000", "ALL")
-        await client.aclose()
-        await asyncio.sleep(0.5)
+        # stop Redis until a batch is held in its retry loop: that batch is in flight at SIGTERM
+        own_redis.stop()
+        assert await wait_log(log1, "failed (", timeout_s=15, proc=proc), log_tail(log1)
         t_term_ms = time.time_ns() // 1_000_000
         t_term = time.monotonic()
         proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.5)
+        own_redis.start()  # the drain waits for the batch, which then completes
         rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
         t_exit = time.monotonic() - t_term
     offsets = await feeder
