@@ -2,9 +2,10 @@
 
 Hand-made cases cover each kind named in issue 6 once or a few times, at the edges;
 hypothesis strategies add many more of each kind (derandomized, no example database;
-built once per process and cached, so every test sees the same corpus). Every expected reason is fixed by construction here and checked
-against ``parse_event`` in-process by ``tests/e2e/test_hostile_input.py`` before any
-message is sent, so a mismatch names the corpus entry, not a worker mystery.
+built once per process and cached, so every test sees the same corpus). Every expected
+reason is fixed by construction here and checked against ``parse_event`` in-process by
+``tests/e2e/test_hostile_input.py``, so a mismatch names the corpus entry, not a worker
+mystery.
 """
 
 from __future__ import annotations
@@ -23,8 +24,17 @@ from worker.events.parse import EVENT_TYPES, TS_MAX_MS, TS_MIN_MS
 __all__ = ["Bad", "hostile_corpus", "odd_valid_events"]
 
 BASE_TS = 1_700_000_000_000
-KNOWN_FIELDS = {"event_id", "user_id", "event_type", "ts", "session_id", "product", "query", "review",
-                "context"}
+KNOWN_FIELDS = {
+    "event_id",
+    "user_id",
+    "event_type",
+    "ts",
+    "session_id",
+    "product",
+    "query",
+    "review",
+    "context",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +46,14 @@ class Bad:
 
 
 def _event(i: int, **fields: object) -> dict:
-    ev: dict = {"event_id": f"bad-{i}", "user_id": f"hu{i % 50}", "event_type": "view", "ts": BASE_TS + i,
-                "product": {"id": "p1", "title": "Phone", "price": 10.0, "currency": "USD"},
-                "context": {"device": "mobile"}}
+    ev: dict = {
+        "event_id": f"bad-{i}",
+        "user_id": f"hu{i % 50}",
+        "event_type": "view",
+        "ts": BASE_TS + i,
+        "product": {"id": "p1", "title": "Phone", "price": 10.0, "currency": "USD"},
+        "context": {"device": "mobile"},
+    }
     ev.update(fields)
     return ev
 
@@ -105,31 +120,82 @@ def handmade(max_bytes: int) -> list[Bad]:
         (orjson.dumps(_event(16, ts="0001-01-01T00:00:00Z")), "invalid_timestamp", "ts year 1"),
         (orjson.dumps(_event(17, ts="0000-01-01T00:00:00Z")), "invalid_timestamp", "ts year 0"),
         (orjson.dumps(_event(18, ts="9999-12-31T23:59:59Z")), "invalid_timestamp", "ts year 9999"),
-        (orjson.dumps(_event(19, ts="2100-01-01T00:00:00.001Z")), "invalid_timestamp", "ts just after 2100"),
-        (orjson.dumps(_event(20, ts="2024-02-30T00:00:00Z")), "invalid_timestamp", "ts February 30"),
-        (orjson.dumps(_event(21, ts="2024-01-01T00:00:00")), "schema_violation", "ts without offset"),
+        (
+            orjson.dumps(_event(19, ts="2100-01-01T00:00:00.001Z")),
+            "invalid_timestamp",
+            "ts just after 2100",
+        ),
+        (
+            orjson.dumps(_event(20, ts="2024-02-30T00:00:00Z")),
+            "invalid_timestamp",
+            "ts February 30",
+        ),
+        (
+            orjson.dumps(_event(21, ts="2024-01-01T00:00:00")),
+            "schema_violation",
+            "ts without offset",
+        ),
         (orjson.dumps(_event(22, ts=1.5e12 + 0.5)), "schema_violation", "fractional ts"),
         (orjson.dumps(_event(23, ts=True)), "schema_violation", "boolean ts"),
-        (orjson.dumps(_event(24, product={"id": "p", "price": -1})), "schema_violation", "negative price"),
-        (orjson.dumps(_event(25, product={"id": "p", "price": -1e-9})), "schema_violation", "tiny negative price"),
-        (orjson.dumps(_event(26, product={"id": "p", "price": 1e9 + 1})), "schema_violation", "price too high"),
-        (orjson.dumps(_event(27, product={"id": "p", "price": "10"})), "schema_violation", "price as string"),
+        (
+            orjson.dumps(_event(24, product={"id": "p", "price": -1})),
+            "schema_violation",
+            "negative price",
+        ),
+        (
+            orjson.dumps(_event(25, product={"id": "p", "price": -1e-9})),
+            "schema_violation",
+            "tiny negative price",
+        ),
+        (
+            orjson.dumps(_event(26, product={"id": "p", "price": 1e9 + 1})),
+            "schema_violation",
+            "price too high",
+        ),
+        (
+            orjson.dumps(_event(27, product={"id": "p", "price": "10"})),
+            "schema_violation",
+            "price as string",
+        ),
         (orjson.dumps(_event(28, surprise=1)), "schema_violation", "unknown field"),
-        (orjson.dumps(_event(29, product={"id": "p", "colour": "red"})), "schema_violation",
-         "unknown product field"),
-        (orjson.dumps(_event(30, context={"device": "toaster"})), "schema_violation", "unknown device"),
+        (
+            orjson.dumps(_event(29, product={"id": "p", "colour": "red"})),
+            "schema_violation",
+            "unknown product field",
+        ),
+        (
+            orjson.dumps(_event(30, context={"device": "toaster"})),
+            "schema_violation",
+            "unknown device",
+        ),
         (orjson.dumps(_event(31, user_id="")), "schema_violation", "empty user id"),
         (orjson.dumps(_event(32, user_id="u" * 129)), "schema_violation", "user id too long"),
         (orjson.dumps(_event(33, user_id=42)), "schema_violation", "numeric user id"),
         (orjson.dumps(_event(34, user_id=None)), "schema_violation", "null user id"),
         (orjson.dumps(_event(35, session_id=None)), "schema_violation", "null optional field"),
         (orjson.dumps(_event(36, query="q" * 1025)), "schema_violation", "query too long"),
-        (orjson.dumps(_event(37, event_type="review", review={})), "schema_violation", "empty review"),
-        (orjson.dumps(_event(38, event_type="purchase", product=None)), "schema_violation", "null product"),
-        (orjson.dumps({k: v for k, v in _event(39, event_type="purchase").items() if k != "product"}),
-         "schema_violation", "purchase without product"),
-        (orjson.dumps({k: v for k, v in _event(40).items() if k != "event_id"}), "schema_violation",
-         "missing event_id"),
+        (
+            orjson.dumps(_event(37, event_type="review", review={})),
+            "schema_violation",
+            "empty review",
+        ),
+        (
+            orjson.dumps(_event(38, event_type="purchase", product=None)),
+            "schema_violation",
+            "null product",
+        ),
+        (
+            orjson.dumps(
+                {k: v for k, v in _event(39, event_type="purchase").items() if k != "product"}
+            ),
+            "schema_violation",
+            "purchase without product",
+        ),
+        (
+            orjson.dumps({k: v for k, v in _event(40).items() if k != "event_id"}),
+            "schema_violation",
+            "missing event_id",
+        ),
         (orjson.dumps({"event_type": "view"}), "schema_violation", "only event_type"),
     ]
     out = []
@@ -141,11 +207,18 @@ def handmade(max_bytes: int) -> list[Bad]:
 
 # --- generated --------------------------------------------------------------------------
 
-_scalar = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
-_json = st.recursive(_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c,
-                                                                                    max_size=3),
-                     max_leaves=8)
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+_json = st.recursive(
+    _scalar,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+    max_leaves=8,
+)
 _not_str = _json.filter(lambda v: not isinstance(v, str))
 _not_obj = _json.filter(lambda v: not isinstance(v, dict))
 _not_num = _json.filter(lambda v: isinstance(v, bool) or not isinstance(v, int | float))
@@ -153,8 +226,14 @@ _not_num = _json.filter(lambda v: isinstance(v, bool) or not isinstance(v, int |
 
 def _wrong_type() -> st.SearchStrategy[tuple[bytes, str, str]]:
     field_strategies = {
-        "event_id": _not_str, "user_id": _not_str, "session_id": _not_str, "query": _not_str,
-        "event_type": _not_str, "product": _not_obj, "review": _not_obj, "context": _not_obj,
+        "event_id": _not_str,
+        "user_id": _not_str,
+        "session_id": _not_str,
+        "query": _not_str,
+        "event_type": _not_str,
+        "product": _not_obj,
+        "review": _not_obj,
+        "context": _not_obj,
     }
 
     @st.composite
@@ -166,9 +245,16 @@ def _wrong_type() -> st.SearchStrategy[tuple[bytes, str, str]]:
         elif name == "rating":
             ev = _event(i, event_type="review", review={"rating": draw(_not_num)})
         elif name == "ts":
-            bad_ts = draw(st.one_of(st.none(), st.booleans(), st.lists(_scalar, max_size=2),
-                                    st.floats(allow_nan=False, allow_infinity=False).filter(
-                                        lambda f: not f.is_integer())))
+            bad_ts = draw(
+                st.one_of(
+                    st.none(),
+                    st.booleans(),
+                    st.lists(_scalar, max_size=2),
+                    st.floats(allow_nan=False, allow_infinity=False).filter(
+                        lambda f: not f.is_integer()
+                    ),
+                )
+            )
             ev = _event(i, ts=bad_ts)
         else:
             ev = _event(i, **{name: draw(field_strategies[name])})
@@ -197,7 +283,11 @@ def _not_utf8(b: bytes) -> bool:
 def _missing_fields(draw):
     ev = _event(draw(st.integers(0, 10**6)))
     drop = draw(st.sets(st.sampled_from(["event_id", "user_id", "event_type", "ts"]), min_size=1))
-    return orjson.dumps({k: v for k, v in ev.items() if k not in drop}), "schema_violation", "missing fields"
+    return (
+        orjson.dumps({k: v for k, v in ev.items() if k not in drop}),
+        "schema_violation",
+        "missing fields",
+    )
 
 
 @st.composite
@@ -217,8 +307,11 @@ def _unknown_fields(draw):
 @st.composite
 def _unknown_event_type(draw):
     etype = draw(st.text(max_size=40).filter(lambda s: s not in EVENT_TYPES))
-    return orjson.dumps(_event(draw(st.integers(0, 10**6)), event_type=etype)), "unknown_event_type", \
-        "unknown event type"
+    return (
+        orjson.dumps(_event(draw(st.integers(0, 10**6)), event_type=etype)),
+        "unknown_event_type",
+        "unknown event type",
+    )
 
 
 @st.composite
@@ -226,33 +319,51 @@ def _far_timestamp(draw):
     i = draw(st.integers(0, 10**6))
     form = draw(st.sampled_from(["ms-low", "ms-high", "rfc-past", "rfc-future"]))
     if form == "ms-low":
-        return orjson.dumps(_event(i, ts=draw(st.integers(-(2**63), TS_MIN_MS - 1)))), "schema_violation", \
-            "epoch ms before 2000"
+        return (
+            orjson.dumps(_event(i, ts=draw(st.integers(-(2**63), TS_MIN_MS - 1)))),
+            "schema_violation",
+            "epoch ms before 2000",
+        )
     if form == "ms-high":
-        return orjson.dumps(_event(i, ts=draw(st.integers(TS_MAX_MS + 1, 2**64 - 1)))), "schema_violation", \
-            "epoch ms after 2100"
+        return (
+            orjson.dumps(_event(i, ts=draw(st.integers(TS_MAX_MS + 1, 2**64 - 1)))),
+            "schema_violation",
+            "epoch ms after 2100",
+        )
+    # hypothesis takes naive bounds; the time is made UTC ("Z") below
     if form == "rfc-past":
-        dt = draw(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(1999, 12, 31, 23, 59, 59)))
+        lo, hi = datetime(1, 1, 1), datetime(1999, 12, 31, 23, 59, 59)  # noqa: DTZ001
     else:
-        dt = draw(st.datetimes(min_value=datetime(2100, 1, 1, 0, 0, 1), max_value=datetime(9999, 12, 31)))
+        lo, hi = datetime(2100, 1, 1, 0, 0, 1), datetime(9999, 12, 31)  # noqa: DTZ001
+    dt = draw(st.datetimes(min_value=lo, max_value=hi))
     text = dt.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
     if len(text) != 20:  # strftime does not pad years below 1000 on every platform
-        text = f"{dt.year:04d}" + text[text.index("-"):]
+        text = f"{dt.year:04d}" + text[text.index("-") :]
     return orjson.dumps(_event(i, ts=text)), "invalid_timestamp", f"RFC 3339 time {form[4:]}"
 
 
 @st.composite
 def _negative_price(draw):
-    price = draw(st.one_of(st.floats(max_value=-1e-12, allow_nan=False, allow_infinity=False),
-                           st.integers(-(2**63), -1)))
-    return orjson.dumps(_event(draw(st.integers(0, 10**6)), product={"id": "p", "price": price})), \
-        "schema_violation", "negative price"
+    price = draw(
+        st.one_of(
+            st.floats(max_value=-1e-12, allow_nan=False, allow_infinity=False),
+            st.integers(-(2**63), -1),
+        )
+    )
+    return (
+        orjson.dumps(_event(draw(st.integers(0, 10**6)), product={"id": "p", "price": price})),
+        "schema_violation",
+        "negative price",
+    )
 
 
 @st.composite
 def _non_finite(draw):
-    word = draw(st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"nan", b"inf", b"-inf", b"1e999",
-                                 b"-1e999"]))
+    word = draw(
+        st.sampled_from(
+            [b"NaN", b"Infinity", b"-Infinity", b"nan", b"inf", b"-inf", b"1e999", b"-1e999"]
+        )
+    )
     field = draw(st.sampled_from([b'"price":10.0', b'"ts":' + str(BASE_TS).encode()]))
     base = orjson.dumps(_event(draw(st.integers(0, 10**6)), ts=BASE_TS))
     return base.replace(field, field.split(b":")[0] + b":" + word), "invalid_json", "NaN/Infinity"
@@ -273,8 +384,17 @@ def _deep(draw):
 
 @st.composite
 def _long_strings(draw, max_bytes: int):
-    field, limit = draw(st.sampled_from([("query", 1024), ("event_id", 128), ("session_id", 128),
-                                         ("title", 512), ("text", 4096)]))
+    field, limit = draw(
+        st.sampled_from(
+            [
+                ("query", 1024),
+                ("event_id", 128),
+                ("session_id", 128),
+                ("title", 512),
+                ("text", 4096),
+            ]
+        )
+    )
     n = draw(st.integers(limit + 1, max_bytes - 400))
     ch = draw(st.sampled_from(["a", "é", "€", "😀"]))
     n = min(n, (max_bytes - 400) // len(ch.encode()))
@@ -309,23 +429,43 @@ def _not_an_object(draw):
 
 
 def _generated_strategy(max_bytes: int) -> st.SearchStrategy[tuple[bytes, str, str]]:
-    return st.one_of(_wrong_type(), _invalid_utf8(), _missing_fields(), _unknown_fields(), _unknown_event_type(),
-                     _far_timestamp(), _negative_price(), _non_finite(), _deep(), _long_strings(max_bytes),
-                     _too_large(max_bytes), _not_an_object())
+    return st.one_of(
+        _wrong_type(),
+        _invalid_utf8(),
+        _missing_fields(),
+        _unknown_fields(),
+        _unknown_event_type(),
+        _far_timestamp(),
+        _negative_price(),
+        _non_finite(),
+        _deep(),
+        _long_strings(max_bytes),
+        _too_large(max_bytes),
+        _not_an_object(),
+    )
 
 
 def generated(max_bytes: int, n: int) -> list[Bad]:
     """``n`` hypothesis-generated bad messages (deterministic), a tenth of them with a null key."""
     found: list[tuple[bytes, str, str]] = []
 
-    @settings(max_examples=n, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(_generated_strategy(max_bytes))
     def collect(case: tuple[bytes, str, str]) -> None:
         found.append(case)
 
     collect()
-    return [Bad(None if i % 10 == 0 else f"bad-g{i}".encode(), v, r, k) for i, (v, r, k) in enumerate(found)]
+    return [
+        Bad(None if i % 10 == 0 else f"bad-g{i}".encode(), v, r, k)
+        for i, (v, r, k) in enumerate(found)
+    ]
 
 
 @functools.cache
@@ -339,11 +479,16 @@ def odd_valid_events(n: int = 40) -> list[dict]:
     out = []
     for i in range(n):
         user = f"odd-{specials[i % len(specials)]}"[:128]
-        ev: dict = {"event_id": f"odd-{i}-" + "é" * (i % 3) + ("x" * 100 if i % 5 == 0 else ""),
-                    "user_id": user, "event_type": "view", "ts": BASE_TS + i * 1000}
+        ev: dict = {
+            "event_id": f"odd-{i}-" + "é" * (i % 3) + ("x" * 100 if i % 5 == 0 else ""),
+            "user_id": user,
+            "event_type": "view",
+            "ts": BASE_TS + i * 1000,
+        }
         if i % 4 == 0:
             ev["ts"] = (datetime(2023, 11, 14, tzinfo=UTC) + timedelta(seconds=i)).strftime(
-                "%Y-%m-%dT%H:%M:%S.123456789+14:00")
+                "%Y-%m-%dT%H:%M:%S.123456789+14:00"
+            )
         if i % 4 == 1:
             ev["product"] = {"id": "p" * 128, "title": "Ω" * 512, "price": 0, "currency": "EUR"}
         if i % 4 == 2:

@@ -48,13 +48,21 @@ def keyed(events: list[dict]) -> list[tuple[bytes, bytes]]:
     return [(e["user_id"].encode(), orjson.dumps(e)) for e in events]
 
 
-def uncommitted(events: list[dict], offsets: list[tuple[int, int]], committed: dict[int, int]) -> set[str]:
+def uncommitted(
+    events: list[dict], offsets: list[tuple[int, int]], committed: dict[int, int]
+) -> set[str]:
     """Events at or past their partition's committed offset (in flight for the group)."""
-    return {e["event_id"] for e, (p, o) in zip(events, offsets, strict=True) if o >= committed.get(p, 0)}
+    return {
+        e["event_id"] for e, (p, o) in zip(events, offsets, strict=True) if o >= committed.get(p, 0)
+    }
 
 
-async def wait_covered(bootstrap: str, topic: str, ids: set[str], *, timeout_s: float) -> list[dict]:
-    return await read_topic(bootstrap, topic, until=lambda rs: covered_ids(rs) >= ids, timeout_s=timeout_s)
+async def wait_covered(
+    bootstrap: str, topic: str, ids: set[str], *, timeout_s: float
+) -> list[dict]:
+    return await read_topic(
+        bootstrap, topic, until=lambda rs: covered_ids(rs) >= ids, timeout_s=timeout_s
+    )
 
 
 async def check_windows(redis_url: str, env: dict[str, str], events: list[dict]) -> None:
@@ -62,11 +70,15 @@ async def check_windows(redis_url: str, env: dict[str, str], events: list[dict])
     by_user: dict[str, set[str]] = {}
     for e in events:
         by_user.setdefault(e["user_id"], set()).add(e["event_id"])
-    windows = await read_windows(redis_url, env["INTENT_KEY_PREFIX"], sorted(by_user), max_events=WINDOW_MAX)
+    windows = await read_windows(
+        redis_url, env["INTENT_KEY_PREFIX"], sorted(by_user), max_events=WINDOW_MAX
+    )
     for user, ids in by_user.items():
         got = [e["event_id"] for e in windows[user]]
         assert len(got) == len(set(got)), f"duplicate in {user}'s window"
-        assert set(got) == ids, f"{user}: missing {sorted(ids - set(got))[:5]}, extra {sorted(set(got) - ids)[:5]}"
+        assert set(got) == ids, (
+            f"{user}: missing {sorted(ids - set(got))[:5]}, extra {sorted(set(got) - ids)[:5]}"
+        )
         assert [e["ts"] for e in windows[user]] == sorted(e["ts"] for e in windows[user])
 
 
@@ -82,17 +94,26 @@ async def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_bootstrap, red
     scores_topic = env["INTENT_TOPIC_SCORES"]
     t0 = time.monotonic()
     with worker_process(env, tmp_path / "run1.log") as proc:
-        assert await wait_log(tmp_path / "run1.log", READY, timeout_s=60, proc=proc), log_tail(tmp_path / "run1.log")
-        feeder = asyncio.ensure_future(produce_logged(kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], keyed(events),
-                                                      rate=200))
-        first = await read_topic(kafka_bootstrap, scores_topic, until=lambda rs: len(covered_ids(rs)) >= 600,
-                                 timeout_s=60)
+        assert await wait_log(tmp_path / "run1.log", READY, timeout_s=60, proc=proc), log_tail(
+            tmp_path / "run1.log"
+        )
+        feeder = asyncio.ensure_future(
+            produce_logged(kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], keyed(events), rate=200)
+        )
+        first = await read_topic(
+            kafka_bootstrap,
+            scores_topic,
+            until=lambda rs: len(covered_ids(rs)) >= 600,
+            timeout_s=60,
+        )
         assert len(covered_ids(first)) >= 600, log_tail(tmp_path / "run1.log")
         assert not feeder.done(), "the stream ended before the kill: not mid-stream"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         t_kill = time.monotonic()
-    committed = await committed_offsets(kafka_bootstrap, env["INTENT_APP_ID"], env["INTENT_TOPIC_EVENTS"])
+    committed = await committed_offsets(
+        kafka_bootstrap, env["INTENT_APP_ID"], env["INTENT_TOPIC_EVENTS"]
+    )
     before = await read_all(kafka_bootstrap, scores_topic)
     offsets = await feeder  # producing goes on while no worker runs
     in_flight = uncommitted(events, offsets, committed)
@@ -107,16 +128,20 @@ async def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_bootstrap, red
         t_done = time.monotonic()
     records = await read_all(kafka_bootstrap, scores_topic)
     counts = Counter(eid for r in records for eid in r["event_ids"])
-    assert set(counts) == ids, f"lost {len(ids - set(counts))} events; " + log_tail(tmp_path / "run2.log")
+    assert set(counts) == ids, f"lost {len(ids - set(counts))} events; " + log_tail(
+        tmp_path / "run2.log"
+    )
     dups = {eid for eid, n in counts.items() if n > 1}
     assert all(n <= 2 for n in counts.values())
     # duplicates only for events the killed worker had taken but not committed
     assert dups <= in_flight & covered_ids(before), sorted(dups - in_flight)[:10]
     assert not first_cover_order_violations(records, rank)
     await check_windows(redis_url, env, events)
-    print(f"\nkill -9: {len(ids)} events, {len(covered_ids(before))} scored before the kill, "
-          f"{len(in_flight)} uncommitted at the kill, {len(dups)} scored twice, "
-          f"restart to full coverage {t_done - t_kill:.1f}s, total {t_done - t0:.1f}s")
+    print(
+        f"\nkill -9: {len(ids)} events, {len(covered_ids(before))} scored before the kill, "
+        f"{len(in_flight)} uncommitted at the kill, {len(dups)} scored twice, "
+        f"restart to full coverage {t_done - t_kill:.1f}s, total {t_done - t0:.1f}s"
+    )
 
 
 @pytest.fixture
@@ -143,7 +168,9 @@ def own_redis(tmp_path):
     procs[-1].stop()
 
 
-async def test_sigterm_finishes_publishes_and_commits_the_in_flight_batch(kafka_bootstrap, own_redis, tmp_path):
+async def test_sigterm_finishes_publishes_and_commits_the_in_flight_batch(
+    kafka_bootstrap, own_redis, tmp_path
+):
     env = worker_env(kafka_bootstrap, own_redis.url, **FAULT_ENV)
     events = make_events(1500, users=20, seed=22)
     ids = {e["event_id"] for e in events}
@@ -151,9 +178,15 @@ async def test_sigterm_finishes_publishes_and_commits_the_in_flight_batch(kafka_
     log1 = tmp_path / "run1.log"
     with worker_process(env, log1) as proc:
         assert await wait_log(log1, READY, timeout_s=60, proc=proc), log_tail(log1)
-        feeder = asyncio.ensure_future(produce_logged(kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], keyed(events),
-                                                      rate=200))
-        await read_topic(kafka_bootstrap, scores_topic, until=lambda rs: len(covered_ids(rs)) >= 300, timeout_s=60)
+        feeder = asyncio.ensure_future(
+            produce_logged(kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], keyed(events), rate=200)
+        )
+        await read_topic(
+            kafka_bootstrap,
+            scores_topic,
+            until=lambda rs: len(covered_ids(rs)) >= 300,
+            timeout_s=60,
+        )
         # stop Redis until a batch is held in its retry loop: that batch is in flight at SIGTERM
         own_redis.stop()
         assert await wait_log(log1, "failed (", timeout_s=15, proc=proc), log_tail(log1)
@@ -165,7 +198,9 @@ async def test_sigterm_finishes_publishes_and_commits_the_in_flight_batch(kafka_
         rc = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
         t_exit = time.monotonic() - t_term
     offsets = await feeder
-    committed = await committed_offsets(kafka_bootstrap, env["INTENT_APP_ID"], env["INTENT_TOPIC_EVENTS"])
+    committed = await committed_offsets(
+        kafka_bootstrap, env["INTENT_APP_ID"], env["INTENT_TOPIC_EVENTS"]
+    )
     records = await read_all(kafka_bootstrap, scores_topic)
     log = log1.read_text(errors="replace")
     assert rc == 0, log[-3000:]
@@ -176,16 +211,24 @@ async def test_sigterm_finishes_publishes_and_commits_the_in_flight_batch(kafka_
     late = [r for r in records if _ms(r["scored_at"]) >= t_term_ms]
     assert late, "no batch was in flight at SIGTERM"
     # ... and everything published was committed, nothing committed was left unpublished
-    assert done == committed_ids, (sorted(done - committed_ids)[:5], sorted(committed_ids - done)[:5])
+    assert done == committed_ids, (
+        sorted(done - committed_ids)[:5],
+        sorted(committed_ids - done)[:5],
+    )
 
     log2 = tmp_path / "run2.log"
     with worker_process(env, log2):
         await wait_covered(kafka_bootstrap, scores_topic, ids, timeout_s=60)
-    counts = Counter(eid for r in await read_all(kafka_bootstrap, scores_topic) for eid in r["event_ids"])
+    counts = Counter(
+        eid for r in await read_all(kafka_bootstrap, scores_topic) for eid in r["event_ids"]
+    )
     assert set(counts) == ids
     assert max(counts.values()) == 1, "a clean shutdown must not cause redelivery"
-    print(f"\nSIGTERM: exit {rc} {t_exit:.1f}s after the signal, {len(done)} events scored and committed "
-          f"({sum(len(r['event_ids']) for r in late)} of them after the signal), 0 duplicates after restart")
+    print(
+        f"\nSIGTERM: exit {rc} {t_exit:.1f}s after the signal, {len(done)} events scored and "
+        f"committed ({sum(len(r['event_ids']) for r in late)} of them after the signal), "
+        "0 duplicates after restart"
+    )
 
 
 def _ms(rfc3339: str) -> int:
@@ -208,20 +251,31 @@ def _get_status(url: str) -> int:
 
 
 async def test_redis_down_10s_mid_stream_backs_off_commits_nothing_unprocessed_and_resumes(
-        kafka_bootstrap, own_redis, tmp_path):
+    kafka_bootstrap, own_redis, tmp_path
+):
     env = worker_env(kafka_bootstrap, own_redis.url, **FAULT_ENV)
     events = make_events(2500, users=25, seed=23)
     ids = {e["event_id"] for e in events}
     rank = {e["event_id"]: i for i, e in enumerate(events)}
-    scores_topic, group, topic = env["INTENT_TOPIC_SCORES"], env["INTENT_APP_ID"], env["INTENT_TOPIC_EVENTS"]
+    scores_topic, group, topic = (
+        env["INTENT_TOPIC_SCORES"],
+        env["INTENT_APP_ID"],
+        env["INTENT_TOPIC_EVENTS"],
+    )
     ready_url = f"http://127.0.0.1:{env['INTENT_WEB_PORT']}/ready"
     log1 = tmp_path / "worker.log"
     loop = asyncio.get_running_loop()
     with worker_process(env, log1) as proc:
         assert await wait_log(log1, READY, timeout_s=60, proc=proc), log_tail(log1)
-        feeder = asyncio.ensure_future(produce_logged(kafka_bootstrap, topic, keyed(events), rate=125))
-        await read_topic(kafka_bootstrap, scores_topic, until=lambda rs: len(covered_ids(rs)) >= 300,
-                         timeout_s=60)
+        feeder = asyncio.ensure_future(
+            produce_logged(kafka_bootstrap, topic, keyed(events), rate=125)
+        )
+        await read_topic(
+            kafka_bootstrap,
+            scores_topic,
+            until=lambda rs: len(covered_ids(rs)) >= 300,
+            timeout_s=60,
+        )
         own_redis.stop()
         t_down = time.monotonic()
         await asyncio.sleep(8)
@@ -252,17 +306,24 @@ async def test_redis_down_10s_mid_stream_backs_off_commits_nothing_unprocessed_a
     assert not first_cover_order_violations(records, rank)
     await check_windows(own_redis.url, env, events)
     dups = sum(1 for n in counts.values() if n > 1)
-    print(f"\nRedis down 10s: {len(ids)} events, {len(covered_ids(during))} scored before/while down, "
-          f"{len(delays)} retries (delays {delays}), full coverage {t_done - t_up:.1f}s after Redis came "
-          f"back, {dups} scored twice, /ready {ready_during} while down")
+    print(
+        f"\nRedis down 10s: {len(ids)} events, {len(covered_ids(during))} scored before/while "
+        f"down, {len(delays)} retries (delays {delays}), full coverage {t_done - t_up:.1f}s after "
+        "Redis came "
+        f"back, {dups} scored twice, /ready {ready_during} while down"
+    )
 
 
 def _retry_delays(log: str) -> list[float]:
     return [float(m) for m in re.findall(r"batch of \d+ failed .*; retrying in ([0-9.]+)s", log)]
 
 
-async def test_broker_unreachable_at_start_exits_non_zero_after_the_startup_timeout(redis_url, tmp_path):
-    env = worker_env(f"127.0.0.1:{free_port()}", redis_url, INTENT_SCORER="noop", INTENT_STARTUP_TIMEOUT_S="5")
+async def test_broker_unreachable_at_start_exits_non_zero_after_the_startup_timeout(
+    redis_url, tmp_path
+):
+    env = worker_env(
+        f"127.0.0.1:{free_port()}", redis_url, INTENT_SCORER="noop", INTENT_STARTUP_TIMEOUT_S="5"
+    )
     log_path = tmp_path / "worker.log"
     t0 = time.monotonic()
     with worker_process(env, log_path) as proc:
@@ -277,7 +338,10 @@ async def test_broker_unreachable_at_start_exits_non_zero_after_the_startup_time
     assert retries[:4] == [0.2, 0.4, 0.8, 1.6] and max(retries) <= 5.0, retries
     last = log.strip().splitlines()[-1]
     assert "not reachable after 5s" in last and "INTENT_KAFKA_BOOTSTRAP" in last, last
-    print(f"\nno broker: exit {rc} after {elapsed:.1f}s, {len(retries)} retries {retries}; last line: {last}")
+    print(
+        f"\nno broker: exit {rc} after {elapsed:.1f}s, {len(retries)} retries {retries}; "
+        f"last line: {last}"
+    )
 
 
 async def test_broker_that_comes_up_late_is_waited_for(redis_url, tmp_path):
@@ -290,7 +354,9 @@ async def test_broker_that_comes_up_late_is_waited_for(redis_url, tmp_path):
     brokers = []
     try:
         with worker_process(env, log_path) as proc:  # stopped before the broker below
-            assert await wait_log(log_path, "not reachable yet", timeout_s=30, proc=proc), log_tail(log_path)
+            assert await wait_log(log_path, "not reachable yet", timeout_s=30, proc=proc), log_tail(
+                log_path
+            )
             await asyncio.sleep(2)
             brokers.append(start_tansu(port, log_path=tmp_path / "tansu.log"))
             assert await wait_log(log_path, READY, timeout_s=60, proc=proc), log_tail(log_path)
@@ -314,7 +380,8 @@ def assigned_partitions(log: str, topic: str) -> list[str]:
 
 
 async def test_two_workers_and_a_third_joining_and_leaving_lose_nothing_and_keep_user_order(
-        kafka_bootstrap, redis_url, tmp_path):
+    kafka_bootstrap, redis_url, tmp_path
+):
     # 6 partitions: Faust's sticky assignor moves partitions to a newcomer only from members
     # above ceil(partitions / members); with 4 and 3 members the third one would get none
     env = worker_env(kafka_bootstrap, redis_url, **FAULT_ENV, INTENT_TOPIC_PARTITIONS="6")
@@ -331,7 +398,9 @@ async def test_two_workers_and_a_third_joining_and_leaving_lose_nothing_and_keep
     with worker_process(env_of(0), logs[0]) as w1, worker_process(env_of(1), logs[1]) as w2:
         for w, log in ((w1, logs[0]), (w2, logs[1])):
             assert await wait_log(log, READY, timeout_s=60, proc=w), log_tail(log)
-        feeder = asyncio.ensure_future(produce_logged(kafka_bootstrap, topic, keyed(events), rate=80))
+        feeder = asyncio.ensure_future(
+            produce_logged(kafka_bootstrap, topic, keyed(events), rate=80)
+        )
         await asyncio.sleep(4)
         with worker_process(env_of(2), logs[2]) as w3:
             assert await wait_log(logs[2], READY, timeout_s=60, proc=w3), log_tail(logs[2])
@@ -358,6 +427,9 @@ async def test_two_workers_and_a_third_joining_and_leaving_lose_nothing_and_keep
     for text in texts:
         assert "Traceback" not in text, text[-3000:]
     dups = sum(1 for n in counts.values() if n > 1)
-    print(f"\nrebalance: {len(ids)} events, 3rd worker joined at {t_joined:.1f}s (got {third}), left at "
-          f"{t_left:.1f}s, all covered at {t_done:.1f}s, {dups} scored twice, "
-          f"{len(records)} score records")
+    print(
+        f"\nrebalance: {len(ids)} events, 3rd worker joined at {t_joined:.1f}s (got {third}), "
+        "left at "
+        f"{t_left:.1f}s, all covered at {t_done:.1f}s, {dups} scored twice, "
+        f"{len(records)} score records"
+    )

@@ -28,10 +28,23 @@ from worker.events import parse_event, validate
 
 MAX_BYTES = 65_536
 PAYLOAD_MAX = 4096
-KINDS = ["invalid utf-8", "nested", "over its maxLength", "payload over the limit", "NaN/Infinity",
-         "wrong type", "missing fields", "unknown field", "epoch ms before 2000", "epoch ms after 2100",
-         "RFC 3339 time past", "RFC 3339 time future", "negative price", "unknown event type",
-         "not a JSON object"]
+KINDS = [
+    "invalid utf-8",
+    "nested",
+    "over its maxLength",
+    "payload over the limit",
+    "NaN/Infinity",
+    "wrong type",
+    "missing fields",
+    "unknown field",
+    "epoch ms before 2000",
+    "epoch ms after 2100",
+    "RFC 3339 time past",
+    "RFC 3339 time future",
+    "negative price",
+    "unknown event type",
+    "not a JSON object",
+]
 MB = 1024 * 1024
 
 
@@ -52,7 +65,9 @@ def test_corpus_is_large_varied_and_its_reasons_are_what_the_parser_says():
         parse_event(orjson.dumps(ev), max_bytes=MAX_BYTES)
 
 
-def interleave(valid: list[dict], bad: tuple[Bad, ...]) -> tuple[list[tuple[bytes | None, bytes | None]], list]:
+def interleave(
+    valid: list[dict], bad: tuple[Bad, ...]
+) -> tuple[list[tuple[bytes | None, bytes | None]], list]:
     """Messages with bad ones spread evenly among valid ones; ``origin[i]`` says what message i is.
 
     Every 25th valid event goes without a key, every 30th with another user's key.
@@ -75,22 +90,44 @@ def interleave(valid: list[dict], bad: tuple[Bad, ...]) -> tuple[list[tuple[byte
     return messages, origin
 
 
-async def test_hostile_corpus_is_dead_lettered_and_valid_events_are_scored(kafka_bootstrap, redis_url, tmp_path):
-    env = worker_env(kafka_bootstrap, redis_url, INTENT_SCORER="noop", INTENT_MAX_EVENT_BYTES=str(MAX_BYTES),
-                     INTENT_DLQ_PAYLOAD_BYTES=str(PAYLOAD_MAX), INTENT_BATCH_MAX="128")
-    topic, scores_topic, dlq_topic = env["INTENT_TOPIC_EVENTS"], env["INTENT_TOPIC_SCORES"], env["INTENT_TOPIC_DLQ"]
+async def test_hostile_corpus_is_dead_lettered_and_valid_events_are_scored(
+    kafka_bootstrap, redis_url, tmp_path
+):
+    env = worker_env(
+        kafka_bootstrap,
+        redis_url,
+        INTENT_SCORER="noop",
+        INTENT_MAX_EVENT_BYTES=str(MAX_BYTES),
+        INTENT_DLQ_PAYLOAD_BYTES=str(PAYLOAD_MAX),
+        INTENT_BATCH_MAX="128",
+    )
+    topic, scores_topic, dlq_topic = (
+        env["INTENT_TOPIC_EVENTS"],
+        env["INTENT_TOPIC_SCORES"],
+        env["INTENT_TOPIC_DLQ"],
+    )
     corpus = await asyncio.get_running_loop().run_in_executor(None, hostile_corpus, MAX_BYTES)
     warmup = make_events(300, users=30, seed=30)
-    rounds = [make_events(1500, users=60, seed=31) + odd_valid_events(),
-              make_events(1500, users=60, seed=32)]
+    rounds = [
+        make_events(1500, users=60, seed=31) + odd_valid_events(),
+        make_events(1500, users=60, seed=32),
+    ]
     log_path = tmp_path / "worker.log"
     sent: dict[tuple[int, int], object] = {}
     rss = []
     with worker_process(env, log_path) as proc:
-        assert await wait_log(log_path, "[^Worker]: Ready", timeout_s=60, proc=proc), log_path.read_text()[-3000:]
-        await produce_logged(kafka_bootstrap, topic, [(e["user_id"].encode(), orjson.dumps(e)) for e in warmup])
-        await read_topic(kafka_bootstrap, scores_topic, timeout_s=60,
-                         until=lambda rs: covered_ids(rs) >= {e["event_id"] for e in warmup})
+        assert await wait_log(log_path, "[^Worker]: Ready", timeout_s=60, proc=proc), (
+            log_path.read_text()[-3000:]
+        )
+        await produce_logged(
+            kafka_bootstrap, topic, [(e["user_id"].encode(), orjson.dumps(e)) for e in warmup]
+        )
+        await read_topic(
+            kafka_bootstrap,
+            scores_topic,
+            timeout_s=60,
+            until=lambda rs: covered_ids(rs) >= {e["event_id"] for e in warmup},
+        )
         rss.append(rss_bytes(proc.pid))
         valid_ids = {e["event_id"] for e in warmup}
         for n, valid in enumerate(rounds, start=1):
@@ -98,10 +135,18 @@ async def test_hostile_corpus_is_dead_lettered_and_valid_events_are_scored(kafka
             offsets = await produce_logged(kafka_bootstrap, topic, messages)
             sent.update(zip(offsets, origin, strict=True))
             valid_ids |= {e["event_id"] for e in valid}
-            scores = await read_topic(kafka_bootstrap, scores_topic, timeout_s=120,
-                                      until=lambda rs: covered_ids(rs) >= valid_ids)
-            dlq = await read_topic(kafka_bootstrap, dlq_topic, timeout_s=60,
-                                   until=lambda rs, n=n: len(rs) >= n * len(corpus))
+            scores = await read_topic(
+                kafka_bootstrap,
+                scores_topic,
+                timeout_s=120,
+                until=lambda rs, want=valid_ids: covered_ids(rs) >= want,
+            )
+            dlq = await read_topic(
+                kafka_bootstrap,
+                dlq_topic,
+                timeout_s=60,
+                until=lambda rs, n=n: len(rs) >= n * len(corpus),
+            )
             rss.append(rss_bytes(proc.pid))
         alive = proc.poll() is None
         pid = proc.pid
@@ -121,9 +166,13 @@ async def test_hostile_corpus_is_dead_lettered_and_valid_events_are_scored(kafka
         assert record["topic"] == topic
         pos = (record["partition"], record["offset"])
         assert pos not in got, f"dead-lettered twice: {pos}"
-        assert pos in expected, f"a valid event was dead-lettered: {record['reason']} {record['detail']}"
+        assert pos in expected, (
+            f"a valid event was dead-lettered: {record['reason']} {record['detail']}"
+        )
         got[pos] = record
-    assert set(got) == set(expected), f"{len(set(expected) - set(got))} bad messages never reached the DLQ"
+    assert set(got) == set(expected), (
+        f"{len(set(expected) - set(got))} bad messages never reached the DLQ"
+    )
     wrong = []
     for pos, b in expected.items():
         record = got[pos]
@@ -137,10 +186,13 @@ async def test_hostile_corpus_is_dead_lettered_and_valid_events_are_scored(kafka
     assert not wrong, wrong[:10]
 
     before, after_1, after_2 = rss
-    print(f"\nhostile: {len(corpus)} bad messages x {len(rounds)} rounds ({sum(len(b.value or b'') for b in corpus) / MB:.1f} MB "
-          f"each), {len(valid_ids)} valid events, reasons {dict(Counter(b.reason for b in corpus))}; "
-          f"worker RSS {before / MB:.0f} MB after warm-up, {after_1 / MB:.0f} MB after round 1, "
-          f"{after_2 / MB:.0f} MB after round 2")
+    corpus_mb = sum(len(b.value or b"") for b in corpus) / MB
+    print(
+        f"\nhostile: {len(corpus)} bad messages x {len(rounds)} rounds ({corpus_mb:.1f} MB "
+        f"each), {len(valid_ids)} valid events, reasons {dict(Counter(b.reason for b in corpus))}; "
+        f"worker RSS {before / MB:.0f} MB after warm-up, {after_1 / MB:.0f} MB after round 1, "
+        f"{after_2 / MB:.0f} MB after round 2"
+    )
     # bounded: the second pass over the same hostile traffic must not grow memory much
     assert after_2 - after_1 < 40 * MB, rss
     assert after_2 - before < 150 * MB, rss
