@@ -159,10 +159,12 @@ async def read_topic(bootstrap: str, topic: str, *, until, timeout_s: float) -> 
 # --- fault and hostile-input tests ---------------------------------------------------------
 
 
-async def produce_logged(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]], *,
+async def produce_logged(bootstrap: str, topic: str,
+                         messages: list[tuple[bytes | None, bytes | None]], *,
                          rate: float | None = None) -> list[tuple[int, int]]:
-    """Send ``messages`` in order (``rate`` per second when given); return each one's (partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=4 * 1024 * 1024)
+    """Send ``messages`` in order (``rate``/s when given); return each one's (partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
         start = time.monotonic()
@@ -183,7 +185,8 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
     """The group's committed offset of each partition of ``topic`` (0 when none)."""
     from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic)
@@ -207,7 +210,8 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def first_cover_order_violations(records: list[dict], rank: dict[str, int]) -> list[tuple[str, str, str]]:
+def first_cover_order_violations(records: list[dict],
+                                 rank: dict[str, int]) -> list[tuple[str, str, str]]:
     """Per user, the events whose *first* cover came after the first cover of a later event.
 
     ``rank`` orders each user's events as produced (= partition offset order, since
@@ -285,18 +289,27 @@ async def read_all(bootstrap: str, topic: str, *, timeout_s: float = 30) -> list
             batch = await consumer.getmany(timeout_ms=500)
             for msgs in batch.values():
                 records.extend(orjson.loads(m.value) for m in msgs)
-        raise TimeoutError(f"read {len(records)} records of {topic}, not at the end after {timeout_s}s")
+        raise TimeoutError(f"read {len(records)} records of {topic}, "
+                           f"not at the end after {timeout_s}s")
     finally:
         await consumer.stop()
 
 
-async def wait_log(path: Path, text: str, *, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
-    """Wait until ``text`` appears in the log at ``path`` (False on timeout or if ``proc`` exits)."""
+async def wait_log(path: Path, text: str, *, timeout_s: float,
+                   proc: subprocess.Popen | None = None) -> bool:
+    """Wait until ``text`` is in the log at ``path`` (False on timeout or if ``proc`` exits)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
+        if text in _read_text(path):
             return True
         if proc is not None and proc.poll() is not None:
             return False
         await asyncio.sleep(0.1)
     return False
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""

@@ -53,6 +53,7 @@ async def ensure_topics(bootstrap: list[str], names: Iterable[str], *, partition
                 "check INTENT_KAFKA_BOOTSTRAP"
             )
         wait = min(delay, remaining)  # the last try lands on the deadline
-        log.warning("Kafka at %s not reachable yet (%r); retrying in %.1fs", ",".join(bootstrap), last, wait)
+        log.warning("Kafka at %s not reachable yet (%r); retrying in %.1fs",
+                    ",".join(bootstrap), last, wait)
         await asyncio.sleep(wait)
         delay = min(delay * 2, 5.0)
