@@ -40,11 +40,13 @@ async def wait_for_redis(store, timeout_s: float) -> None:
             await store.ping()
             return
         except IntentError as exc:
-            if time.monotonic() + delay > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:  # give up only once the whole timeout has passed
                 raise ServiceUnavailable(f"Redis not reachable after {timeout_s:.0f}s: {exc}; "
                                          "check INTENT_REDIS_URL") from None
-            log.warning("Redis not reachable yet (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
+            wait = min(delay, remaining)  # the last try lands on the deadline
+            log.warning("Redis not reachable yet (%s); retrying in %.1fs", exc, wait)
+            await asyncio.sleep(wait)
             delay = min(delay * 2, 5.0)
 
 

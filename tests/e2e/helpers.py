@@ -154,3 +154,181 @@ async def read_topic(bootstrap: str, topic: str, *, until, timeout_s: float) -> 
         return records
     finally:
         await consumer.stop()
+
+
+# --- fault and hostile-input tests ---------------------------------------------------------
+
+
+async def produce_logged(bootstrap: str, topic: str,
+                         messages: list[tuple[bytes | None, bytes | None]], *,
+                         rate: float | None = None) -> list[tuple[int, int]]:
+    """Send ``messages`` in order (``rate``/s when given); return each one's (partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        start = time.monotonic()
+        futs = []
+        for i, (k, v) in enumerate(messages):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            futs.append(await producer.send(topic, value=v, key=k))
+        metas = await asyncio.gather(*futs)
+        return [(m.partition, m.offset) for m in metas]
+    finally:
+        await producer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset of each partition of ``topic`` (0 when none)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        while not parts:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = consumer.partitions_for_topic(topic)
+        return {p: (await consumer.committed(TopicPartition(topic, p))) or 0 for p in sorted(parts)}
+    finally:
+        await consumer.stop()
+
+
+def covered_ids(records: list[dict]) -> set[str]:
+    return {eid for r in records for eid in r["event_ids"]}
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a live process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def first_cover_order_violations(records: list[dict],
+                                 rank: dict[str, int]) -> list[tuple[str, str, str]]:
+    """Per user, the events whose *first* cover came after the first cover of a later event.
+
+    ``rank`` orders each user's events as produced (= partition offset order, since
+    messages are keyed by user). Records are in topic order (one partition per user
+    key). Re-deliveries after a crash or a rebalance cover earlier events again, which
+    is allowed; an event first scored after a later one of the same user is not.
+    """
+    last: dict[str, tuple[int, str]] = {}
+    bad = []
+    seen: set[str] = set()
+    for r in records:
+        for eid in r["event_ids"]:
+            if eid in seen:
+                continue
+            seen.add(eid)
+            user = r["user_id"]
+            prev = last.get(user)
+            if prev is not None and rank[eid] < prev[0]:
+                bad.append((user, prev[1], eid))
+            if prev is None or rank[eid] > prev[0]:
+                last[user] = (rank[eid], eid)
+    return bad
+
+
+async def read_windows(redis_url: str, prefix: str, users: list[str], *, max_events: int,
+                       window_seconds: int = 3600) -> dict[str, list[dict]]:
+    """Every user's window as the worker's store sees it (an empty append reads)."""
+    from worker.settings import load_settings
+    from worker.windows import RedisWindowStore
+
+    settings = load_settings(redis_url=redis_url, key_prefix=prefix, window_max_events=max_events,
+                             window_seconds=window_seconds)
+    store = RedisWindowStore.from_settings(settings)
+    try:
+        return await store.append({u: [] for u in users})
+    finally:
+        await store.stop()
+
+
+async def wait_for(predicate, *, timeout_s: float, every_s: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(every_s)
+    return predicate()
+
+
+async def read_all(bootstrap: str, topic: str, *, timeout_s: float = 30) -> list[dict]:
+    """Every record of ``topic`` now (read from the start up to the end offsets taken first)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    records: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts = consumer.partitions_for_topic(topic)
+        while not parts and time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                await asyncio.sleep(0.2)
+        if not parts:
+            return records
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                return records
+            batch = await consumer.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                records.extend(orjson.loads(m.value) for m in msgs)
+        raise TimeoutError(f"read {len(records)} records of {topic}, "
+                           f"not at the end after {timeout_s}s")
+    finally:
+        await consumer.stop()
+
+
+async def wait_log(path: Path, text: str, *, timeout_s: float,
+                   proc: subprocess.Popen | None = None) -> bool:
+    """Wait until ``text`` is in the log at ``path`` (False on timeout or if ``proc`` exits)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in _read_text(path):
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        await asyncio.sleep(0.1)
+    return False
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+@contextmanager
+def module_process(module: str, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """Like :func:`worker_process`, but runs ``python -m module`` (test doubles of the worker)."""
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

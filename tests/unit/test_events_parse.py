@@ -381,3 +381,15 @@ def test_random_near_valid_events_never_crash(doc: dict) -> None:
 @given(st.binary(max_size=200))
 def test_random_bytes_never_crash(data: bytes) -> None:
     _check(data)
+
+
+@pytest.mark.parametrize("depth", [255, 256, 600, 1023])
+@pytest.mark.parametrize("where", ["top", "context"])
+def test_nesting_too_deep_for_the_validator_is_a_schema_violation(depth: int, where: str) -> None:
+    # orjson parses up to 1024 levels; jsonschema-rs gave up at 256 with a bare ValueError that
+    # escaped parse_event (and crashed the worker's batch instead of dead-lettering one message)
+    nested = b'{"a":' * depth + b"1" + b"}" * depth
+    data = nested if where == "top" else raw()[:-1] + b',"context":' + nested + b"}"
+    with pytest.raises(BadEvent) as info:
+        parse_event(data, max_bytes=1_000_000)
+    assert info.value.reason == "schema_violation"

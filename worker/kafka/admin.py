@@ -19,7 +19,8 @@ async def ensure_topics(bootstrap: list[str], names: Iterable[str], *, partition
                         timeout_s: float = 60.0, **client_options: object) -> None:
     """Create missing topics; existing ones are left as they are.
 
-    Retries with exponential backoff until ``timeout_s`` (monotonic) and then raises
+    Retries with exponential backoff (0.2 s doubling to 5 s, the last wait cut to end on
+    the deadline) until ``timeout_s`` (monotonic) has passed, then raises
     :class:`ServiceUnavailable` naming the bootstrap servers.
     """
     wanted = sorted(set(names))
@@ -45,11 +46,14 @@ async def ensure_topics(bootstrap: list[str], names: Iterable[str], *, partition
             last = exc
         finally:
             await admin.close()
-        if time.monotonic() + delay > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:  # give up only once the whole timeout has passed
             raise ServiceUnavailable(
                 f"Kafka at {','.join(bootstrap)} not reachable after {timeout_s:.0f}s ({last!r}); "
                 "check INTENT_KAFKA_BOOTSTRAP"
             )
-        log.warning("Kafka at %s not reachable yet (%r); retrying in %.1fs", ",".join(bootstrap), last, delay)
-        await asyncio.sleep(delay)
+        wait = min(delay, remaining)  # the last try lands on the deadline
+        log.warning("Kafka at %s not reachable yet (%r); retrying in %.1fs",
+                    ",".join(bootstrap), last, wait)
+        await asyncio.sleep(wait)
         delay = min(delay * 2, 5.0)
