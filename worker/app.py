@@ -15,7 +15,7 @@ from worker.errors import IntentError
 from worker.kafka.security import faust_credentials
 from worker.model.reload import ModelReloader
 from worker.ops.metrics import CONTENT_TYPE_LATEST, Metrics
-from worker.scoring.pipeline import BatchResult, Message, Pipeline, process_until_done
+from worker.scoring.pipeline import BatchResult, Message, Pipeline, process_isolating
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,8 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             messages = [to_message(e) for e in batch]
             # Faust acks a take_events batch even when the body raises, so a retriable
             # failure is retried here, before the batch can be acknowledged.
-            result = await process_until_done(pipeline, messages,
-                                              on_retry=lambda _: metrics.batch_retries.inc())
+            result = await process_isolating(pipeline, messages,
+                                             on_retry=lambda _: metrics.batch_retries.inc())
             await publish(result)
             observe(messages, result, time.monotonic() - started)
 

@@ -441,14 +441,6 @@ async def test_two_workers_and_a_third_joining_and_leaving_lose_nothing_and_keep
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "worker/scoring/pipeline.py + worker/app.py: an exception other than BadEvent/IntentError "
-        "from one message crashes the agent; Faust's take_events acks the whole batch anyway, so "
-        "its valid events are committed unscored and the bad message is not dead-lettered"
-    ),
-)
 async def test_an_unexpected_error_on_one_message_loses_no_valid_event(
     kafka_bootstrap, redis_url, tmp_path
 ):
@@ -483,6 +475,7 @@ async def test_an_unexpected_error_on_one_message_loses_no_valid_event(
     )
     assert not lost, f"{len(lost)} valid events lost, e.g. {sorted(lost)[:5]}"
     assert [d["key"] for d in dlq] == ["poison"]
+    assert dlq[0]["reason"] == "internal_error" and "RuntimeError" in dlq[0]["detail"]
 
 
 @pytest.mark.slow

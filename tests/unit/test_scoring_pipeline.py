@@ -166,3 +166,46 @@ async def test_errors_that_retrying_cannot_fix_are_raised(pipeline):
     pipe._store.exchange = broken
     with pytest.raises(ModelError):
         await process_until_done(pipe, msgs([ev("a1", "u1", 1_700_000_000_000)]))
+
+
+async def test_an_unexpected_error_on_one_message_dead_letters_only_that_one(pipeline, monkeypatch):
+    import worker.scoring.pipeline as module
+
+    real = module.parse_event
+
+    def parse(raw, *, max_bytes):
+        if raw and b"boom" in raw:
+            raise RuntimeError("a bug")
+        return real(raw, max_bytes=max_bytes)
+
+    monkeypatch.setattr(module, "parse_event", parse)
+    pipe, _ = pipeline
+    t = 1_700_000_000_000
+    result = await pipe.process(msgs([ev("a1", "u1", t), b'{"boom": 1}', ev("b1", "u2", t)]))
+    assert sorted(orjson.loads(o.value)["user_id"] for o in result.scores) == ["u1", "u2"]
+    assert result.dead_letter_reasons == ["internal_error"]
+    letter = orjson.loads(result.dead_letters[0].value)
+    validate("dead-letter.v1", letter)
+    assert letter["detail"] == "RuntimeError: a bug" and letter["offset"] == 1
+
+
+async def test_a_batch_failing_for_good_is_split_and_only_the_culprit_dead_lettered(pipeline):
+    from worker.scoring.pipeline import process_isolating
+
+    pipe, scorer = pipeline
+    real_score = scorer.score
+
+    def score(inputs):
+        if any("poisoned" in i.text.lower() for i in inputs):
+            raise ValueError("model blew up")
+        return real_score(inputs)
+
+    scorer.score = score
+    t = 1_700_000_000_000
+    batch = msgs([ev("a1", "u1", t), ev("x1", "u9", t, product={"id": "p9", "title": "Poisoned"}),
+                  ev("b1", "u2", t)])
+    result = await process_isolating(pipe, batch)
+    assert sorted(orjson.loads(o.value)["user_id"] for o in result.scores) == ["u1", "u2"]
+    assert result.dead_letter_reasons == ["internal_error"]
+    letter = orjson.loads(result.dead_letters[0].value)
+    assert letter["offset"] == 1 and "ValueError" in letter["detail"]

@@ -19,6 +19,7 @@ REASONS = frozenset(
         "unknown_event_type",
         "invalid_timestamp",
         "empty",
+        "internal_error",
     }
 )
 DETAIL_MAX = 1024

@@ -67,6 +67,16 @@ class BatchResult:
     model_s: float = 0.0
     detect_s: float = 0.0
 
+    def merge(self, other: BatchResult) -> None:
+        """Add ``other`` (a later part of the same batch) to this result."""
+        for name in ("scores", "dead_letters", "dead_letter_reasons", "alerts", "alert_kinds",
+                     "latencies_ms"):
+            getattr(self, name).extend(getattr(other, name))
+        for user, state in other.cooldown_updates.items():
+            self.cooldown_updates.setdefault(user, {}).update(state)
+        for name in ("events", "users", "sequences", "store_s", "model_s", "detect_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 @dataclass(slots=True)
 class _UserBatch:
@@ -110,6 +120,10 @@ class Pipeline:
             except BadEvent as exc:
                 result.dead_letters.append(self._dead_letter(msg, exc, received_at))
                 result.dead_letter_reasons.append(exc.reason)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the stream or lose the batch
+                result.dead_letters.append(self.unprocessable(msg, exc, received_at))
+                result.dead_letter_reasons.append("internal_error")
                 continue
             batch = users.get(event["user_id"])
             if batch is None:
@@ -202,6 +216,15 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, scorer.score, inputs)
 
+    def unprocessable(self, msg: Message, exc: BaseException, received_at: datetime | None = None) -> Output:
+        """Dead letter for a message the worker failed on for an unexpected reason (a bug, not
+        bad input): reason ``internal_error``, the error's type and message as detail. Logged
+        without the payload."""
+        log.error("message %s[%d]@%d failed unexpectedly (%s); dead-lettered as internal_error",
+                  msg.topic, msg.partition, msg.offset, type(exc).__name__)
+        return self._dead_letter(msg, BadEvent("internal_error", f"{type(exc).__name__}: {exc}"),
+                                 received_at or datetime.now(UTC))
+
     def _dead_letter(self, msg: Message, exc: BadEvent, received_at: datetime) -> Output:
         record = dead_letter(
             raw=msg.value, key=msg.key, reason=exc.reason, detail=exc.detail, topic=msg.topic,
@@ -209,6 +232,32 @@ class Pipeline:
             payload_max=self._settings.dlq_payload_bytes,
         )
         return Output(msg.key, orjson.dumps(record))
+
+
+async def process_isolating(pipeline: Pipeline, messages: Sequence[Message], *,
+                            max_delay_s: float = 10.0,
+                            on_retry: Callable[[IntentError], None] | None = None) -> BatchResult:
+    """:func:`process_until_done`; if the batch fails for a reason retrying cannot fix, each
+    message is processed on its own and the ones that still fail are dead-lettered as
+    ``internal_error``, so one poisonous message never takes its batch's valid events with
+    it (Faust acknowledges a batch even when processing it raised)."""
+    try:
+        return await process_until_done(pipeline, messages, max_delay_s=max_delay_s,
+                                        on_retry=on_retry)
+    except Exception as exc:  # noqa: BLE001 - isolate below, never lose the batch
+        log.error("batch of %d failed (%s: %s); processing its messages one by one",
+                  len(messages), type(exc).__name__, str(exc)[:200])
+    combined = BatchResult()
+    for msg in messages:
+        try:
+            part = await process_until_done(pipeline, [msg], max_delay_s=max_delay_s,
+                                            on_retry=on_retry)
+        except Exception as exc:  # noqa: BLE001
+            combined.dead_letters.append(pipeline.unprocessable(msg, exc))
+            combined.dead_letter_reasons.append("internal_error")
+            continue
+        combined.merge(part)
+    return combined
 
 
 async def process_until_done(pipeline: Pipeline, messages: Sequence[Message], *,
