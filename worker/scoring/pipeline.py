@@ -235,7 +235,7 @@ class Pipeline:
 
 
 async def process_isolating(pipeline: Pipeline, messages: Sequence[Message], *,
-                            max_delay_s: float = 10.0,
+                            max_delay_s: float = 2.0,
                             on_retry: Callable[[IntentError], None] | None = None) -> BatchResult:
     """:func:`process_until_done`; if the batch fails for a reason retrying cannot fix, each
     message is processed on its own and the ones that still fail are dead-lettered as
@@ -261,7 +261,7 @@ async def process_isolating(pipeline: Pipeline, messages: Sequence[Message], *,
 
 
 async def process_until_done(pipeline: Pipeline, messages: Sequence[Message], *,
-                             max_delay_s: float = 10.0,
+                             max_delay_s: float = 2.0,
                              on_retry: Callable[[IntentError], None] | None = None) -> BatchResult:
     """Process a batch, retrying retriable failures (Redis down, ...) with backoff.
 
