@@ -115,6 +115,12 @@ def test_metrics_compare_both_models(trained) -> None:
         assert block["bert"]["n"] == block["baseline"]["n"]
     assert metrics["time_split"]["counts"]["after"]["examples"] > 0
     assert metrics["time_split"]["fits"]["bert_best_epoch"] == 0  # linear: no epochs
+    cv = metrics["user_cv"]
+    assert cv["folds"] == 5 and 2 <= len(cv["per_fold"]) <= 5
+    if "skipped" not in cv:
+        assert set(cv["bert"]) == {"pr_auc", "roc_auc", "brier"}
+        assert cv["pr_auc_diff_bert_minus_baseline"]["folds_compared"] == len(cv["per_fold"])
+        assert "cross-validation by user" in (out / "README.md").read_text()
     card = (out / "README.md").read_text()
     assert "| BERT encoder + fusion head |" in card and "GBDT baseline" in card
     assert LABEL_DEFINITION in card

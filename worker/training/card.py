@@ -110,6 +110,7 @@ def model_card(config: dict, metrics: dict) -> str:
             f"{training['best_epoch']}; BCE with pos_weight {training['pos_weight']:.2f}, then "
             "the output bias shifted by -log(pos_weight) so scores are probabilities at the "
             f"base rate; seed {training['seed']}.")
+    lines += _cv_lines(metrics.get("user_cv"))
     lines += [
         "## Training",
         "",
@@ -121,7 +122,9 @@ def model_card(config: dict, metrics: dict) -> str:
         "top-level category and brand as categorical features (`baseline.json` lists them), "
         "balanced "
         f"class weights, stopped on validation {metrics['training']['baseline']['scoring']} "
-        f"after {metrics['training']['baseline']['n_iter']} trees, prior-corrected the same way.",
+        f"after {metrics['training']['baseline']['n_iter']} trees, prior-corrected "
+        "(p / (p + w (1 - p)), w the class-weight ratio) so its scores are probabilities at "
+        "the base rate.",
         "",
         "## Reproduce",
         "",
@@ -148,6 +151,32 @@ def model_card(config: dict, metrics: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cv_lines(cv: dict | None) -> list[str]:
+    """The k-fold-by-user comparison: per-fold PR-AUC, means and the paired difference."""
+    if not cv:
+        return []
+    title = (f"**{cv['folds']}-fold cross-validation by user** (seed `{cv['seed']}`; both "
+             "models refitted on each fold's other users, the fold's users early-stop the "
+             "baseline and score both)")
+    if "skipped" in cv:
+        return [f"{title}: skipped ({cv['skipped']})", ""]
+    lines = [title + ":", "", "| model | PR-AUC mean ± sd | ROC-AUC mean ± sd | Brier mean |",
+             "|---|---:|---:|---:|"]
+    for model, name in ROWS:
+        m = cv[model]
+        lines.append(f"| {name} | {m['pr_auc']['mean']:.3f} ± {m['pr_auc']['sd']:.3f} | "
+                     f"{m['roc_auc']['mean']:.3f} ± {m['roc_auc']['sd']:.3f} | "
+                     f"{m['brier']['mean']:.3f} |")
+    d = cv["pr_auc_diff_bert_minus_baseline"]
+    per_fold = ", ".join(f"{r['bert']['pr_auc'] - r['baseline']['pr_auc']:+.3f}"
+                         for r in cv["per_fold"])
+    lines += ["", f"PR-AUC difference BERT - baseline: mean {d['mean']:+.3f}, 95% t interval "
+              f"over folds [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}], ahead on "
+              f"{d['folds_bert_ahead']} of {d['folds_compared']} folds (per fold: {per_fold}).",
+              ""]
+    return lines
 
 
 def _num(value: float | None) -> str:

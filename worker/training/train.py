@@ -77,7 +77,8 @@ def train(
     window_seconds: int = DEFAULT_WINDOW_SECONDS, patience: int = 10, head_hidden: int = 16,
     head_dropout: float = 0.5, input_dropout: float = 0.5, pos_weight: float | None = None,
     val_frac: float = 0.2, test_frac: float = 0.0, split_seed: str = DEFAULT_SPLIT_SEED,
-    time_frac: float | None = 0.2, max_tokens: int = 128, max_chars: int = 768,
+    time_frac: float | None = 0.2, cv_folds: int | None = 5, max_tokens: int = 128,
+    max_chars: int = 768,
     device: str = "cpu", embedding_cache: str | os.PathLike[str] | None = None,
     overwrite: bool = False, progress: bool = True, command: str | None = None,
     head: str | None = None, pca_components: int = DEFAULT_COMPONENTS, l2_c: float = DEFAULT_C,
@@ -97,7 +98,10 @@ def train(
 
     ``events``: a :class:`LoadResult` (its file fingerprint is recorded) or normalised
     events (fingerprinted in memory). ``pos_weight`` None: negatives / positives of the
-    training part. ``time_frac`` None or 0 skips the time-split report. ``embedding_cache``:
+    training part. ``time_frac`` None or 0 skips the time-split report. ``cv_folds`` (None or 0:
+    skip): both models are also refitted on ``cv_folds`` folds of the non-test users (fold
+    ``k`` validates, the rest fit) and compared fold by fold: the mean over folds says more
+    than the one validation split. ``embedding_cache``:
     an ``.npz`` file of text vectors reused across runs (frozen mode).
     """
     call = {k: v for k, v in locals().items() if k not in ("events", "progress", "command")}
@@ -168,6 +172,11 @@ def train(
         metrics["time_split"] = _time_report(run, examples, time_frac, horizon_s, split_seed,
                                              val_frac, test_frac, seed)
         times["time_split_s"] = time.perf_counter() - t0
+    if cv_folds:
+        t0 = time.perf_counter()
+        metrics["user_cv"] = _cv_report(run, examples, cv_folds, split_seed, val_frac,
+                                        test_frac, seed)
+        times["user_cv_s"] = time.perf_counter() - t0
     metrics["training"] = {"head": head, "best_epoch": bert.fit.best_epoch,
                            "epochs_run": bert.fit.epochs_run, "history": bert.fit.history,
 
@@ -268,6 +277,51 @@ def _time_report(run: Any, examples: list[Example], frac: float, horizon_s: int,
                         baseline.predict_proba([examples[i].window for i in test_idx]), seed))
     out["fits"] = {"bert_best_epoch": bert.fit.best_epoch,
                    "baseline_n_iter": baseline.info["n_iter"]}
+    return out
+
+
+def _cv_report(run: Any, examples: list[Example], folds: int, split_seed: str,
+               val_frac: float, test_frac: float, seed: int) -> dict[str, Any]:
+    """Refit both models on each of ``folds`` user folds (test users left out) and compare
+    them on the fold's users: per-fold metrics, means, and the paired PR-AUC difference."""
+    from worker.training.split import user_fold
+
+    pool = [i for i, e in enumerate(examples)
+            if user_split(e.user_id, seed=split_seed, val_frac=val_frac,
+                          test_frac=test_frac) != "test"]
+    fold_of = {i: user_fold(examples[i].user_id, seed=split_seed, folds=folds) for i in pool}
+    rows = []
+    for k in range(folds):
+        fit_idx = [i for i in pool if fold_of[i] != k]
+        val_idx = [i for i in pool if fold_of[i] == k]
+        y_fit = {examples[i].label for i in fit_idx}
+        y_val = {examples[i].label for i in val_idx}
+        if y_fit != {0, 1} or y_val != {0, 1}:
+            continue
+        bert = run.fit(fit_idx, val_idx, progress=False, fresh=True)
+        baseline = fit_baseline([examples[i] for i in fit_idx],
+                                [examples[i] for i in val_idx], random_state=seed)
+        y = [examples[i].label for i in val_idx]
+        rows.append({"fold": k, "bert": binary_metrics(y, bert.predict(val_idx)),
+                     "baseline": binary_metrics(y, baseline.predict_proba(
+                         [examples[i].window for i in val_idx]))})
+    out: dict[str, Any] = {"folds": folds, "seed": split_seed, "per_fold": rows}
+    if len(rows) < 2:
+        out["skipped"] = "fewer than two folds hold both classes"
+        return out
+    for model in ("bert", "baseline"):
+        for metric in ("pr_auc", "roc_auc", "brier"):
+            values = np.array([r[model][metric] for r in rows], dtype=float)
+            out.setdefault(model, {})[metric] = {"mean": float(values.mean()),
+                                                 "sd": float(values.std(ddof=1))}
+    diffs = np.array([r["bert"]["pr_auc"] - r["baseline"]["pr_auc"] for r in rows])
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
+    out["pr_auc_diff_bert_minus_baseline"] = {
+        "mean": float(diffs.mean()), "ci95": [float(diffs.mean() - half),
+                                              float(diffs.mean() + half)],
+        "folds_bert_ahead": int((diffs > 0).sum()), "folds_compared": len(diffs)}
     return out
 
 
