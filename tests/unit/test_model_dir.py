@@ -205,7 +205,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_shipped_default_directory(tmp_path: Path) -> None:
     path = default_model_path()
     cfg = read_config(path)
-    assert (cfg.name, cfg.version) == ("intent-minilm", "1.0.0")
+    assert (cfg.name, cfg.version) == ("intent-minilm", "1.1.0")
     assert cfg.extra["trained"] is True
     assert cfg.extra["label"]["horizon_s"] == 600
     assert (path / "metrics.json").is_file() and (path / "baseline.joblib").is_file()
