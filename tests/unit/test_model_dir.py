@@ -160,7 +160,8 @@ BROKEN = {
     "bad max_tokens": (_edit(max_tokens=0), "max_tokens must be >= 1"),
     "bool max_chars": (_edit(max_chars=True), "max_chars must be a int"),
     "bad dropout": (_edit(head={"hidden": 16, "dropout": 1.5}), "head.dropout"),
-    "features renamed": (_edit(feature_names=[*FEATURE_NAMES[:-1], "hour_tan"]),
+    "features renamed": (_edit(feature_names=[n if n != "hour_cos" else "hour_tan"
+                                                for n in FEATURE_NAMES]),
                          "feature_names do not match this worker's features (missing ['hour_cos'], "
                          "unknown ['hour_tan'])"),
     "features reordered": (_edit(feature_names=list(reversed(FEATURE_NAMES))),
@@ -204,7 +205,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_shipped_default_directory(tmp_path: Path) -> None:
     path = default_model_path()
     cfg = read_config(path)
-    assert (cfg.name, cfg.version) == ("intent-minilm", "1.0.0")
+    assert (cfg.name, cfg.version) == ("intent-minilm", "1.1.0")
     assert cfg.extra["trained"] is True
     assert cfg.extra["label"]["horizon_s"] == 600
     assert (path / "metrics.json").is_file() and (path / "baseline.joblib").is_file()

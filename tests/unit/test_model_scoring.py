@@ -165,7 +165,7 @@ def test_device() -> None:
 
 def test_shipped_default_model_scores() -> None:
     model = load_model(default_model_path(), device="cpu")
-    assert (model.name, model.version) == ("intent-minilm", "1.0.0")
+    assert (model.name, model.version) == ("intent-minilm", "1.1.0")
     assert model.max_tokens == 128
     assert model.encoder.dim == 384 and model.encoder.pooling == "mean"
     items = [build_input(window(n, n), max_chars=model.max_chars) for n in (1, 5, 30)]

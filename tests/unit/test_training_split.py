@@ -70,3 +70,15 @@ def test_time_split_edge_cases() -> None:
     assert time_split([], 0.5) == ([], [], 0)
     with pytest.raises(ValueError):
         time_split([example(1)], 1.0)
+
+
+def test_user_fold_agrees_with_user_split() -> None:
+    from worker.training.split import user_fold
+
+    users = [f"u{i}" for i in range(2000)]
+    folds = [user_fold(u, folds=5) for u in users]
+    assert set(folds) == set(range(5))
+    assert all((f == 0) == (user_split(u, val_frac=0.2) == "val")
+               for u, f in zip(users, folds, strict=True))
+    with pytest.raises(ValueError):
+        user_fold("u1", folds=1)

@@ -94,7 +94,11 @@ def test_config_records_label_data_and_settings(trained, events: list[dict]) -> 
     assert extra["window"] == {"max_events": 50, "seconds": 3600}
     assert extra["split"]["seed"] == "intent-v1"
     assert extra["training"]["mode"] == "frozen-encoder"
-    assert extra["training"]["best_epoch"] == report.best_epoch >= 1
+    assert extra["training"]["head"] == "linear"  # the default with a frozen encoder
+    assert extra["training"]["pca_components"] == 4
+    assert len(extra["training"]["linear"]["standardised_coefficients"]) == \
+        len(read_config(out).feature_names) + 4
+    assert read_config(out).head_hidden == 2
     assert extra["counts"]["train"]["examples"] == report.counts["train"]["examples"]
     assert "train(events" in extra["training"]["command"]
 
@@ -110,7 +114,13 @@ def test_metrics_compare_both_models(trained) -> None:
             assert 0 <= block[model]["brier"] <= 1
         assert block["bert"]["n"] == block["baseline"]["n"]
     assert metrics["time_split"]["counts"]["after"]["examples"] > 0
-    assert metrics["time_split"]["fits"]["bert_best_epoch"] >= 1
+    assert metrics["time_split"]["fits"]["bert_best_epoch"] == 0  # linear: no epochs
+    cv = metrics["user_cv"]
+    assert cv["folds"] == 5 and 2 <= len(cv["per_fold"]) <= 5
+    if "skipped" not in cv:
+        assert set(cv["bert"]) == {"pr_auc", "roc_auc", "brier"}
+        assert cv["pr_auc_diff_bert_minus_baseline"]["folds_compared"] == len(cv["per_fold"])
+        assert "cross-validation by user" in (out / "README.md").read_text()
     card = (out / "README.md").read_text()
     assert "| BERT encoder + fusion head |" in card and "GBDT baseline" in card
     assert LABEL_DEFINITION in card
@@ -129,6 +139,25 @@ def test_deterministic(trained, encoder: Path, events: list[dict], tmp_path: Pat
     assert (tmp_path / "m" / "head.safetensors").read_bytes() == \
         (out / "head.safetensors").read_bytes()
     assert "time_split" not in again.metrics
+
+
+def test_mlp_head(encoder: Path, events: list[dict], tmp_path: Path) -> None:
+    out = tmp_path / "mlp"
+    report = train(events, out_dir=out, head="mlp", encoder_dir_or_package=encoder, epochs=15,
+                   patience=5, **SMALL)
+    extra = read_config(out).extra
+    assert extra["training"]["head"] == "mlp"
+    assert extra["training"]["best_epoch"] == report.best_epoch >= 1
+    assert report.metrics["time_split"]["fits"]["bert_best_epoch"] >= 1
+    assert read_config(out).head_hidden == SMALL["head_hidden"]
+    assert "AdamW" in (out / "README.md").read_text()
+
+
+def test_linear_head_refuses_finetuning(encoder: Path, events: list[dict],
+                                        tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="frozen encoder"):
+        train(events, out_dir=tmp_path / "x", head="linear", finetune=True,
+              encoder_dir_or_package=encoder, **SMALL)
 
 
 def test_refuses_to_overwrite(trained, encoder: Path, events: list[dict]) -> None:

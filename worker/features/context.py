@@ -1,8 +1,12 @@
 """Numeric context features of a window, in the order of :data:`FEATURE_NAMES`.
 
-Every value is a log1p of a count, duration (seconds) or price, a 0/1 flag, or a
-sine/cosine, so a linear layer can use them without a fitted scaler. Times are event
-times measured at the newest event, never the wall clock.
+Every value is a log1p of a count, duration (seconds) or price (or a difference of two
+such logs), a 0/1 flag, or a sine/cosine, so a linear layer can use them without a fitted
+scaler. Times are event times measured at the newest event, never the wall clock.
+
+The features from ``newest_is_view`` on describe the newest event's product and session
+and the last minutes; they were the GBDT baseline's own extra features and are shared
+here, so that the model and the baseline see the same hand-crafted features.
 """
 
 from __future__ import annotations
@@ -38,7 +42,26 @@ FEATURE_NAMES: tuple[str, ...] = (
     *(f"device_{d}" for d in DEVICES),
     "hour_sin",
     "hour_cos",
+    "newest_is_view",
+    "newest_is_cart",
+    "newest_is_remove",
+    "newest_product_views_log",
+    "newest_product_carts_log",
+    "newest_category_events_log",
+    "session_events_log",
+    "session_span_log_s",
+    "sessions_log",
+    "price_last_minus_mean_log",
+    "newest_has_category",
+    "newest_has_brand",
+    "carts_10min_log",
+    "events_5min_log",
+    "cart_age_log_s",
+    "newest_product_carted",
 )
+RECENT_CARTS_MS = 600_000  # carts_10min_log
+RECENT_EVENTS_MS = 300_000  # events_5min_log
+NO_CART_AGE_S = 7200.0  # cart_age_log_s of a window without add-to-cart: twice the default span
 
 
 def context_features(window: Sequence[dict]) -> tuple[float, ...]:
@@ -76,6 +99,15 @@ def context_features(window: Sequence[dict]) -> tuple[float, ...]:
     hour = (newest["ts"] // 1000 % 86_400) / 3600
     angle = 2 * math.pi * hour / 24
 
+    kind, now = newest["event_type"], newest["ts"]
+    product = newest.get("product") or {}
+    category = product.get("category")
+    same_product = [e for e, p in zip(events, products, strict=True)
+                    if newest_product is not None and p == newest_product]
+    session = newest.get("session_id")
+    in_session = [e for e in events if e.get("session_id") == session] if session else events
+    carts = [e["ts"] for e in events if e["event_type"] == "add_to_cart"]
+
     return (
         log1p(len(events)),
         *(log1p(counts[t]) for t in EVENT_TYPES),
@@ -91,6 +123,23 @@ def context_features(window: Sequence[dict]) -> tuple[float, ...]:
         *(1.0 if device == d else 0.0 for d in DEVICES),
         math.sin(angle),
         math.cos(angle),
+        float(kind == "view"),
+        float(kind == "add_to_cart"),
+        float(kind == "remove_from_cart"),
+        log1p(sum(e["event_type"] == "view" for e in same_product)),
+        log1p(sum(e["event_type"] == "add_to_cart" for e in same_product)),
+        log1p(sum(category is not None and (e.get("product") or {}).get("category") == category
+                  for e in events)),
+        log1p(len(in_session)),
+        log1p((now - in_session[0]["ts"]) / 1000),
+        log1p(len({e.get("session_id") for e in events})),
+        price_stats[0] - price_stats[1],
+        float(category is not None),
+        float(product.get("brand") is not None),
+        log1p(sum(now - t <= RECENT_CARTS_MS for t in carts)),
+        log1p(sum(now - e["ts"] <= RECENT_EVENTS_MS for e in events)),
+        log1p((now - carts[-1]) / 1000 if carts else NO_CART_AGE_S),
+        float(any(e["event_type"] == "add_to_cart" for e in same_product)),
     )
 
 

@@ -41,3 +41,28 @@ def head_shapes(text_dim: int, n_features: int, hidden: int) -> dict[str, tuple[
         "fc2.weight": (1, hidden),
         "fc2.bias": (1,),
     }
+
+
+def linear_fusion_head(text_weight: torch.Tensor, feature_weight: torch.Tensor,
+                       bias: float) -> FusionHead:
+    """A fusion head that computes the linear logit ``text_weight . LN(text) +
+    feature_weight . features + bias`` exactly, in the ordinary head format (same files,
+    same loading, same serving code).
+
+    ``LN`` is the head's LayerNorm with unit weight and zero bias (the text vector
+    standardised over its dimensions). Two hidden units carry ``z`` and ``-z`` and the
+    output is their difference: ``GELU(z) - GELU(-z) = z (Phi(z) + Phi(-z)) = z`` for every
+    ``z``, so the GELU does not bend the linear model. Dropout is 0 (and off at eval).
+    """
+    text_weight = torch.as_tensor(text_weight, dtype=torch.float32).reshape(-1)
+    feature_weight = torch.as_tensor(feature_weight, dtype=torch.float32).reshape(-1)
+    head = FusionHead(len(text_weight), len(feature_weight), hidden=2, dropout=0.0)
+    row = torch.cat([text_weight, feature_weight])
+    with torch.no_grad():
+        head.norm.weight.fill_(1.0)
+        head.norm.bias.zero_()
+        head.fc1.weight.copy_(torch.stack([row, -row]))
+        head.fc1.bias.copy_(torch.tensor([bias, -bias], dtype=torch.float32))
+        head.fc2.weight.copy_(torch.tensor([[1.0, -1.0]]))
+        head.fc2.bias.zero_()
+    return head.eval()

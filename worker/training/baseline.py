@@ -1,7 +1,8 @@
 """The GBDT baseline: scikit-learn's HistGradientBoostingClassifier on window features.
 
-Features are the serving :func:`~worker.features.context_features`, a few about the
-newest product and session (:data:`EXTRA_FEATURE_NAMES`) and, as native categorical
+Features are the serving :func:`~worker.features.context_features` (the same features the
+fusion model gets, its newest-product, session and recent-activity features included)
+and, as native categorical
 features, the newest event's category, top-level category and brand (values seen at
 least :data:`MIN_CATEGORY_COUNT` times in training; the rest share one code): the text
 encoder sees these names, so the baseline should too. Imbalance: ``class_weight=
@@ -14,7 +15,6 @@ only directories you trust) + ``baseline.json``.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,15 +33,9 @@ __all__ = ["BASELINE_FEATURE_NAMES", "CATEGORICAL_NAMES", "Baseline", "baseline_
 
 MODEL_FILE = "baseline.joblib"
 INFO_FILE = "baseline.json"
-EXTRA_FEATURE_NAMES: tuple[str, ...] = (
-    "newest_is_view", "newest_is_cart", "newest_is_remove",
-    "newest_product_views", "newest_product_carts", "newest_category_events",
-    "session_events", "session_span_log_s", "sessions",
-    "price_last_minus_mean_log", "newest_has_category", "newest_has_brand",
-)
 CATEGORICAL_NAMES: tuple[str, ...] = ("newest_category", "newest_category_top", "newest_brand")
-BASELINE_FEATURE_NAMES = (*FEATURE_NAMES, *EXTRA_FEATURE_NAMES, *CATEGORICAL_NAMES)
-NUMERIC_COUNT = len(FEATURE_NAMES) + len(EXTRA_FEATURE_NAMES)
+BASELINE_FEATURE_NAMES = (*FEATURE_NAMES, *CATEGORICAL_NAMES)
+NUMERIC_COUNT = len(FEATURE_NAMES)
 MIN_CATEGORY_COUNT = 10
 MAX_CATEGORIES = 200  # < max_bins (255): HistGradientBoosting's limit on categories
 MISSING, OTHER = 0, 1  # codes of "no value" and "a value not in the vocabulary"
@@ -53,32 +47,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 def baseline_features(window: Sequence[dict]) -> tuple[float, ...]:
     """The numeric features of a window: :data:`BASELINE_FEATURE_NAMES` without the
-    categorical ones (see :func:`window_categories`)."""
-    events = oldest_first(window)
-    newest = events[-1]
-    product = newest.get("product") or {}
-    pid, category = product.get("id"), product.get("category")
-    same_product = [e for e in events
-                    if pid is not None and (e.get("product") or {}).get("id") == pid]
-    session = newest.get("session_id")
-    in_session = [e for e in events if e.get("session_id") == session] if session else events
-    base = context_features(events)
-    price_last, price_mean = base[FEATURE_NAMES.index("price_last_log")], \
-        base[FEATURE_NAMES.index("price_mean_log")]
-    kind = newest["event_type"]
-    return (
-        *base,
-        float(kind == "view"), float(kind == "add_to_cart"), float(kind == "remove_from_cart"),
-        float(sum(e["event_type"] == "view" for e in same_product)),
-        float(sum(e["event_type"] == "add_to_cart" for e in same_product)),
-        float(sum(category is not None and (e.get("product") or {}).get("category") == category
-                  for e in events)),
-        float(len(in_session)),
-        math.log1p((newest["ts"] - in_session[0]["ts"]) / 1000),
-        float(len({e.get("session_id") for e in events})),
-        price_last - price_mean,
-        float(category is not None), float(product.get("brand") is not None),
-    )
+    categorical ones (see :func:`window_categories`), i.e. the serving context features."""
+    return context_features(window)
 
 
 def window_categories(window: Sequence[dict]) -> tuple[str | None, ...]:

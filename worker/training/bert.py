@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from worker.model.head import FusionHead
 from worker.model.intent import IntentModel, resolve_device
 from worker.model.modeldir import ENCODER_PACKAGES, ModelConfig
 from worker.training.embed import EmbeddingCache, embed_texts, encoder_id
+from worker.training.linear import fit_linear_head
 from worker.training.loops import (
     FitResult,
     FitSettings,
@@ -50,6 +51,9 @@ class BertSettings:
     max_chars: int
     finetune: bool
     device: str
+    head: str = "mlp"  # "linear": logistic regression (frozen encoder only); "mlp": trained
+    pca_components: int = 4  # linear head: principal components of the text vectors
+    l2_c: float = 0.01  # linear head: inverse L2 strength
 
 
 @dataclass(slots=True)
@@ -60,6 +64,7 @@ class BertFit:
     fit: FitResult
     pos_weight: float
     predict: Callable[[Sequence[int]], np.ndarray]
+    info: dict = field(default_factory=dict)  # linear head: what fit_linear_head reports
 
 
 class BertRun:
@@ -108,6 +113,11 @@ class BertRun:
         """Fit a new head (and, fine-tuning, a fresh copy of the encoder) on ``train_idx``,
         selecting on ``val_idx``. The first fit without ``fresh`` becomes :attr:`main`."""
         progress = self.progress if progress is None else progress
+        if self.s.head == "linear":
+            result = self._fit_linear(train_idx)
+            if not fresh and self.main is None:
+                self.main = result
+            return result
         y = self.labels[list(train_idx)]
         pos = int(y.sum())
         pos_weight = self.s.pos_weight or (len(y) - pos) / max(1, pos)
@@ -156,6 +166,21 @@ class BertRun:
 
         return BertFit(self._model(encoder, head), result, fs.pos_weight, predict)
 
+    def _fit_linear(self, train_idx: Sequence[int]) -> BertFit:
+        if self.s.finetune:
+            raise ValueError("the linear head needs a frozen encoder")
+        if self.vectors is None:
+            raise RuntimeError("call prepare() first")
+        head, info = fit_linear_head(self.vectors, self.features, self.labels, train_idx,
+                                     components=self.s.pca_components, c=self.s.l2_c)
+        vectors, feats = self.vectors, self.features
+
+        def predict(idx: Sequence[int]) -> np.ndarray:
+            ix = torch.as_tensor(list(idx), dtype=torch.long)
+            return torch.sigmoid(head_logits(head, vectors[ix], feats[ix])).numpy().astype(float)
+
+        return BertFit(self._model(self._load(), head), FitResult(), 1.0, predict, info)
+
     def _fit_end_to_end(self, train_idx: Sequence[int], val_idx: Sequence[int],
                         fs: FitSettings, progress: bool, fresh: bool) -> BertFit:
         encoder = self._load() if not fresh and self.main is None else self._load(new=True)
@@ -187,5 +212,5 @@ class BertRun:
     def _model(self, encoder: TextEncoder, head: FusionHead) -> IntentModel:
         config = ModelConfig(name="training", version="0", text_dim=encoder.dim,
                              max_tokens=self.s.max_tokens, max_chars=self.s.max_chars,
-                             head_hidden=self.s.head_hidden, head_dropout=self.s.head_dropout)
+                             head_hidden=head.hidden, head_dropout=head.drop.p)
         return IntentModel(encoder=encoder, head=head, config=config, device=self.device)

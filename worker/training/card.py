@@ -21,12 +21,17 @@ def model_card(config: dict, metrics: dict) -> str:
     data, label, training = config["data"], config["label"], config["training"]
     window, split = config["window"], config["split"]
     encoder = config["encoder"].get("package") or "its copy in encoder/"
+    linear = training.get("head") == "linear"
+    head = (f"a linear head (logistic regression on the {len(config['feature_names'])} context "
+            f"features and the first {training.get('pca_components')} principal components of "
+            "the text vectors)" if linear else
+            f"a fusion head (hidden {config['head']['hidden']}, dropout "
+            f"{config['head']['dropout']})")
     lines = [
         f"# {config['name']} {config['version']}",
         "",
         "Purchase-intent model for intent-worker: a BERT text encoder "
-        f"({encoder}, {config['pooling']}-pooled, {training['mode']}) and a fusion head "
-        f"(hidden {config['head']['hidden']}, dropout {config['head']['dropout']}) over the "
+        f"({encoder}, {config['pooling']}-pooled, {training['mode']}) and {head} over the "
         "window text and the context features. `baseline.joblib` holds a GBDT baseline "
         "trained on the same examples, kept for comparison only (the worker does not use it).",
         f"Created {config['created']}.",
@@ -57,7 +62,8 @@ def model_card(config: dict, metrics: dict) -> str:
             lines.append(f"| {part} | {c['examples']:,} | {c['positives']:,} | "
                          f"{_num(c['positive_rate'])} | {c['users']:,} |")
     lines += ["", "## Metrics", ""]
-    sections = [("val", "validation users (also used for early stopping of both models)")]
+    sections = [("val", "validation users (also used for early stopping of the baseline)"
+                 if linear else "validation users (also used for early stopping of both models)")]
     if "test" in metrics:
         sections.append(("test", "held-out test users (never used for any choice)"))
     if "time_split" in metrics:
@@ -82,22 +88,43 @@ def model_card(config: dict, metrics: dict) -> str:
             lines += ["", f"PR-AUC difference BERT - baseline, 95% user bootstrap interval: "
                       f"[{lo:+.3f}, {hi:+.3f}]"]
         lines.append("")
+    if linear:
+        info = training.get("linear") or {}
+        variance = sum(info.get("explained_variance_ratio") or [])
+        how = (
+            f"Mode {training['mode']}, linear head: the text vectors standardised as the head's "
+            f"LayerNorm does, projected on their first {training['pca_components']} principal "
+            f"axes (fitted on the training users; {variance:.0%} of the variance), concatenated "
+            "with the context features, standardised, and fitted by scikit-learn "
+            f"LogisticRegression (L2, C {training['l2_c']}, no class weights: scores are "
+            "probabilities at the training base rate without a correction). Projection, "
+            "scaling and coefficients are folded into one linear map of [LN(text), features], "
+            "stored in the fusion-head format (hidden 2: GELU(z) - GELU(-z) = z, so the "
+            "worker scores it with the same code). No epochs, no early stopping: the "
+            "validation users choose nothing for this model.")
+    else:
+        how = (
+            f"Mode {training['mode']}; AdamW lr {training['lr']}, weight decay "
+            f"{training['weight_decay']}, batch {training['batch_size']}, at most "
+            f"{training['epochs']} epochs, patience {training['patience']}, best epoch "
+            f"{training['best_epoch']}; BCE with pos_weight {training['pos_weight']:.2f}, then "
+            "the output bias shifted by -log(pos_weight) so scores are probabilities at the "
+            f"base rate; seed {training['seed']}.")
+    lines += _cv_lines(metrics.get("user_cv"))
     lines += [
         "## Training",
         "",
-        f"Mode {training['mode']}; AdamW lr {training['lr']}, weight decay "
-        f"{training['weight_decay']}, batch {training['batch_size']}, at most "
-        f"{training['epochs']} epochs, patience {training['patience']}, best epoch "
-        f"{training['best_epoch']}; BCE with pos_weight {training['pos_weight']:.2f}, then the "
-        "output bias shifted by -log(pos_weight) so scores are probabilities at the base rate; "
-        f"seed {training['seed']}.",
+        how,
         "",
-        "The baseline: scikit-learn HistGradientBoostingClassifier on the context features, "
-        "a few more about the newest product and session, and the newest event's category, "
+        "The baseline: scikit-learn HistGradientBoostingClassifier on the same context "
+        "features (newest product, session and recent-activity features included), "
+        "and the newest event's category, "
         "top-level category and brand as categorical features (`baseline.json` lists them), "
         "balanced "
         f"class weights, stopped on validation {metrics['training']['baseline']['scoring']} "
-        f"after {metrics['training']['baseline']['n_iter']} trees, prior-corrected the same way.",
+        f"after {metrics['training']['baseline']['n_iter']} trees, prior-corrected "
+        "(p / (p + w (1 - p)), w the class-weight ratio) so its scores are probabilities at "
+        "the base rate.",
         "",
         "## Reproduce",
         "",
@@ -109,8 +136,11 @@ def model_card(config: dict, metrics: dict) -> str:
         "",
         "- Small data: PR-AUC on a few dozen positives moves by several points between "
         "splits; read the bootstrap interval, not the third decimal.",
-        "- Validation users also chose the stopping epoch of both models, so their figures "
-        "are slightly optimistic; a test split (`test_frac`) or held-out data says more.",
+        ("- Validation users chose the baseline's number of trees, so its validation figures "
+         "are slightly optimistic; a test split (`test_frac`) or held-out data says more."
+         if linear else
+         "- Validation users also chose the stopping epoch of both models, so their figures "
+         "are slightly optimistic; a test split (`test_frac`) or held-out data says more."),
         "- Sessions still open at the end of the data are censored: examples whose horizon "
         "runs past the last event are left out, so the last minutes of the data yield none.",
         "- REES46 text is category, brand and price only (no titles, queries or reviews): "
@@ -121,6 +151,32 @@ def model_card(config: dict, metrics: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cv_lines(cv: dict | None) -> list[str]:
+    """The k-fold-by-user comparison: per-fold PR-AUC, means and the paired difference."""
+    if not cv:
+        return []
+    title = (f"**{cv['folds']}-fold cross-validation by user** (seed `{cv['seed']}`; both "
+             "models refitted on each fold's other users, the fold's users early-stop the "
+             "baseline and score both)")
+    if "skipped" in cv:
+        return [f"{title}: skipped ({cv['skipped']})", ""]
+    lines = [title + ":", "", "| model | PR-AUC mean ± sd | ROC-AUC mean ± sd | Brier mean |",
+             "|---|---:|---:|---:|"]
+    for model, name in ROWS:
+        m = cv[model]
+        lines.append(f"| {name} | {m['pr_auc']['mean']:.3f} ± {m['pr_auc']['sd']:.3f} | "
+                     f"{m['roc_auc']['mean']:.3f} ± {m['roc_auc']['sd']:.3f} | "
+                     f"{m['brier']['mean']:.3f} |")
+    d = cv["pr_auc_diff_bert_minus_baseline"]
+    per_fold = ", ".join(f"{r['bert']['pr_auc'] - r['baseline']['pr_auc']:+.3f}"
+                         for r in cv["per_fold"])
+    lines += ["", f"PR-AUC difference BERT - baseline: mean {d['mean']:+.3f}, 95% t interval "
+              f"over folds [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}], ahead on "
+              f"{d['folds_bert_ahead']} of {d['folds_compared']} folds (per fold: {per_fold}).",
+              ""]
+    return lines
 
 
 def _num(value: float | None) -> str:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from worker.training.examples import Example
 
-__all__ = ["DEFAULT_SPLIT_SEED", "Part", "time_split", "user_split"]
+__all__ = ["DEFAULT_SPLIT_SEED", "Part", "time_split", "user_fold", "user_split"]
 
 DEFAULT_SPLIT_SEED = "intent-v1"
 Part = Literal["train", "val", "test"]
@@ -26,13 +26,27 @@ def user_split(user_id: str, *, seed: str = DEFAULT_SPLIT_SEED, val_frac: float 
     if val_frac < 0 or test_frac < 0 or val_frac + test_frac >= 1:
         raise ValueError(f"need val_frac, test_frac >= 0 and val_frac + test_frac < 1, "
                          f"got {val_frac}, {test_frac}")
-    digest = hashlib.sha256(f"{seed}\x1f{user_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / _SCALE
+    u = _unit(user_id, seed)
     if u < test_frac:
         return "test"
     if u < test_frac + val_frac:
         return "val"
     return "train"
+
+
+def user_fold(user_id: str, *, seed: str = DEFAULT_SPLIT_SEED, folds: int = 5) -> int:
+    """The fold (0 .. folds-1) of a user, from the same hash as :func:`user_split`: with
+    ``test_frac`` 0, fold 0 holds the users ``user_split`` puts in val when
+    ``val_frac = 1 / folds``."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    return min(folds - 1, int(_unit(user_id, seed) * folds))
+
+
+def _unit(user_id: str, seed: str) -> float:
+    """``sha256(seed, user_id)`` mapped to [0, 1)."""
+    digest = hashlib.sha256(f"{seed}\x1f{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / _SCALE
 
 
 def time_split(examples: Sequence[Example], frac: float, *,
