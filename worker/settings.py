@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     anomaly_bot_max_cv: float = Field(0.05, description="bot cadence: gap coefficient of variation below this fires...")
     anomaly_bot_max_mean_gap_s: float = Field(10.0, description="...when the mean gap is below this (s)")
     anomaly_ooc_max_score: float = Field(
-        0.065, description="out-of-character: prior intent score below this (suits the shipped model)"
+        0.07, description="out-of-character: prior intent score below this (suits the shipped model)"
     )
     anomaly_ooc_min_prior_events: int = Field(1, description="out-of-character: events in the window before the purchase")
     anomaly_price_max_robust_z: float = Field(6.0, description="price outlier: robust z of ln price above this fires")
