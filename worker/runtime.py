@@ -27,7 +27,8 @@ def make_scorer(settings: Settings):
     from worker.model import default_model_path, load_model
 
     path = settings.model_path or default_model_path()
-    model = load_model(path, device=settings.device, cache_size=settings.embed_cache_size)
+    model = load_model(path, device=settings.device, cache_size=settings.embed_cache_size,
+                       threads=settings.model_threads())
     log.info("loaded model %s %s from %s on %s", model.name, model.version, path, model.device)
     return model
 

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     kafka_session_timeout_s: float = Field(
         10.0, ge=1, le=300, description="consumer group session timeout (failure detection)"
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="'exactly_once': Faust's transactions (needs a broker with transactions; not the embedded one)",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where a new consumer group starts"
     )
@@ -72,6 +76,10 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
     scorer: Literal["model", "noop"] = Field(
         "model", description="'noop' skips the model (benchmarks only): every score is 0.5"
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, le=1024,
+        description="CPU threads of the model; unset = cores - 1 (the event loop keeps a core)",
     )
     embed_cache_size: int = Field(
         20_000, ge=0, description="text vectors kept for windows whose text repeats (LRU; 0 = off)"
@@ -146,6 +154,12 @@ class Settings(BaseSettings):
 
         return DetectorConfig(**{name: getattr(self, "anomaly_" + name)
                                  for name in DetectorConfig.names()})
+
+    def model_threads(self) -> int:
+        """``INTENT_TORCH_THREADS``, or the machine's cores minus one (at least 1)."""
+        import os
+
+        return self.torch_threads or max(1, (os.cpu_count() or 2) - 1)
 
     @property
     def broker_url(self) -> str:
