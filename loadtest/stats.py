@@ -146,20 +146,25 @@ class Throughput:
     events_per_record: float | None
 
 
-def throughput(records: Sequence[OutRecord]) -> Throughput:
+def throughput(records: Sequence[OutRecord], ids: set[str] | None = None) -> Throughput:
     """Steady-state rates of a drained backlog, measured between batch ends.
 
     A batch ends at the latest Kafka timestamp of its records. The first batch only marks
     the start (its events were consumed before the clock starts), so the rates are the
     events and records of batches 2..n over the time from the end of batch 1 to the end of
-    batch n. Unbiased however few batches there are; None with a single batch.
+    batch n. Unbiased however few batches there are; None with a single batch. With ``ids``,
+    only those events count (records may also cover events published by another phase).
     """
+
+    def mine(event_ids: Iterable[str]) -> set[str]:
+        return set(event_ids) if ids is None else ids.intersection(event_ids)
+
     ends: dict[str, int] = {}
     for r in records:
         ends[r.batch] = max(ends.get(r.batch, r.ts_ms), r.ts_ms)
     seen: set[str] = set()
     for r in records:
-        seen.update(r.event_ids)
+        seen.update(mine(r.event_ids))
     covered_with_repeats = sum(len(r.event_ids) for r in records)
     out = Throughput(
         events=len(seen),
@@ -175,7 +180,7 @@ def throughput(records: Sequence[OutRecord]) -> Throughput:
     first_batch = min(ends, key=lambda b: (ends[b], b))
     start, end = ends[first_batch], max(ends.values())
     later = [r for r in records if r.batch != first_batch]
-    later_events = len({e for r in later for e in r.event_ids})
+    later_events = len(mine(e for r in later for e in r.event_ids))
     return Throughput(
         events=out.events,
         records=out.records,

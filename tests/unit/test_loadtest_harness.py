@@ -126,6 +126,8 @@ def test_throughput_skips_the_first_batch():
     assert t.events_per_s == pytest.approx(2.0)  # 4 events in 2 s
     assert t.records_per_s == pytest.approx(1.5)
     assert t.events_per_record == pytest.approx(7 / 5)
+    only = throughput(records, {"a", "d", "f", "zzz"})  # others were published by another phase
+    assert only.events == 3 and only.events_per_s == pytest.approx(1.0)
     single = throughput([OutRecord(5, ("a",), "1")])
     assert single.events_per_s is None and single.events == 1
 
