@@ -157,3 +157,29 @@ def test_collapsed_profile_counts_inclusive_once_per_stack():
     assert inclusive["main (w/cli.py)"] == 4
     assert inclusive["loop (a/b.py)"] == 3  # recursion is counted once per sample
     assert own == Counter({"f (x.py)": 3, "g (x.py)": 1})
+
+
+def test_bench_targets_from_rows():
+    import argparse
+
+    from loadtest.bench import render, summarise
+
+    rows = {
+        "a": {"events_per_s": 1000.0},
+        "b": {"events_per_s": 600.0},
+        "c": {"events_per_s": 90.0, "seq_per_s": 30.0, "covered": True, "p99_ms": 700.0},
+        "d": {"events_per_s": 100.0, "seq_per_s": 40.0, "batch_ms": {"p99": 300.0}},
+    }
+    s = summarise(rows, argparse.Namespace(batch_wait_ms=50))
+    assert s["b_over_a"] == pytest.approx(0.6)
+    assert s["c_over_d_events"] == pytest.approx(0.9)
+    assert s["c_events_per_model_seq"] == pytest.approx(3.0)
+    assert s["latency_bound_ms"] == pytest.approx(650.0)  # 50 + 2 x 300
+    met = {name: t["met"] for name, t in s["targets"].items()}
+    assert list(met.values()) == [True, True, True, True, False]  # 700 ms > 650 ms
+    missing = summarise({"a": rows["a"]}, argparse.Namespace(batch_wait_ms=50))
+    assert missing["targets"]["b/a >= 0.5"]["met"] is None
+    load = {"before": 1, "after": 2}
+    meta = {"machine": "m", "started": "t", "command": "c", "loadavg_1_5_15": load}
+    text = render({k: {"row": k, **v} for k, v in rows.items()}, s, meta)
+    assert "NOT MET  p99 latency" in text and "MET      b/a >= 0.5: 0.600" in text
