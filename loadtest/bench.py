@@ -14,8 +14,9 @@ Rows (see docs/benchmarks.md):
 - d: ``loadtest.model_bench``, the model alone on the same micro-batches as c.
 
 a and b drain a backlog of ``--events`` events; c and d use its first ``--model-events``
-(the model is slow on a CPU). Throughput = events covered / (last - first output Kafka
-timestamp). After b and c drain their backlog, the same running process gets events
+(the model is slow on a CPU). Throughput: events of output batches 2..n over the time from
+the end of batch 1 to the end of batch n (Kafka timestamps; ``loadtest.stats.throughput``).
+After b and c drain their backlog, the same running process gets events
 paced at ``--latency-fraction`` (0.5) of the rate it just sustained, for
 ``--latency-seconds``: that gives the latency percentiles (``loadtest.stats``). Peak RSS is
 the process' ``VmHWM``. Prints a table and writes ``bench.json`` and ``table.md`` into a
