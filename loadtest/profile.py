@@ -5,7 +5,8 @@
 Each line of the file is ``frame;frame;...;frame COUNT`` (root first, frames like
 ``process (worker/scoring/pipeline.py:93)``). *Inclusive* share: samples with the function
 anywhere on the stack; *own*: samples with it as the leaf. Line numbers are dropped so a
-function's lines add up. ``--group`` rolls frames up by file instead.
+function's lines add up. ``--group`` rolls frames up by file instead; ``--parts`` attributes
+each sample to a part of the worker (the table in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -59,6 +60,53 @@ def parse_collapsed(lines: Iterable[str], *, by_file: bool = False) -> tuple[Cou
     return inclusive, own, total
 
 
+# The worker's parts, first match on the stack wins (docs/benchmarks.md, "Where the time goes").
+WORKER_PARTS = (
+    ("Redis windows: decode_window", "decode_window"),
+    ("Redis windows: encode + pipelined round trip", "RedisWindowStore"),
+    ("features: build_input", "build_input"),
+    ("parse + validate", "parse_event"),
+    ("score records", "score_record"),
+    ("rest of Pipeline.process", "Pipeline.process"),
+    ("publish: Faust Topic.send per record", "create_app.<locals>.publish"),
+    ("aiokafka producer (sender, socket writes)", "aiokafka/producer"),
+    ("Faust consumer: fetcher", "Fetcher._fetcher"),
+    ("Faust consumer: on_message dispatch", "on_message"),
+    ("Faust stream: take_events, acks", "faust/streams.py"),
+    ("Faust commit", "commit"),
+    ("model (executor thread)", "_run_model"),
+    ("event loop + mode services", "mode/"),
+)
+STARTUP = "_find_and_load"  # import frames: start-up, not steady state
+
+
+def categorise(
+    lines: Iterable[str], parts: Sequence[tuple[str, str]] = WORKER_PARTS, *, skip: str = STARTUP
+) -> tuple[Counter, int]:
+    """Samples per part (the first part whose marker is in a frame of the stack), without the
+    stacks that contain ``skip``; the rest count as ``other``."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in lines:
+        stack, _, count_text = line.rstrip("\n").rpartition(" ")
+        if not stack or not count_text.isdigit() or (skip and skip in stack):
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        name = next((n for n, marker in parts if any(marker in f for f in frames)), "other")
+        counts[name] += count
+    return counts, total
+
+
+def summarise_parts(lines: Iterable[str]) -> str:
+    counts, total = categorise(lines)
+    if not total:
+        return "(no samples)"
+    rows = [f"{100 * n / total:5.1f} %  {name}" for name, n in counts.most_common()]
+    return f"{total} samples after start-up, by part of the worker:\n" + "\n".join(rows)
+
+
 def summarise(lines: Iterable[str], *, top: int = 25, by_file: bool = False) -> str:
     inclusive, own, total = parse_collapsed(lines, by_file=by_file)
     if not total:
@@ -73,7 +121,9 @@ def summarise(lines: Iterable[str], *, top: int = 25, by_file: bool = False) -> 
 def summarise_file(path: Path, *, top: int = 25) -> str:
     lines = path.read_text(errors="replace").splitlines()
     return (
-        summarise(lines, top=top)
+        summarise_parts(lines)
+        + "\n\n"
+        + summarise(lines, top=top)
         + "\n\nby file (own %, incl %):\n"
         + summarise(lines, top=15, by_file=True)
     )
@@ -84,9 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("path", type=Path)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--group", action="store_true", help="by file instead of by function")
+    ap.add_argument("--parts", action="store_true", help="by part of the worker (WORKER_PARTS)")
     args = ap.parse_args(argv)
     lines = args.path.read_text(errors="replace").splitlines()
-    print(summarise(lines, top=args.top, by_file=args.group))
+    if args.parts:
+        print(summarise_parts(lines))
+    else:
+        print(summarise(lines, top=args.top, by_file=args.group))
     return 0
 
 

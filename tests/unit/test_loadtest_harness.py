@@ -183,3 +183,18 @@ def test_bench_targets_from_rows():
     meta = {"machine": "m", "started": "t", "command": "c", "loadavg_1_5_15": load}
     text = render({k: {"row": k, **v} for k, v in rows.items()}, s, meta)
     assert "NOT MET  p99 latency" in text and "MET      b/a >= 0.5: 0.600" in text
+
+
+def test_profile_parts_take_the_first_matching_part_and_skip_start_up():
+    from loadtest.profile import categorise
+
+    lines = [
+        "main (w/cli.py:3);process (worker/scoring/pipeline.py:9);decode_window (c.py:1) 5",
+        "main (w/cli.py:3);process (worker/scoring/pipeline.py:9) 2",
+        "main (w/cli.py:3);_find_and_load (<frozen importlib._bootstrap>:1) 7",
+        "main (w/cli.py:3);select (selectors.py:1) 1",
+    ]
+    parts = (("decode", "decode_window"), ("pipeline", "pipeline.py"))
+    counts, total = categorise(lines, parts)
+    assert total == 8
+    assert counts == Counter({"decode": 5, "pipeline": 2, "other": 1})
