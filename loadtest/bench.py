@@ -66,6 +66,7 @@ COLUMNS = [
     ("p95_ms", "p95 ms"),
     ("p99_ms", "p99 ms"),
     ("p99_event_ms", "p99/event ms"),
+    ("cpu_us_per_event", "CPU µs/event"),
     ("peak_rss_mib", "peak RSS MiB"),
     ("covered", "all covered"),
 ]
@@ -93,8 +94,13 @@ async def wait_committed(
     proc: subprocess.Popen,
     timeout_s: float,
     log: Path,
+    samples: list[tuple[int, float]] | None = None,
 ) -> None:
-    """Until ``group`` has committed ``targets`` (partition -> next offset) of ``topic``."""
+    """Until ``group`` has committed ``targets`` (partition -> next offset) of ``topic``.
+
+    With ``samples``, appends (offsets committed in all ``targets`` partitions, the process'
+    CPU seconds) at every poll (every 0.5 s).
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
@@ -107,11 +113,16 @@ async def wait_committed(
                     f"process exited with code {proc.returncode}; log {log}:\n{_tail(log)}"
                 )
             done = True
+            total = 0
             for partition, end in targets.items():
                 committed = await consumer.committed(TopicPartition(topic, partition))
+                total += committed or 0
                 if committed is None or committed < end:
                     done = False
-                    break
+                    if samples is None:
+                        break
+            if samples is not None:
+                samples.append((total, cpu_seconds(proc.pid)))
             if done:
                 return
             if time.monotonic() > deadline:
@@ -182,6 +193,25 @@ def peak_rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), seconds; NaN without /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_per_event_ms(samples: Sequence[tuple[int, float]]) -> float | None:
+    """CPU ms per committed offset between the first sample after the first commit and the
+    last sample (start-up CPU is left out); None without progress in between."""
+    started = [s for s in samples if s[0] > 0]
+    if len(started) < 2 or started[-1][0] <= started[0][0]:
+        return None
+    (n0, c0), (n1, c1) = started[0], started[-1]
+    return (c1 - c0) * 1000.0 / (n1 - n0)
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
@@ -331,6 +361,7 @@ class Bench:
             if a.profile and row in a.profile_rows:
                 prof = start_profiler(proc.pid, self.run_dir / f"profile-{row}.txt")
             t0 = time.monotonic()
+            samples: list[tuple[int, float]] = []
             await wait_committed(
                 self.bootstrap,
                 group,
@@ -338,9 +369,11 @@ class Bench:
                 self.published[source].end_offsets,
                 proc=proc,
                 timeout_s=a.row_timeout,
+                samples=samples,
                 log=log,
             )
             result["wall_s"] = time.monotonic() - t0
+            result["cpu_ms_per_event"] = cpu_per_event_ms(samples)
             backlog = set(ids)
             records = [
                 r
@@ -519,6 +552,7 @@ class Bench:
             "what": ROW_NAMES["d"],
             "events": r["events"],
             "wall_s": time.monotonic() - t0,
+            "cpu_ms_per_event": r.get("cpu_ms_per_event"),
             "events_per_s": r["events_per_s"],
             "seq_per_s": r["seq_per_s"],
             "events_per_seq": r["events_per_sequence"],
@@ -538,6 +572,9 @@ def summarise(rows: dict[str, dict], args: argparse.Namespace) -> dict:
         "c_over_d_seq": ratio(c.get("seq_per_s"), d.get("seq_per_s")),
         "c_events_per_model_seq": ratio(c.get("events_per_s"), c.get("seq_per_s")),
         "c_events_over_d_seq": ratio(c.get("events_per_s"), d.get("seq_per_s")),
+        # CPU per event: robust to other jobs on the machine (wall-clock rates are not)
+        "a_over_b_cpu": ratio(a.get("cpu_ms_per_event"), b.get("cpu_ms_per_event")),
+        "d_over_c_cpu": ratio(d.get("cpu_ms_per_event"), c.get("cpu_ms_per_event")),
     }
     p99_batch = (d.get("batch_ms") or {}).get("p99")
     bound = args.batch_wait_ms + 2 * p99_batch if p99_batch is not None else None
@@ -562,6 +599,9 @@ def summarise(rows: dict[str, dict], args: argparse.Namespace) -> dict:
 
 
 def render(rows: dict[str, dict], summary: dict, meta: dict) -> str:
+    for r in rows.values():
+        ms = r.get("cpu_ms_per_event")
+        r["cpu_us_per_event"] = round(ms * 1000, 1) if ms is not None else None
     table = format_table([rows[k] for k in "abcd" if k in rows], COLUMNS)
     lines = [table, ""]
     for key in (
@@ -570,6 +610,8 @@ def render(rows: dict[str, dict], summary: dict, meta: dict) -> str:
         "c_over_d_seq",
         "c_events_per_model_seq",
         "c_events_over_d_seq",
+        "a_over_b_cpu",
+        "d_over_c_cpu",
         "latency_bound_ms",
     ):
         v = summary.get(key)
@@ -692,8 +734,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--latency-rows", default="bc", help="rows that also get the paced latency phase"
     )
     ap.add_argument("--latency-fraction", type=float, default=0.5)
-    ap.add_argument("--latency-rate", type=float, default=None,
-                    help="a fixed offered rate (events/s) instead of the fraction")
+    ap.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="a fixed offered rate (events/s) instead of the fraction",
+    )
     ap.add_argument("--latency-seconds", type=float, default=30.0)
     ap.add_argument("--latency-max-events", type=int, default=50_000)
     ap.add_argument("--row-timeout", type=float, default=900.0)

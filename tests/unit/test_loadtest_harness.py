@@ -198,3 +198,13 @@ def test_profile_parts_take_the_first_matching_part_and_skip_start_up():
     counts, total = categorise(lines, parts)
     assert total == 8
     assert counts == Counter({"decode": 5, "pipeline": 2, "other": 1})
+
+
+def test_cpu_per_event_leaves_start_up_out():
+    from loadtest.bench import cpu_per_event_ms
+
+    # (offsets committed, CPU s): 4 s of start-up before the first commit
+    samples = [(0, 3.0), (0, 4.0), (100, 4.5), (300, 4.9), (500, 5.3)]
+    assert cpu_per_event_ms(samples) == pytest.approx(800 / 400)  # 0.8 s for 400 events
+    assert cpu_per_event_ms([(0, 1.0), (10, 2.0)]) is None
+    assert cpu_per_event_ms([(10, 1.0), (10, 2.0)]) is None
