@@ -1,0 +1,210 @@
+"""The load-test harness' pure parts: Zipf sampler, latency and rate math, tables, profiles."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import pytest
+
+from loadtest.gen import Product, ZipfSampler, make_events
+from loadtest.profile import parse_collapsed
+from loadtest.stats import (
+    ExactHistogram,
+    OutRecord,
+    coverage,
+    fmt,
+    format_table,
+    latencies,
+    percentile,
+    throughput,
+)
+from worker.events import parse_event
+
+
+def test_zipf_probabilities_follow_the_power_law_and_sum_to_one():
+    z = ZipfSampler(100, 1.2, rng=random.Random(0))
+    total = sum(z.probability(k) for k in range(100))
+    assert total == pytest.approx(1.0)
+    assert z.probability(0) / z.probability(1) == pytest.approx(2**1.2)
+    assert z.probability(9) / z.probability(99) == pytest.approx(10**1.2)
+
+
+def test_zipf_draws_match_the_distribution_and_are_seeded():
+    z = ZipfSampler(50, 1.0, rng=random.Random(1))
+    draws = [z() for _ in range(40_000)]
+    assert min(draws) >= 0 and max(draws) < 50
+    counts = Counter(draws)
+    for k in (0, 1, 4):
+        assert counts[k] / len(draws) == pytest.approx(z.probability(k), rel=0.06)
+    again = ZipfSampler(50, 1.0, rng=random.Random(1))
+    assert [again() for _ in range(100)] == draws[:100]
+
+
+def test_zipf_with_s_zero_is_uniform_and_bad_arguments_fail():
+    z = ZipfSampler(4, 0.0, rng=random.Random(0))
+    assert [z.probability(k) for k in range(4)] == pytest.approx([0.25] * 4)
+    with pytest.raises(ValueError):
+        ZipfSampler(0, 1.0, rng=random.Random(0))
+    with pytest.raises(ValueError):
+        ZipfSampler(3, -1.0, rng=random.Random(0))
+
+
+def test_generated_events_are_valid_deterministic_and_skewed():
+    catalog = [
+        Product("1", "acme phone 0001", "electronics.smartphone", "acme", 99.0),
+        Product("2", "generic sofa 0002", "furniture.living_room.sofa", None, None),
+    ]
+    events = make_events(400, users=50, zipf_s=1.1, catalog=catalog, seed=3)
+    assert events == make_events(400, users=50, zipf_s=1.1, catalog=catalog, seed=3)
+    assert len({e["event_id"] for e in events}) == 400
+    for e in events:
+        parse_event(__import__("orjson").dumps(e), max_bytes=65536)  # raises when invalid
+    users = Counter(e["user_id"] for e in events)
+    assert users.most_common(1)[0][0] == "u0"
+
+
+def test_percentile_is_exact_nearest_rank():
+    xs = list(range(1, 101))  # 1..100
+    assert percentile(xs, 50) == 50
+    assert percentile(xs, 99) == 99
+    assert percentile(xs, 100) == 100
+    assert percentile(xs, 0) == 1
+    assert percentile([7.0], 99) == 7.0
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile(xs, 101)
+
+
+def test_exact_histogram_sorts_lazily():
+    h = ExactHistogram()
+    h.extend([5, 1, 3, 2, 4])
+    s = h.summary((50, 100))
+    assert s == {"count": 5, "p50": 3, "p100": 5, "max": 5, "mean": 3}
+    assert ExactHistogram().summary()["p99"] is None
+
+
+def test_latency_runs_from_the_newest_covered_event_and_per_event_from_each():
+    publish = {"e1": 1000.0, "e2": 1040.0, "e3": 1100.0}
+    records = [
+        OutRecord(1150, ("e1", "e2")),
+        OutRecord(1300, ("e3",)),
+        OutRecord(1400, ("e1", "e2", "e3")),  # a later rescore: per-event keeps the first
+        OutRecord(1500, ("unknown",)),
+    ]
+    per_record, per_event = latencies(records, publish)
+    assert sorted(per_record.values) == [110, 200, 300]  # 1150-1040, 1300-1100, 1400-1100
+    assert sorted(per_event.values) == [110, 150, 200]  # e2, e1, e3 by their first record
+
+
+def test_coverage_counts_missing_repeated_and_unexpected():
+    records = [OutRecord(1, ("a", "b")), OutRecord(2, ("b", "x"))]
+    cov = coverage(records, ["a", "b", "c"])
+    assert (cov.expected, cov.covered, cov.missing, cov.covered_more_than_once, cov.unexpected) == (
+        3,
+        2,
+        1,
+        1,
+        1,
+    )
+    assert cov.missing_sample == ("c",) and not cov.complete
+    assert coverage(records, ["a"]).complete
+
+
+def test_throughput_skips_the_first_batch():
+    # batch 1 ends at t=1000 with 3 events; batches 2 and 3 add 4 events by t=3000
+    records = [
+        OutRecord(990, ("a", "b"), "1"),
+        OutRecord(1000, ("c",), "1"),
+        OutRecord(2000, ("d", "e"), "2"),
+        OutRecord(3000, ("f",), "3"),
+        OutRecord(2990, ("g",), "3"),
+    ]
+    t = throughput(records)
+    assert (t.events, t.records, t.batches, t.span_s) == (7, 5, 3, 2.0)
+    assert t.events_per_s == pytest.approx(2.0)  # 4 events in 2 s
+    assert t.records_per_s == pytest.approx(1.5)
+    assert t.events_per_record == pytest.approx(7 / 5)
+    only = throughput(records, {"a", "d", "f", "zzz"})  # others were published by another phase
+    assert only.events == 3 and only.events_per_s == pytest.approx(1.0)
+    single = throughput([OutRecord(5, ("a",), "1")])
+    assert single.events_per_s is None and single.events == 1
+
+
+def test_format_table_aligns_text_left_and_numbers_right():
+    rows = [
+        {"row": "a", "rate": 12345.678, "n": 3, "ok": True},
+        {"row": "bb", "rate": None, "n": 10, "ok": False},
+    ]
+    text = format_table(rows, [("row", "row"), ("rate", "events/s"), ("n", "n"), ("ok", "ok")])
+    lines = text.splitlines()
+    assert lines[0] == "| row | events/s |  n | ok  |"
+    assert lines[1] == "|-----|---------:|---:|-----|"
+    assert lines[2] == "| a   | 12,345.7 |  3 | yes |"
+    assert lines[3] == "| bb  |        - | 10 | no  |"
+    assert fmt(float("nan")) == "-"
+
+
+def test_collapsed_profile_counts_inclusive_once_per_stack():
+    lines = [
+        'process 1:"python";main (w/cli.py:3);loop (a/b.py:10);loop (a/b.py:12);f (x.py:1) 3',
+        "main (w/cli.py:3);g (x.py:9) 1",
+        "",
+    ]
+    inclusive, own, total = parse_collapsed(lines)
+    assert total == 4
+    assert inclusive["main (w/cli.py)"] == 4
+    assert inclusive["loop (a/b.py)"] == 3  # recursion is counted once per sample
+    assert own == Counter({"f (x.py)": 3, "g (x.py)": 1})
+
+
+def test_bench_targets_from_rows():
+    import argparse
+
+    from loadtest.bench import render, summarise
+
+    rows = {
+        "a": {"events_per_s": 1000.0},
+        "b": {"events_per_s": 600.0},
+        "c": {"events_per_s": 90.0, "seq_per_s": 30.0, "covered": True, "p99_ms": 700.0},
+        "d": {"events_per_s": 100.0, "seq_per_s": 40.0, "batch_ms": {"p99": 300.0}},
+    }
+    s = summarise(rows, argparse.Namespace(batch_wait_ms=50))
+    assert s["b_over_a"] == pytest.approx(0.6)
+    assert s["c_over_d_events"] == pytest.approx(0.9)
+    assert s["c_events_per_model_seq"] == pytest.approx(3.0)
+    assert s["latency_bound_ms"] == pytest.approx(650.0)  # 50 + 2 x 300
+    met = {name: t["met"] for name, t in s["targets"].items()}
+    assert list(met.values()) == [True, True, True, True, False]  # 700 ms > 650 ms
+    missing = summarise({"a": rows["a"]}, argparse.Namespace(batch_wait_ms=50))
+    assert missing["targets"]["b/a >= 0.5"]["met"] is None
+    load = {"before": 1, "after": 2}
+    meta = {"machine": "m", "started": "t", "command": "c", "loadavg_1_5_15": load}
+    text = render({k: {"row": k, **v} for k, v in rows.items()}, s, meta)
+    assert "NOT MET  p99 latency" in text and "MET      b/a >= 0.5: 0.600" in text
+
+
+def test_profile_parts_take_the_first_matching_part_and_skip_start_up():
+    from loadtest.profile import categorise
+
+    lines = [
+        "main (w/cli.py:3);process (worker/scoring/pipeline.py:9);decode_window (c.py:1) 5",
+        "main (w/cli.py:3);process (worker/scoring/pipeline.py:9) 2",
+        "main (w/cli.py:3);_find_and_load (<frozen importlib._bootstrap>:1) 7",
+        "main (w/cli.py:3);select (selectors.py:1) 1",
+    ]
+    parts = (("decode", "decode_window"), ("pipeline", "pipeline.py"))
+    counts, total = categorise(lines, parts)
+    assert total == 8
+    assert counts == Counter({"decode": 5, "pipeline": 2, "other": 1})
+
+
+def test_cpu_per_event_leaves_start_up_out():
+    from loadtest.bench import cpu_per_event_ms
+
+    # (offsets committed, CPU s): 4 s of start-up before the first commit
+    samples = [(0, 3.0), (0, 4.0), (100, 4.5), (300, 4.9), (500, 5.3)]
+    assert cpu_per_event_ms(samples) == pytest.approx(800 / 400)  # 0.8 s for 400 events
+    assert cpu_per_event_ms([(0, 1.0), (10, 2.0)]) is None
+    assert cpu_per_event_ms([(10, 1.0), (10, 2.0)]) is None
