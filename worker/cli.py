@@ -118,7 +118,8 @@ def publish(file: Path, fmt: str, rate: float | None, topic: str | None) -> None
     from aiokafka import AIOKafkaProducer
 
     from worker.kafka.admin import ensure_topics
-    from worker.kafka.publish import file_messages, publish as publish_messages
+    from worker.kafka.publish import file_messages
+    from worker.kafka.publish import publish as publish_messages
     from worker.kafka.security import aiokafka_options
 
     target = topic or settings.topic_events
@@ -262,7 +263,8 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
     if report_dir is None and anomaly_labels is None:
         raise click.UsageError("--report DIR is required to evaluate (or --anomaly-labels FILE)")
 
-    from worker.evaluation.evaluate import evaluate as run_evaluate, events_from_topic
+    from worker.evaluation.evaluate import evaluate as run_evaluate
+    from worker.evaluation.evaluate import events_from_topic
     from worker.model import default_model_path
 
     if topic is not None:

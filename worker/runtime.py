@@ -57,10 +57,9 @@ def run_worker(settings: Settings) -> None:
     from worker.app import create_app, topic_names
     from worker.kafka.admin import ensure_topics
     from worker.kafka.security import aiokafka_options
+    from worker.ops.logs import logging_config, setup_logging
     from worker.scoring.pipeline import Pipeline
     from worker.windows import RedisWindowStore
-
-    from worker.ops.logs import logging_config, setup_logging
 
     setup_logging(settings)
     loop = asyncio.new_event_loop()

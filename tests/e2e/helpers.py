@@ -81,20 +81,9 @@ def bad_messages(max_bytes: int) -> list[tuple[bytes, bytes | None, str]]:
 
 @contextmanager
 def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], env=full_env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+    """``python -m worker.cli run`` with ``env``; SIGTERM (then kill) on the way out."""
+    with module_process("worker.cli", env, log_path, args=("run",)) as proc:
+        yield proc
 
 
 def worker_env(kafka_bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -316,11 +305,12 @@ def _read_text(path: Path) -> str:
 
 
 @contextmanager
-def module_process(module: str, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    """Like :func:`worker_process`, but runs ``python -m module`` (test doubles of the worker)."""
+def module_process(module: str, env: dict[str, str], log_path: Path,
+                   args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:
+    """``python -m module *args`` with ``env`` (the worker, or test doubles of it)."""
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], env=full_env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             yield proc

@@ -8,8 +8,14 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from tests.e2e.helpers import (bad_messages, make_events, produce, read_topic, worker_env,
-                               worker_process)
+from tests.e2e.helpers import (
+    bad_messages,
+    make_events,
+    produce,
+    read_topic,
+    worker_env,
+    worker_process,
+)
 from worker.events import validate
 
 MAX_BYTES = 4096

@@ -4,8 +4,6 @@ against a real redis-server, each behaviour checked on both stores (memory and R
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,21 +17,6 @@ HOUR_MS = 3_600_000
 
 def ev(event_id: str, ts: int, user: str = "u1") -> dict:
     return {"event_id": event_id, "user_id": user, "event_type": "view", "ts": ts}
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def admin(redis_url: str, prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -10,7 +10,6 @@ Each test uses its own key prefix and deletes its keys afterwards.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -37,22 +36,6 @@ def ev(event_id: str, ts: int, user: str = "u1", **extra: object) -> dict:
 
 def ids(window: list[dict]) -> list[str]:
     return [e["event_id"] for e in window]
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def admin(redis_url: str, prefix: str) -> AsyncIterator[aioredis.Redis]:
-    """A raw client to inspect Redis; deletes the test's keys afterwards."""
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.fixture

@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 
 from worker.anomaly.alerts import Alert, ModelRef, alert_record
-from worker.anomaly.config import KINDS, DetectorConfig
 from worker.anomaly.batch import BatchDetector
+from worker.anomaly.config import KINDS, DetectorConfig
 from worker.anomaly.cooldown import Cooldown
 from worker.errors import ConfigError
 from worker.windows import MemoryWindowStore

@@ -31,6 +31,7 @@ from worker.model.modeldir import (
     ModelConfig,
     package_dir,
     save_model_dir,
+    swap_in_dir,
 )
 from worker.settings import Settings
 from worker.training.baseline import fit_baseline
@@ -39,7 +40,6 @@ from worker.training.data import LoadResult, events_fingerprint
 from worker.training.examples import DEFAULT_HORIZON_S, Example, LabelSpec, build_examples
 from worker.training.linear import DEFAULT_C, DEFAULT_COMPONENTS
 from worker.training.metrics import binary_metrics, count_summary, paired_bootstrap
-from worker.model.modeldir import swap_in_dir
 from worker.training.split import DEFAULT_SPLIT_SEED, time_split, user_split
 
 __all__ = ["TrainReport", "train"]
