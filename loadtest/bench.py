@@ -47,6 +47,7 @@ from loadtest.gen import load_catalog, make_events
 from loadtest.loadgen import Published, publish
 from loadtest.relay import RELAY_BATCH_HEADER
 from loadtest.stats import OutRecord, coverage, format_table, latencies, ratio, throughput
+from worker.settings import load_settings
 
 ROW_NAMES = {
     "a": "aiokafka relay",
@@ -533,6 +534,10 @@ class Bench:
             str(a.batch_max),
             "--device",
             a.device or "auto",
+            # the worker's torch threads (INTENT_TORCH_THREADS, default cores - 1): c and d run
+            # the same model configuration, so c/d measures what streaming adds
+            "--threads",
+            str(load_settings().model_threads()),
             "--out",
             str(out),
         ]

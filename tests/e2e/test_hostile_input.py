@@ -154,6 +154,12 @@ async def test_hostile_corpus_is_dead_lettered_and_valid_events_are_scored(
     assert alive, log[-3000:]
     assert log.count("[^Worker]: Ready") == 1 and f"[{pid}]" in log  # one process, started once
     assert "Traceback" not in log and "Crashed" not in log, log[-3000:]
+    # raw event text never reaches the log (payloads only travel to the DLQ topic)
+    from tests.e2e.helpers import PRODUCTS
+
+    leaked = [title for _, title, *_ in PRODUCTS if title in log]
+    leaked += [e["event_id"] for e in rounds[1][:200] if f'"{e["event_id"]}"' in log]
+    assert not leaked, leaked[:5]
 
     counts = Counter(eid for r in scores for eid in r["event_ids"])
     assert set(counts) == valid_ids, f"not scored: {sorted(valid_ids - set(counts))[:10]}"
