@@ -29,7 +29,14 @@ def make_scorer(settings: Settings):
     path = settings.model_path or default_model_path()
     model = load_model(path, device=settings.device, cache_size=settings.embed_cache_size,
                        threads=settings.model_threads())
+    log.info("model warmed up in %.2fs", model.warm_up())
     log.info("loaded model %s %s from %s on %s", model.name, model.version, path, model.device)
+    return model
+
+
+def _warm(model):
+    """A new model, warmed up in the loader's thread before it is swapped in."""
+    log.info("new model warmed up in %.2fs", model.warm_up())
     return model
 
 
@@ -83,8 +90,8 @@ def run_worker(settings: Settings) -> None:
             pipeline.scorer = model  # read once per batch: lands between batches
 
         reloader = ModelReloader(settings.model_path or default_model_path(),
-                                 load=lambda p: load_model(p, device=settings.device,
-                                                           cache_size=settings.embed_cache_size),
+                                 load=lambda p: _warm(load_model(p, device=settings.device,
+                                                                 cache_size=settings.embed_cache_size)),
                                  on_swap=swap, current_version=scorer.version)
     app = create_app(settings, pipeline=pipeline, reloader=reloader)
     # text: Faust's own (coloured) handler; json: ours, for every logger of the process

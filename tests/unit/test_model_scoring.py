@@ -196,3 +196,16 @@ def test_text_cache_matches_the_encoder_and_evicts(model_dir: Path) -> None:
     b = ModelInput(text=a.text, features=[f + 1.0 for f in a.features])
     sa, sb = cached.score([a, b])
     assert sa != sb and sb == pytest.approx(plain.score([b])[0], abs=1e-5)
+
+
+def test_warm_up_runs_the_model_without_touching_the_cache(model_dir: Path) -> None:
+    fresh = load_model(model_dir, device="cpu", batch_size=4)
+    calls: list[tuple[int, int]] = []
+    hook = fresh.encoder.register_forward_pre_hook(lambda _m, args: calls.append(tuple(args[0].shape)))
+    try:
+        seconds = fresh.warm_up()
+    finally:
+        hook.remove()
+    assert seconds > 0 and len(calls) == 6
+    assert max(width for _, width in calls) == fresh.max_tokens  # the full token budget once
+    assert len(fresh._cache) == 0 and fresh.cache_hits == fresh.cache_misses == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
@@ -92,6 +93,21 @@ class IntentModel:
             features = self._to_device(torch.tensor([i.features for i in inputs], dtype=torch.float32))
             logits = self.head(torch.stack([vectors[t] for t in texts]), features)
             return torch.sigmoid(logits.float()).tolist()
+
+    def warm_up(self) -> float:
+        """Run the model once per typical shape (short, medium and full-budget sequences, one
+        and a few at a time) so the first real batches do not pay for lazy initialisation
+        (CUDA kernels and allocator, oneDNN primitives). Leaves the text cache alone. Returns
+        the seconds it took."""
+        t0 = time.perf_counter()
+        blank = (0.0,) * self.head.n_features
+        for words in (4, 32, self.max_tokens):
+            text = " ".join(["view"] * words)
+            for count in (1, min(self.batch_size, 8)):
+                self._score_uncached([ModelInput(text=text, features=blank)] * count)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
 
     def clear_cache(self) -> None:
         self._cache.clear()
