@@ -534,13 +534,13 @@ class Bench:
             str(a.batch_max),
             "--device",
             a.device or "auto",
-            # the worker's torch threads (INTENT_TORCH_THREADS, default cores - 1): c and d run
-            # the same model configuration, so c/d measures what streaming adds
-            "--threads",
-            str(load_settings().model_threads()),
             "--out",
             str(out),
         ]
+        # the worker's torch threads (INTENT_TORCH_THREADS; unset = torch's default in both):
+        # c and d run the same model configuration, so c/d measures what streaming adds
+        if load_settings().model_threads() is not None:
+            cmd += ["--threads", str(load_settings().model_threads())]
         with (self.run_dir / "d.log").open("wb") as fh:
             t0 = time.monotonic()
             proc = subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -15,7 +16,14 @@ from worker.errors import IntentError
 from worker.kafka.security import faust_credentials
 from worker.model.reload import ModelReloader
 from worker.ops.metrics import CONTENT_TYPE_LATEST, Metrics
-from worker.scoring.pipeline import BatchResult, Message, Output, Pipeline, process_isolating
+from worker.scoring.pipeline import (
+    BatchResult,
+    Message,
+    Output,
+    Pipeline,
+    SystemicFailure,
+    process_isolating,
+)
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,8 +81,15 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             messages = [to_message(e) for e in batch]
             # Faust acks a take_events batch even when the body raises, so a retriable
             # failure is retried here, before the batch can be acknowledged.
-            result = await process_isolating(pipeline, messages,
-                                             on_retry=lambda _: metrics.batch_retries.inc())
+            try:
+                result = await process_isolating(pipeline, messages,
+                                                 on_retry=lambda _: metrics.batch_retries.inc())
+            except SystemicFailure as exc:
+                # Raising here would let Faust acknowledge the batch; exit without it, so the
+                # batch is consumed again after a restart (the supervisor's job).
+                log.critical("%s: stopping the worker without acknowledging the batch", exc)
+                logging.shutdown()
+                os._exit(70)
             await publish(result)
             observe(messages, result, time.monotonic() - started)
 
@@ -118,6 +133,21 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             return [await producer.send(name, out.key, out.value, None, None, None) for out in outputs]
         return [await topic.send(key=out.key, value=out.value) for out in outputs]
 
+    async def deliver(topic: faust.TopicT, outputs: list[Output]) -> None:
+        """Send and wait for the broker's acknowledgement, retrying with backoff: an error
+        must not leave the agent, or Faust would acknowledge the batch with the alerts lost.
+        A retry may send some again, with the same ids (consumers dedupe on alert_id)."""
+        delay = 0.1
+        while True:
+            try:
+                await asyncio.gather(*await send_all(topic, outputs))
+                return
+            except Exception as exc:  # noqa: BLE001 - retried until the broker takes them
+                log.warning("delivering %d records to %s failed (%s); retrying in %.1fs",
+                            len(outputs), topic.get_topic_name(), type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     async def publish(result: BatchResult) -> None:
         # Sends go to the producer's buffer; Faust flushes the producer before it
         # commits offsets, and take_events acks a batch only after this returns:
@@ -131,7 +161,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             # Alerts are rare and the fraud team must not get one twice: wait for the
             # broker to take them, then record them in the cooldown state, so a
             # redelivered batch finds them there and stays quiet.
-            await asyncio.gather(*await send_all(alerts, result.alerts))
+            await deliver(alerts, result.alerts)
             await pipeline.confirm(result)
             log.info("published %d alerts (%s)", len(result.alerts),
                      ", ".join(sorted(set(result.alert_kinds))))

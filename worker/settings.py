@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     )
     torch_threads: int | None = Field(
         None, ge=1, le=1024,
-        description="CPU threads of the model; unset = cores - 1 (the event loop keeps a core)",
+        description="CPU threads of the model; unset = torch's default (one per core); fewer on a busy host",
     )
     embed_cache_size: int = Field(
         20_000, ge=0, description="text vectors kept for windows whose text repeats (LRU; 0 = off)"
@@ -137,7 +137,8 @@ class Settings(BaseSettings):
         if self.redis_tls_ca_file is not None and not self.redis_url.startswith("rediss://"):
             raise ValueError("INTENT_REDIS_TLS_CA_FILE needs a rediss:// INTENT_REDIS_URL")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"INTENT_REDIS_URL={self.redis_url!r}: expected redis://, rediss:// or unix://")
+            # not echoed: a URL may carry a password
+            raise ValueError("INTENT_REDIS_URL must start with redis://, rediss:// or unix://")
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError("INTENT_KAFKA_SSL_CERTFILE and INTENT_KAFKA_SSL_KEYFILE go together")
         try:
@@ -155,11 +156,9 @@ class Settings(BaseSettings):
         return DetectorConfig(**{name: getattr(self, "anomaly_" + name)
                                  for name in DetectorConfig.names()})
 
-    def model_threads(self) -> int:
-        """``INTENT_TORCH_THREADS``, or the machine's cores minus one (at least 1)."""
-        import os
-
-        return self.torch_threads or max(1, (os.cpu_count() or 2) - 1)
+    def model_threads(self) -> int | None:
+        """``INTENT_TORCH_THREADS``, or None: leave torch's default (one thread per core)."""
+        return self.torch_threads
 
     @property
     def broker_url(self) -> str:

@@ -64,12 +64,12 @@ async def test_log_prices_survive_exactly(store) -> None:
 
 async def test_cooldowns_round_trip_and_forget(store) -> None:
     assert await store.cooldowns(["u1", "u2"]) == {"u1": {}, "u2": {}}
-    await store.save_cooldowns({"u1": {"bot_cadence": (T0, "id-1")}})
-    await store.save_cooldowns({"u1": {"price_outlier": (T0 + 5, "id-2")}, "u2": {}})
+    await store.save_cooldowns({"u1": {"bot_cadence": [(T0, "id-1")]}})
+    await store.save_cooldowns({"u1": {"price_outlier": [(T0 + 5, "id-2")]}, "u2": {}})
     assert await store.cooldowns(["u1", "u2"]) == {
-        "u1": {"bot_cadence": (T0, "id-1"), "price_outlier": (T0 + 5, "id-2")}, "u2": {}}
-    await store.save_cooldowns({"u1": {"bot_cadence": (T0 + 9, "id-3")}})
-    assert (await store.cooldowns(["u1"]))["u1"]["bot_cadence"] == (T0 + 9, "id-3")
+        "u1": {"bot_cadence": [(T0, "id-1")], "price_outlier": [(T0 + 5, "id-2")]}, "u2": {}}
+    await store.save_cooldowns({"u1": {"bot_cadence": [(T0, "id-1"), (T0 + 9, "id-3")]}})
+    assert (await store.cooldowns(["u1"]))["u1"]["bot_cadence"] == [(T0, "id-1"), (T0 + 9, "id-3")]
     await store.forget("u1")
     assert await store.cooldowns(["u1"]) == {"u1": {}}
 
@@ -95,7 +95,7 @@ async def test_redis_layout_ttls_and_one_round_trip(redis_url: str, prefix: str,
         assert sends[0] == 1  # windows and samples: one pipeline, one round trip
         monkeypatch.undo()
         assert 0 < await admin.pttl(keys.category("cat0")) <= 60_000
-        await store.save_cooldowns({"u1": {"bot_cadence": (T0, "x")}})
+        await store.save_cooldowns({"u1": {"bot_cadence": [(T0, "x")]}})
         assert 0 < await admin.pttl(keys.alerts("u1")) <= 600_000
         assert await admin.hget(keys.alerts("u1"), "bot_cadence") == f"{T0}|x".encode()
         await store.forget("u1")

@@ -96,7 +96,7 @@ def test_forget_command_deletes_a_users_state(redis_url, monkeypatch, secret) ->
         store = RedisWindowStore.from_settings(load_settings())
         await store.start()
         await store.append({"alice": [ev("a", "alice")], "bob": [ev("b", "bob")]})
-        await store.save_cooldowns({"alice": {"bot_cadence": (T0, "x")}})
+        await store.save_cooldowns({"alice": {"bot_cadence": [(T0, "x")]}})
         assert await store.client.exists(*keys.all_user_keys("alice")) == 3
         if secret:  # pseudonymised: no raw user id in any key
             assert not [k async for k in store.client.scan_iter(match=f"{prefix}:*alice*")]

@@ -176,8 +176,8 @@ async def test_detector_state_on_the_cluster(cluster_ports: list[int]) -> None:
         assert got.samples == {c: [] for c in read} and len(got.windows) == 30
         got = await store.exchange(users, PriceExchange(read=read, capacity=10, ttl_s=60))
         assert got.samples == {f"cat{c}": [float(c)] for c in range(30)}
-        await store.save_cooldowns({u: {"bot_cadence": (T0, f"id-{u}")} for u in users})
-        assert await store.cooldowns(users) == {u: {"bot_cadence": (T0, f"id-{u}")} for u in users}
+        await store.save_cooldowns({u: {"bot_cadence": [(T0, f"id-{u}")]} for u in users})
+        assert await store.cooldowns(users) == {u: {"bot_cadence": [(T0, f"id-{u}")]} for u in users}
         for u in users:
             await store.forget(u)
         left = [k async for k in client.scan_iter(match=f"{prefix}:*")]

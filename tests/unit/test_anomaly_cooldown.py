@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.anomaly import Alert, Cooldown, CooldownEntry, alert_id
+from worker.anomaly.cooldown import RECENT, merge_recent
 from worker.errors import ConfigError
 
 T0 = 1_700_000_000_000
@@ -22,7 +23,7 @@ def test_first_alert_goes_out_and_is_remembered() -> None:
     a = alert(T0)
     sent, updates = cd.apply([a], {})
     assert sent == [a]
-    assert updates == {("u1", "purchase_velocity"): CooldownEntry(T0, a.alert_id)}
+    assert updates == {("u1", "purchase_velocity"): [CooldownEntry(T0, a.alert_id)]}
 
 
 def test_alerts_within_the_cooldown_are_dropped_per_user_and_kind() -> None:
@@ -38,7 +39,7 @@ def test_alerts_within_the_cooldown_are_dropped_per_user_and_kind() -> None:
         (T0 + 29 * MIN, "u1", "bot_cadence"), (T0 + 29 * MIN, "u2", "purchase_velocity"),
         (T0 + 30 * MIN, "u1", "purchase_velocity")]
     assert [a.event_ts for a in sent] == sorted(a.event_ts for a in sent)
-    assert updates[("u1", "purchase_velocity")].event_ts == T0 + 30 * MIN
+    assert [e.event_ts for e in updates[("u1", "purchase_velocity")]] == [T0 + 30 * MIN]
     assert state == {("u1", "purchase_velocity"): CooldownEntry(T0, "x")}  # not mutated
 
 
@@ -47,7 +48,7 @@ def test_candidates_of_one_batch_are_taken_in_event_time_order() -> None:
     later, earlier = alert(T0 + 5 * MIN, "b"), alert(T0, "a")
     sent, updates = cd.apply([later, earlier], {})
     assert sent == [earlier]
-    assert updates[("u1", "purchase_velocity")].alert_id == earlier.alert_id
+    assert [e.alert_id for e in updates[("u1", "purchase_velocity")]] == [earlier.alert_id]
 
 
 def test_a_redelivered_alert_that_was_delivered_is_not_sent_again() -> None:
@@ -71,7 +72,10 @@ def test_out_of_order_alerts_long_before_the_last_one() -> None:
     near = alert(T0 + 100 * MIN)  # 20 minutes before the last one: same incident
     sent, updates = cd.apply([old, near], state)
     assert sent == [old]
-    assert updates == {}  # the entry only moves forward in event time
+    # remembered as delivered; the distance rule still measures from the newest (T0 + 120)
+    merged = merge_recent([state[("u1", "purchase_velocity")]], updates[("u1", "purchase_velocity")])
+    assert [e.event_ts for e in merged] == [T0, T0 + 120 * MIN]
+    assert cd.apply([near], {("u1", "purchase_velocity"): merged})[0] == []
 
 
 def test_suppresses_all() -> None:
@@ -96,3 +100,28 @@ def test_entries_round_trip_and_bad_ones_are_refused() -> None:
         CooldownEntry.from_dict({"ts": "soon"})
     with pytest.raises(ConfigError, match="cooldown_s"):
         Cooldown(-1)
+
+
+def test_several_delivered_alerts_are_all_remembered_across_redeliveries() -> None:
+    # two alerts of one kind further apart than the cooldown, both delivered; the worker dies
+    # before committing: redelivered, neither goes out again
+    cd = Cooldown(1800)
+    a1, a2 = alert(T0, "x1"), alert(T0 + 2000 * 1000, "x2")
+    sent, updates = cd.apply([a1, a2], {})
+    assert sent == [a1, a2]
+    state = {k: merge_recent([], v) for k, v in updates.items()}
+    assert cd.apply([a1, a2], state)[0] == []
+
+
+def test_exactly_once_mode_resends_delivered_alerts() -> None:
+    cd = Cooldown(1800, resend_delivered=True)
+    a = alert(T0)
+    _, updates = cd.apply([a], {})
+    assert cd.apply([a], updates)[0] == [a]  # same id again: read-committed consumers dedupe
+    assert cd.apply([alert(T0 + MIN, "other")], updates)[0] == []  # the cooldown still holds
+
+
+def test_merge_recent_keeps_the_newest_few_once_each() -> None:
+    entries = [CooldownEntry(T0 + i, f"id{i}") for i in range(RECENT + 3)]
+    merged = merge_recent(entries[:5], entries[3:])
+    assert [e.alert_id for e in merged] == [f"id{i}" for i in range(3, RECENT + 3)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from worker.app import create_app
@@ -31,6 +29,6 @@ def test_security_and_session_settings_reach_faust() -> None:
     assert app.conf.broker_session_timeout == 12
 
 
-def test_model_threads_leave_the_event_loop_a_core() -> None:
+def test_model_threads() -> None:
     assert load_settings(torch_threads=3).model_threads() == 3
-    assert load_settings().model_threads() == max(1, (os.cpu_count() or 2) - 1)
+    assert load_settings().model_threads() is None  # torch's default

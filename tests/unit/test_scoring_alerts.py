@@ -64,7 +64,7 @@ async def test_a_purchase_burst_is_one_alert_with_evidence() -> None:
     assert record["user_id"] == "u1" and result.alerts[0].key == b"u1"
     # fires at the 5th purchase (the default threshold), listing the five
     assert record["evidence"]["event_ids"] == [f"u1-b{i}" for i in range(5)]
-    assert result.cooldown_updates == {"u1": {"purchase_velocity": (record_ts(record), record["alert_id"])}}
+    assert result.cooldown_updates == {"u1": {"purchase_velocity": [(record_ts(record), record["alert_id"])]}}
 
 
 def record_ts(record: dict) -> int:

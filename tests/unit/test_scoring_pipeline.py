@@ -209,3 +209,17 @@ async def test_a_batch_failing_for_good_is_split_and_only_the_culprit_dead_lette
     assert result.dead_letter_reasons == ["internal_error"]
     letter = orjson.loads(result.dead_letters[0].value)
     assert letter["offset"] == 1 and "ValueError" in letter["detail"]
+
+
+async def test_a_batch_where_every_message_fails_the_same_way_is_systemic(pipeline):
+    from worker.scoring.pipeline import SystemicFailure, process_isolating
+
+    pipe, scorer = pipeline
+
+    def broken(inputs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    scorer.score = broken
+    t = 1_700_000_000_000
+    with pytest.raises(SystemicFailure, match="every one of 3 messages failed with RuntimeError"):
+        await process_isolating(pipe, msgs([ev("a1", "u1", t), ev("b1", "u2", t), ev("c1", "u3", t)]))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from worker.anomaly.alerts import Alert, ModelRef
 from worker.anomaly.config import DetectorConfig
-from worker.anomaly.cooldown import Cooldown, CooldownEntry, CooldownKey
+from worker.anomaly.cooldown import Cooldown, CooldownEntry, CooldownKey, merge_recent
 from worker.anomaly.detectors import detect_all, ooc_candidates
 from worker.anomaly.stats import PRICED_TYPES, CategoryStats, log_price
 from worker.windows.detector_state import CooldownState, PriceExchange
@@ -45,10 +45,11 @@ class BatchDetector:
 
     __slots__ = ("config", "stats_ttl_s", "_cooldown")
 
-    def __init__(self, config: DetectorConfig, *, stats_ttl_s: int = 7 * 86_400) -> None:
+    def __init__(self, config: DetectorConfig, *, stats_ttl_s: int = 7 * 86_400,
+                 resend_delivered: bool = False) -> None:
         self.config = config.validate()
         self.stats_ttl_s = stats_ttl_s
-        self._cooldown = Cooldown(config.cooldown_s)
+        self._cooldown = Cooldown(config.cooldown_s, resend_delivered=resend_delivered)
 
     def price_exchange(self, new: Mapping[str, Sequence[dict]]) -> PriceExchange:
         """Categories of the batch's new purchases (to read) and its priced events (to add)."""
@@ -98,11 +99,12 @@ class BatchDetector:
                  ) -> tuple[list[Alert], dict[str, CooldownState]]:
         """``(to_publish, to_save)``: the alerts the cooldown lets through, and the state to
         write back (per user) after they were delivered."""
-        flat: dict[CooldownKey, CooldownEntry] = {
-            (user, kind): CooldownEntry(ts, aid)
-            for user, kinds in state.items() for kind, (ts, aid) in kinds.items()}
+        flat: dict[CooldownKey, list[CooldownEntry]] = {
+            (user, kind): [CooldownEntry(ts, aid) for ts, aid in recent]
+            for user, kinds in state.items() for kind, recent in kinds.items()}
         emitted, updates = self._cooldown.apply(alerts, flat)
         save: dict[str, CooldownState] = {}
-        for (user, kind), entry in updates.items():
-            save.setdefault(user, {})[kind] = (entry.event_ts, entry.alert_id)
+        for (user, kind), new in updates.items():
+            merged = merge_recent(flat.get((user, kind), []), new)
+            save.setdefault(user, {})[kind] = [(e.event_ts, e.alert_id) for e in merged]
         return emitted, save

@@ -169,9 +169,10 @@ class _Replay:
             state = self.store.cooldowns_sync({p.user_id for p in priors})
             wanted = []
             for p in priors:
-                last = state[p.user_id].get(OOC)
+                recent = state[p.user_id].get(OOC) or []
+                last = max((t for t, _ in recent), default=None)
                 ts = next(e["ts"] for e in by_user[p.user_id] if e["event_id"] == p.purchase_id)
-                if last is None or abs(ts - last[0]) >= self.cooldown.cooldown_ms:
+                if last is None or abs(ts - last) >= self.cooldown.cooldown_ms:
                     wanted.append(p)
             scores = self.source.score_many([p.window for p in wanted])
             prior = {p.purchase_id: s for p, s in zip(wanted, scores, strict=True)}

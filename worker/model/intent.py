@@ -127,8 +127,9 @@ class IntentModel:
         self.cache_misses += len(missing)
         for idx, input_ids, mask in self._batches(missing) if missing else ():
             pooled = self.encoder(input_ids, mask)
-            for row, i in enumerate(idx):
-                out[missing[i]] = pooled[row]
+            # clone: a row is a view that would keep the whole batch tensor alive in the cache
+            for row, vector in zip(idx, pooled.clone().unbind(0), strict=True):
+                out[missing[row]] = vector
         for text in missing:
             self._cache[text] = out[text]
         while len(self._cache) > self.cache_size:

@@ -106,8 +106,11 @@ class Pipeline:
         """With the anomaly detectors of ``settings`` (unless ``INTENT_ANOMALY_ENABLED`` is off)."""
         detector = None
         if settings.anomaly_enabled:
-            detector = BatchDetector(settings.detector_config(),
-                                     stats_ttl_s=settings.anomaly_stats_ttl_seconds)
+            detector = BatchDetector(
+                settings.detector_config(), stats_ttl_s=settings.anomaly_stats_ttl_seconds,
+                # exactly-once: an alert counts as delivered only when its transaction commits,
+                # which the cooldown write cannot see: resend, consumers dedupe on alert_id
+                resend_delivered=settings.processing_guarantee == "exactly_once")
         return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector)
 
     async def process(self, messages: Sequence[Message]) -> BatchResult:
@@ -234,6 +237,11 @@ class Pipeline:
         return Output(msg.key, orjson.dumps(record))
 
 
+class SystemicFailure(IntentError):
+    """Every message of a batch failed the same way on its own: the worker, not the input,
+    is broken. Stop without acknowledging the batch (a restart retries it)."""
+
+
 async def process_isolating(pipeline: Pipeline, messages: Sequence[Message], *,
                             max_delay_s: float = 2.0,
                             on_retry: Callable[[IntentError], None] | None = None) -> BatchResult:
@@ -245,18 +253,26 @@ async def process_isolating(pipeline: Pipeline, messages: Sequence[Message], *,
         return await process_until_done(pipeline, messages, max_delay_s=max_delay_s,
                                         on_retry=on_retry)
     except Exception as exc:  # noqa: BLE001 - isolate below, never lose the batch
-        log.error("batch of %d failed (%s: %s); processing its messages one by one",
-                  len(messages), type(exc).__name__, str(exc)[:200])
+        # the type only: an error's text may quote the event
+        log.error("batch of %d failed (%s); processing its messages one by one",
+                  len(messages), type(exc).__name__)
     combined = BatchResult()
+    failures: list[type[BaseException]] = []
     for msg in messages:
         try:
             part = await process_until_done(pipeline, [msg], max_delay_s=max_delay_s,
                                             on_retry=on_retry)
         except Exception as exc:  # noqa: BLE001
+            failures.append(type(exc))
             combined.dead_letters.append(pipeline.unprocessable(msg, exc))
             combined.dead_letter_reasons.append("internal_error")
             continue
         combined.merge(part)
+    if len(messages) > 1 and len(failures) == len(messages) and len(set(failures)) == 1:
+        # not a poisonous message but a broken worker (model, device): dead-lettering the
+        # whole stream would lose it; the caller must stop without acknowledging the batch
+        raise SystemicFailure(f"every one of {len(messages)} messages failed with "
+                              f"{failures[0].__name__}")
     return combined
 
 

@@ -87,8 +87,9 @@ class WindowStore(Protocol):
         ...
 
     async def save_cooldowns(self, updates: Mapping[str, CooldownState]) -> None:
-        """Merge ``updates`` (user -> kind -> (ts, alert_id)) into the cooldown state; each
-        written user's cooldown key gets the window TTL."""
+        """Write ``updates`` (user -> kind -> recently delivered [(ts, alert_id)]): each kind
+        given replaces the stored list, other kinds stay; each written user's cooldown key
+        gets the window TTL."""
         ...
 
     async def forget(self, user_id: str) -> None:

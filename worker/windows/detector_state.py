@@ -10,8 +10,8 @@ micro-batch carries the windows *and* the category price samples:
   for in ``read`` are returned as they were *before* this batch's ``add``: a purchase is
   judged against the prices seen before its batch. (On a redelivered batch its own prices
   are already in: one sample among up to ``capacity``.)
-* **Alert cooldowns**, per user and kind: the last alert *delivered* (event time ms and
-  ``alert_id``). Read only for users with candidate alerts, written only after the alert
+* **Alert cooldowns**, per user and kind: the last few alerts *delivered* (event time ms and
+  ``alert_id``; stored as ``"ts|id;ts|id"``). Read only for users with candidate alerts, written only after the alert
   reached the broker (see :mod:`worker.anomaly.cooldown`). Kept under the user's hash tag
   with the window's TTL, and deleted by ``forget``.
 """
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 __all__ = ["CooldownState", "Exchanged", "PriceExchange", "member", "member_log_price"]
 
-# kind -> (event_ts_ms, alert_id) for one user
-CooldownState = dict[str, tuple[int, str]]
+# kind -> the recently delivered alerts [(event_ts_ms, alert_id), ...], oldest first, of one user
+CooldownState = dict[str, list[tuple[int, str]]]
 
 
 @dataclass(frozen=True, slots=True)

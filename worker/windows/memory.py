@@ -105,15 +105,15 @@ class MemoryWindowStore:
         return self.cooldowns_sync(users)
 
     def cooldowns_sync(self, users: Iterable[str]) -> dict[str, CooldownState]:
-        return {u: dict(self._cooldowns.get(u, {})) for u in users}
+        return {u: {k: list(v) for k, v in self._cooldowns.get(u, {}).items()} for u in users}
 
     async def save_cooldowns(self, updates: Mapping[str, CooldownState]) -> None:
         self.save_cooldowns_sync(updates)
 
     def save_cooldowns_sync(self, updates: Mapping[str, CooldownState]) -> None:
         for user, state in updates.items():
-            if state:
-                self._cooldowns.setdefault(user, {}).update(state)
+            if state:  # each kind's list replaces the stored one, as HSET does
+                self._cooldowns.setdefault(user, {}).update({k: list(v) for k, v in state.items()})
 
     def append_sync(self, batch: Mapping[str, Sequence[dict]]) -> dict[str, list[dict]]:
         """:meth:`append` without an event loop (offline replays: training, evaluation)."""

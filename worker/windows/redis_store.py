@@ -158,6 +158,8 @@ class RedisWindowStore:
         TLS CA, key secret (``INTENT_KEY_SECRET``) and cluster mode unless given here."""
         if secret is None and settings.key_secret is not None:
             secret = settings.key_secret.get_secret_value().encode()
+            if not secret:
+                raise ConfigError("INTENT_KEY_SECRET is set but empty: unset it or give a key")
         try:
             keys = KeyBuilder(settings.key_prefix, secret)
         except ValueError as exc:
@@ -284,11 +286,14 @@ class RedisWindowStore:
             for kind, raw in entries.items():
                 kind = kind.decode() if isinstance(kind, bytes) else kind
                 raw = raw.decode() if isinstance(raw, bytes) else raw
-                ts, _, alert = raw.partition("|")
-                try:
-                    state[kind] = (int(ts), alert)
-                except ValueError:
-                    log.warning("ignoring a malformed alert cooldown entry %r", raw[:80])
+                recent = []
+                for item in raw.split(";"):
+                    ts, _, alert = item.partition("|")
+                    try:
+                        recent.append((int(ts), alert))
+                    except ValueError:
+                        log.warning("ignoring a malformed alert cooldown entry %r", item[:80])
+                state[kind] = recent
             out[user] = state
         return out
 
@@ -301,7 +306,8 @@ class RedisWindowStore:
             if not state:
                 continue
             key = self._keys.alerts(user)
-            pipe.hset(key, mapping={kind: f"{ts}|{aid}" for kind, (ts, aid) in state.items()})
+            pipe.hset(key, mapping={kind: ";".join(f"{ts}|{aid}" for ts, aid in recent)
+                                    for kind, recent in state.items()})
             pipe.pexpire(key, ttl_ms)
         try:
             await pipe.execute()
