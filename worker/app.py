@@ -166,6 +166,11 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             log.info("published %d alerts (%s)", len(result.alerts),
                      ", ".join(sorted(set(result.alert_kinds))))
 
+    @app.on_partitions_revoked.connect
+    async def forget_lag(app: faust.App, revoked: set[TP], **_: object) -> None:
+        """Revoked partitions are another worker's now: stop reporting their lag."""
+        metrics.drop_lag((tp.topic, tp.partition) for tp in revoked)
+
     @app.page("/metrics")
     async def prometheus(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         """Prometheus text exposition of :class:`worker.ops.metrics.Metrics`."""

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     anomaly_velocity_min_purchases: int = Field(5, description="purchase velocity: purchases in the span")
     anomaly_velocity_min_spend: float = Field(5000.0, description="purchase velocity: or this much spend in the span")
     anomaly_velocity_span_s: float = Field(600.0, description="purchase velocity: event-time span (s)")
-    anomaly_bot_events: int = Field(12, description="bot cadence: last events examined")
+    anomaly_bot_events: int = Field(12, le=10_000, description="bot cadence: last events examined")
     anomaly_bot_max_median_gap_s: float = Field(0.5, description="bot cadence: median gap below this (s) fires")
     anomaly_bot_max_cv: float = Field(0.05, description="bot cadence: gap coefficient of variation below this fires...")
     anomaly_bot_max_mean_gap_s: float = Field(10.0, description="...when the mean gap is below this (s)")
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     anomaly_price_max_robust_z: float = Field(6.0, description="price outlier: robust z of ln price above this fires")
     anomaly_price_min_samples: int = Field(20, description="price outlier: category prices needed to judge")
     anomaly_price_min_mad_log: float = Field(0.15, description="price outlier: floor of the MAD of ln price")
-    anomaly_price_stats_capacity: int = Field(200, description="price outlier: recent prices kept per category")
+    anomaly_price_stats_capacity: int = Field(200, le=100_000, description="price outlier: recent prices kept per category")
     anomaly_stats_ttl_seconds: int = Field(
         7 * 86_400, ge=1, description="a category's price sample expires this long after its last price"
     )
@@ -141,6 +141,11 @@ class Settings(BaseSettings):
             raise ValueError("INTENT_REDIS_URL must start with redis://, rediss:// or unix://")
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError("INTENT_KAFKA_SSL_CERTFILE and INTENT_KAFKA_SSL_KEYFILE go together")
+        if self.anomaly_cooldown_s > self.window_ttl_seconds:
+            raise ValueError(
+                f"INTENT_ANOMALY_COOLDOWN_S ({self.anomaly_cooldown_s:g}) must be <= "
+                f"INTENT_WINDOW_TTL_SECONDS ({self.window_ttl_seconds}): the cooldown state "
+                "expires with the user's keys")
         try:
             self.detector_config().validate()
         except ConfigError as exc:

@@ -94,3 +94,5 @@ def test_metrics_exposition() -> None:
                  'intent_event_to_score_seconds_count 2.0'):
         assert line in text, line
     assert Metrics().render() != m.render()  # each app has its own registry
+    m.drop_lag([("clickstream", 3), ("clickstream", 9)])  # 9 was never reported
+    assert "intent_consumer_lag{" not in m.render().decode()

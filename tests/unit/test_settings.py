@@ -74,3 +74,10 @@ def test_a_bad_anomaly_threshold_names_its_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("INTENT_ANOMALY_BOT_MAX_CV", "nan")
     with pytest.raises(ConfigError, match="INTENT_ANOMALY_BOT_MAX_CV must be a finite number"):
         load_settings()
+
+
+def test_the_cooldown_must_fit_in_the_state_ttl() -> None:
+    with pytest.raises(ConfigError, match="INTENT_ANOMALY_COOLDOWN_S .* must be <= INTENT_WINDOW_TTL_SECONDS"):
+        load_settings(anomaly_cooldown_s=90_000)
+    with pytest.raises(ConfigError, match="INTENT_ANOMALY_PRICE_STATS_CAPACITY"):
+        load_settings(anomaly_price_stats_capacity=10**7)

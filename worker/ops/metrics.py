@@ -84,6 +84,13 @@ class Metrics:
         for (topic, partition), lag in lags.items():
             self.lag.labels(topic, str(partition)).set(max(0, lag))
 
+    def drop_lag(self, partitions: Iterable[tuple[str, int]]) -> None:
+        for topic, partition in partitions:
+            try:
+                self.lag.remove(topic, str(partition))
+            except KeyError:
+                pass  # never reported
+
     def set_model(self, name: str, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(name, version).set(1)
