@@ -79,6 +79,11 @@ def run_worker(settings: Settings) -> None:
                                           partitions=settings.topic_partitions,
                                           timeout_s=settings.startup_timeout_s,
                                           **aiokafka_options(settings)))
+    if settings.anomaly_enabled and settings.anomaly_cooldown_s > settings.window_ttl_seconds:
+        log.warning("INTENT_ANOMALY_COOLDOWN_S (%gs) is longer than INTENT_WINDOW_TTL_SECONDS (%ds):"
+                    " the cooldown state expires with the user's keys, so the cooldown is at most "
+                    "the TTL for a user who goes quiet", settings.anomaly_cooldown_s,
+                    settings.window_ttl_seconds)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intent-model")
     pipeline = Pipeline.from_settings(settings, store=store, scorer=scorer, executor=executor)
     reloader = None

@@ -141,11 +141,6 @@ class Settings(BaseSettings):
             raise ValueError("INTENT_REDIS_URL must start with redis://, rediss:// or unix://")
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError("INTENT_KAFKA_SSL_CERTFILE and INTENT_KAFKA_SSL_KEYFILE go together")
-        if self.anomaly_cooldown_s > self.window_ttl_seconds:
-            raise ValueError(
-                f"INTENT_ANOMALY_COOLDOWN_S ({self.anomaly_cooldown_s:g}) must be <= "
-                f"INTENT_WINDOW_TTL_SECONDS ({self.window_ttl_seconds}): the cooldown state "
-                "expires with the user's keys")
         try:
             self.detector_config().validate()
         except ConfigError as exc:
