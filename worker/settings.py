@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.anomaly.config import DetectorConfig
 from worker.errors import ConfigError
 
-if TYPE_CHECKING:
-    from worker.anomaly.config import DetectorConfig
+# the detectors' own defaults (documented there, with the reasons); settings only expose them
+_DETECTOR = DetectorConfig()
 
 ENV_PREFIX = "INTENT_"
 
@@ -92,25 +93,25 @@ class Settings(BaseSettings):
     window_ttl_seconds: int = Field(86_400, ge=1, description="a window expires this long after its last write")
     # Anomaly alerts (README "Anomaly alerts": what each threshold means and why its default)
     anomaly_enabled: bool = Field(True, description="run the anomaly detectors and publish alerts")
-    anomaly_velocity_min_purchases: int = Field(5, description="purchase velocity: purchases in the span")
-    anomaly_velocity_min_spend: float = Field(5000.0, description="purchase velocity: or this much spend in the span")
-    anomaly_velocity_span_s: float = Field(600.0, description="purchase velocity: event-time span (s)")
-    anomaly_bot_events: int = Field(12, le=10_000, description="bot cadence: last events examined")
-    anomaly_bot_max_median_gap_s: float = Field(0.5, description="bot cadence: median gap below this (s) fires")
-    anomaly_bot_max_cv: float = Field(0.05, description="bot cadence: gap coefficient of variation below this fires...")
-    anomaly_bot_max_mean_gap_s: float = Field(10.0, description="...when the mean gap is below this (s)")
+    anomaly_velocity_min_purchases: int = Field(_DETECTOR.velocity_min_purchases, description="purchase velocity: purchases in the span")
+    anomaly_velocity_min_spend: float = Field(_DETECTOR.velocity_min_spend, description="purchase velocity: or this much spend in the span")
+    anomaly_velocity_span_s: float = Field(_DETECTOR.velocity_span_s, description="purchase velocity: event-time span (s)")
+    anomaly_bot_events: int = Field(_DETECTOR.bot_events, le=10_000, description="bot cadence: last events examined")
+    anomaly_bot_max_median_gap_s: float = Field(_DETECTOR.bot_max_median_gap_s, description="bot cadence: median gap below this (s) fires")
+    anomaly_bot_max_cv: float = Field(_DETECTOR.bot_max_cv, description="bot cadence: gap coefficient of variation below this fires...")
+    anomaly_bot_max_mean_gap_s: float = Field(_DETECTOR.bot_max_mean_gap_s, description="...when the mean gap is below this (s)")
     anomaly_ooc_max_score: float = Field(
-        0.07, description="out-of-character: prior intent score below this (suits the shipped model)"
+        _DETECTOR.ooc_max_score, description="out-of-character: prior intent score below this (suits the shipped model)"
     )
-    anomaly_ooc_min_prior_events: int = Field(1, description="out-of-character: events in the window before the purchase")
-    anomaly_price_max_robust_z: float = Field(6.0, description="price outlier: robust z of ln price above this fires")
-    anomaly_price_min_samples: int = Field(20, description="price outlier: category prices needed to judge")
-    anomaly_price_min_mad_log: float = Field(0.15, description="price outlier: floor of the MAD of ln price")
-    anomaly_price_stats_capacity: int = Field(200, le=100_000, description="price outlier: recent prices kept per category")
+    anomaly_ooc_min_prior_events: int = Field(_DETECTOR.ooc_min_prior_events, description="out-of-character: events in the window before the purchase")
+    anomaly_price_max_robust_z: float = Field(_DETECTOR.price_max_robust_z, description="price outlier: robust z of ln price above this fires")
+    anomaly_price_min_samples: int = Field(_DETECTOR.price_min_samples, description="price outlier: category prices needed to judge")
+    anomaly_price_min_mad_log: float = Field(_DETECTOR.price_min_mad_log, description="price outlier: floor of the MAD of ln price")
+    anomaly_price_stats_capacity: int = Field(_DETECTOR.price_stats_capacity, le=100_000, description="price outlier: recent prices kept per category")
     anomaly_stats_ttl_seconds: int = Field(
         7 * 86_400, ge=1, description="a category's price sample expires this long after its last price"
     )
-    anomaly_cooldown_s: float = Field(1800.0, description="at most one alert per user and kind per this much event time (s)")
+    anomaly_cooldown_s: float = Field(_DETECTOR.cooldown_s, description="at most one alert per user and kind per this much event time (s)")
     # Input limits
     max_event_bytes: int = Field(65_536, ge=256, description="larger messages are dead-lettered as too_large")
     dlq_payload_bytes: int = Field(4096, ge=0, description="raw payload kept in a dead letter, at most")
@@ -151,8 +152,6 @@ class Settings(BaseSettings):
 
     def detector_config(self) -> DetectorConfig:
         """The anomaly thresholds (``INTENT_ANOMALY_*``) as the detectors take them."""
-        from worker.anomaly.config import DetectorConfig
-
         return DetectorConfig(**{name: getattr(self, "anomaly_" + name)
                                  for name in DetectorConfig.names()})
 

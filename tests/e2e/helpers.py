@@ -116,26 +116,38 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None,
         await producer.stop()
 
 
+async def _from_start(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> list:
+    """Assign every partition of ``topic`` (waiting for its metadata until ``deadline``) and
+    seek to the beginning; the partitions, or [] when the topic never showed up."""
+    from aiokafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic)
+    while not parts and time.monotonic() < deadline:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await asyncio.sleep(0.2)
+    if not parts:
+        return []
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return tps
+
+
+def _group_less_consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                            enable_auto_commit=False, group_id=None)
+
+
 async def read_topic(bootstrap: str, topic: str, *, until, timeout_s: float) -> list[dict]:
     """Read a topic from the start (no group) until ``until(records)`` or the timeout."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = _group_less_consumer(bootstrap)
     await consumer.start()
     records: list[dict] = []
     try:
         deadline = time.monotonic() + timeout_s
-        partitions = None
-        while partitions is None and time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
-            if parts:
-                from aiokafka import TopicPartition
-
-                partitions = [TopicPartition(topic, p) for p in parts]
-                consumer.assign(partitions)
-                await consumer.seek_to_beginning(*partitions)
-            else:
-                await consumer._client.force_metadata_update()  # noqa: SLF001
-                await asyncio.sleep(0.2)
+        await _from_start(consumer, topic, deadline)
         while time.monotonic() < deadline and not until(records):
             batch = await consumer.getmany(timeout_ms=500)
             for msgs in batch.values():
@@ -251,25 +263,14 @@ async def wait_for(predicate, *, timeout_s: float, every_s: float = 0.2) -> bool
 
 async def read_all(bootstrap: str, topic: str, *, timeout_s: float = 30) -> list[dict]:
     """Every record of ``topic`` now (read from the start up to the end offsets taken first)."""
-    from aiokafka import TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = _group_less_consumer(bootstrap)
     await consumer.start()
     records: list[dict] = []
     try:
         deadline = time.monotonic() + timeout_s
-        parts = consumer.partitions_for_topic(topic)
-        while not parts and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            parts = consumer.partitions_for_topic(topic)
-            if not parts:
-                await asyncio.sleep(0.2)
-        if not parts:
+        tps = await _from_start(consumer, topic, deadline)
+        if not tps:
             return records
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         while time.monotonic() < deadline:
             positions = [await consumer.position(tp) for tp in tps]

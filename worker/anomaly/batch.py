@@ -37,6 +37,7 @@ class PriorWindow:
 
     user_id: str
     purchase_id: str
+    purchase_ts: int
     window: tuple[dict, ...]
 
 
@@ -75,7 +76,8 @@ class BatchDetector:
         out = []
         for user, events in new.items():
             for cand in ooc_candidates(windows[user], events, self.config):
-                out.append(PriorWindow(user, cand.purchase["event_id"], cand.prior_window))
+                p = cand.purchase
+                out.append(PriorWindow(user, p["event_id"], p["ts"], cand.prior_window))
         return out
 
     def detect(self, windows: Mapping[str, Sequence[dict]], new: Mapping[str, Sequence[dict]],

@@ -34,7 +34,7 @@ import orjson
 from worker.anomaly.alerts import Alert, ModelRef, alert_record
 from worker.anomaly.batch import BatchDetector
 from worker.anomaly.config import KINDS, DetectorConfig
-from worker.anomaly.cooldown import Cooldown
+from worker.anomaly.cooldown import Cooldown, CooldownEntry
 from worker.errors import ConfigError
 from worker.windows import MemoryWindowStore
 
@@ -166,14 +166,10 @@ class _Replay:
         if priors:
             # the worker scores these with the batch; skipping the ones the cooldown would
             # drop anyway only saves time here (the result is the same)
-            state = self.store.cooldowns_sync({p.user_id for p in priors})
-            wanted = []
-            for p in priors:
-                recent = state[p.user_id].get(OOC) or []
-                last = max((t for t, _ in recent), default=None)
-                ts = next(e["ts"] for e in by_user[p.user_id] if e["event_id"] == p.purchase_id)
-                if last is None or abs(ts - last) >= self.cooldown.cooldown_ms:
-                    wanted.append(p)
+            state = {(user, OOC): [CooldownEntry(ts, aid) for ts, aid in kinds.get(OOC, [])]
+                     for user, kinds in self.store.cooldowns_sync({p.user_id for p in priors}).items()}
+            wanted = [p for p in priors
+                      if not self.cooldown.suppresses_all(p.user_id, OOC, [p.purchase_ts], state)]
             scores = self.source.score_many([p.window for p in wanted])
             prior = {p.purchase_id: s for p, s in zip(wanted, scores, strict=True)}
         found = detector.detect(got.windows, by_user, got.samples, prior_scores=prior,

@@ -6,4 +6,7 @@ from worker.windows.keys import KeyBuilder
 from worker.windows.memory import MemoryWindowStore
 from worker.windows.redis_store import RedisWindowStore
 
-__all__ = ["CooldownState", "Exchanged", "KeyBuilder", "PriceExchange", "MemoryWindowStore", "RedisWindowStore", "WindowStore"]
+__all__ = [
+    "CooldownState", "Exchanged", "KeyBuilder", "MemoryWindowStore", "PriceExchange",
+    "RedisWindowStore", "WindowStore",
+]

@@ -224,8 +224,7 @@ class RedisWindowStore:
     async def forget(self, user_id: str) -> None:
         keys = self._keys.all_user_keys(user_id)
         try:
-            # one DEL per key: with a cluster client, one multi-key DEL of the same slot is
-            # fine too, but separate keys keep this independent of the layout
+            # one multi-key DEL: every key of a user shares a hash tag, so one cluster slot
             await self._client.delete(*keys)
         except RedisError as exc:
             raise StoreError(f"redis delete of a user's state failed: {_describe(exc)}") from exc
