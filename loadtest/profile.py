@@ -62,6 +62,7 @@ def parse_collapsed(lines: Iterable[str], *, by_file: bool = False) -> tuple[Cou
 
 # The worker's parts, first match on the stack wins (docs/benchmarks.md, "Where the time goes").
 WORKER_PARTS = (
+    ("Redis windows: decode (cache + decode_window)", "DecodedEvents.window"),
     ("Redis windows: decode_window", "decode_window"),
     ("Redis windows: encode + pipelined round trip", "RedisWindowStore"),
     ("features: build_input", "build_input"),
@@ -71,6 +72,7 @@ WORKER_PARTS = (
     ("publish: Faust Topic.send per record", "create_app.<locals>.publish"),
     ("aiokafka producer (sender, socket writes)", "aiokafka/producer"),
     ("Faust consumer: fetcher", "Fetcher._fetcher"),
+    ("Faust consumer: batching drain", "BatchingConsumer"),
     ("Faust consumer: on_message dispatch", "on_message"),
     ("Faust stream: take_events, acks", "faust/streams.py"),
     ("Faust commit", "commit"),

@@ -13,6 +13,7 @@ import faust
 from faust.types import TP
 
 from worker.errors import IntentError
+from worker.kafka.batching import BatchingApp
 from worker.kafka.security import faust_credentials
 from worker.model.reload import ModelReloader
 from worker.ops.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -29,8 +30,7 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def to_message(event: faust.types.EventT) -> Message:
-    m = event.message
+def to_message(m: faust.types.Message) -> Message:
     return Message(
         key=m.key, value=m.value, topic=m.topic, partition=m.partition, offset=m.offset,
         timestamp_ms=int(m.timestamp * 1000) if m.timestamp else 0,
@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     With a ``reloader``, the model directory is checked every ``INTENT_MODEL_POLL_S`` seconds
     and on SIGHUP; a new model is swapped in between batches.
     """
-    app = faust.App(
+    app = BatchingApp(
         settings.app_id,
         broker=settings.broker_url,
         store="memory://",
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         **faust_options,
     )
+    app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
     events = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
     scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
@@ -74,24 +75,49 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     serving = [None]
     cache_seen = [0, 0]  # the scorer's cache counters at the last batch
 
-    @app.agent(events, concurrency=1, name="score-events")
-    async def score_events(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=within):
-            started = time.monotonic()
-            messages = [to_message(e) for e in batch]
-            # Faust acks a take_events batch even when the body raises, so a retriable
-            # failure is retried here, before the batch can be acknowledged.
-            try:
-                result = await process_isolating(pipeline, messages,
-                                                 on_retry=lambda _: metrics.batch_retries.inc())
-            except SystemicFailure as exc:
-                # Raising here would let Faust acknowledge the batch; exit without it, so the
-                # batch is consumed again after a restart (the supervisor's job).
-                log.critical("%s: stopping the worker without acknowledging the batch", exc)
-                logging.shutdown()
-                os._exit(70)
-            await publish(result)
-            observe(messages, result, time.monotonic() - started)
+    # at-least-once: the consumer hands over whole micro-batches (worker.kafka.batching), the
+    # agent acknowledges their messages once the outputs are with the producer. exactly-once:
+    # Faust's own per-message stream, whose events tie each send to the transaction of its
+    # source partition.
+    batched = settings.processing_guarantee == "at_least_once"
+    if batched:
+        app.topics.add(events)  # subscribed and acknowledged, though no stream reads it
+        batches = app.channel(maxsize=1)
+        app.batch_sink = lambda batch: batches.send(value=batch)
+        app.batch_max, app.batch_wait_s = settings.batch_max, within
+
+        @app.agent(batches, concurrency=1, name="score-events")
+        async def score_events(stream: faust.StreamT) -> None:
+            async for handed in stream:
+                batch = app.consumer.take(handed)  # skips what a rebalance took away
+                if not batch:
+                    continue
+                await score(batch)
+                ack = app.consumer.ack
+                for m in batch:
+                    ack(m)
+    else:
+        @app.agent(events, concurrency=1, name="score-events")
+        async def score_events(stream: faust.StreamT) -> None:
+            async for batch in stream.take_events(settings.batch_max, within=within):
+                await score([e.message for e in batch])
+
+    async def score(batch: list[faust.types.Message]) -> None:
+        started = time.monotonic()
+        messages = [to_message(m) for m in batch]
+        # Faust acks a take_events batch even when the body raises, so a retriable
+        # failure is retried here, before the batch can be acknowledged.
+        try:
+            result = await process_isolating(pipeline, messages,
+                                             on_retry=lambda _: metrics.batch_retries.inc())
+        except SystemicFailure as exc:
+            # Raising here would let Faust acknowledge the batch; exit without it, so the
+            # batch is consumed again after a restart (the supervisor's job).
+            log.critical("%s: stopping the worker without acknowledging the batch", exc)
+            logging.shutdown()
+            os._exit(70)
+        await publish(result)
+        observe(messages, result, time.monotonic() - started)
 
     def observe(messages: list[Message], result: BatchResult, batch_s: float) -> None:
         metrics.observe_batch(
@@ -125,7 +151,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     # at-least-once: records go straight to the producer (Faust's channel layer costs ~5 % of
     # a no-op worker's CPU); exactly-once: through the topics, which attach each send to the
     # transaction of its source partition.
-    direct = settings.processing_guarantee == "at_least_once"
+    direct = batched
 
     async def send_all(topic: faust.TopicT, outputs: list[Output]) -> list:
         if direct:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     topic_alerts: str = Field("anomaly-alerts", description="output topic of anomaly alerts")
     topic_dlq: str = Field("clickstream-dlq", description="dead-letter topic")
     topic_partitions: int = Field(8, ge=1, description="partitions for topics the worker creates")
+    kafka_fetch_max_wait_ms: int = Field(
+        100, ge=1, le=60_000,
+        description="longest the broker may hold a fetch that finds no data (Faust's own: 1500)")
     kafka_session_timeout_s: float = Field(
         10.0, ge=1, le=300, description="consumer group session timeout (failure detection)"
     )
@@ -91,6 +94,10 @@ class Settings(BaseSettings):
     window_max_events: int = Field(50, ge=1, le=10_000, description="events kept per user window")
     window_seconds: int = Field(3600, ge=1, description="event-time span of a user window")
     window_ttl_seconds: int = Field(86_400, ge=1, description="a window expires this long after its last write")
+    window_cache_events: int = Field(
+        20_000, ge=0, le=10_000_000,
+        description="decoded window events kept in memory between batches (two generations of "
+                    "this many; 0 turns the cache off)")
     # Anomaly alerts (README "Anomaly alerts": what each threshold means and why its default)
     anomaly_enabled: bool = Field(True, description="run the anomaly detectors and publish alerts")
     anomaly_velocity_min_purchases: int = Field(_DETECTOR.velocity_min_purchases, description="purchase velocity: purchases in the span")

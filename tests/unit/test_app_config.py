@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from worker.app import create_app
@@ -32,3 +34,24 @@ def test_security_and_session_settings_reach_faust() -> None:
 def test_model_threads() -> None:
     assert load_settings(torch_threads=3).model_threads() == 3
     assert load_settings().model_threads() is None  # torch's default
+
+
+def test_batching_settings_reach_the_consumer() -> None:
+    from worker.kafka.batching import BatchingConsumer, BatchingConsumerThread
+
+    app = app_for(batch_max=64, batch_wait_ms=20, kafka_fetch_max_wait_ms=250)
+    assert (app.batch_max, app.batch_wait_s, app.fetch_max_wait_ms) == (64, 0.02, 250)
+    assert app.batch_sink is not None  # at-least-once: whole batches
+    assert isinstance(app.consumer, BatchingConsumer)
+    thread = app.consumer._new_consumer_thread()
+    assert isinstance(thread, BatchingConsumerThread)
+
+    async def wait_ms() -> int:  # aiokafka wants a running loop, nothing is started
+        return thread._create_worker_consumer(app.transport)._fetch_max_wait_ms
+
+    assert asyncio.run(wait_ms()) == 250
+
+
+def test_exactly_once_keeps_fausts_per_message_stream() -> None:
+    app = app_for(processing_guarantee="exactly_once")
+    assert app.batch_sink is None

@@ -159,3 +159,26 @@ async def test_async_with_and_from_settings() -> None:
 def test_bad_limits_are_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         MemoryWindowStore(**{"max_events": 1, "span_ms": 0, "ttl_s": 1, **kwargs})
+
+
+def test_decoded_events_cache_reuses_payloads_and_stays_bounded() -> None:
+    from worker.windows.codec import DecodedEvents, decode_window, encode_event, join_payloads
+
+    def payload(i: int, user: str = "u1") -> bytes:
+        return encode_event({"event_id": f"e{i}", "ts": i, "user_id": user, "event_type": "view"}, user)[2]
+
+    cache = DecodedEvents(4)
+    first = cache.window([payload(1), payload(2)], "u1")
+    assert first == decode_window(join_payloads([payload(1), payload(2)]), "u1")
+    again = cache.window([payload(1), payload(2), payload(3)], "u1")
+    assert again[0] is first[0] and again[1] is first[1]  # decoded once
+    assert [e["event_id"] for e in again] == ["e1", "e2", "e3"]
+    assert (cache.hits, cache.misses) == (2, 3)
+    # the same payload stored under another user is decoded for that user
+    other = cache.window([payload(1, "u2")], "u2")
+    assert other[0]["user_id"] == "u2" and first[0]["user_id"] == "u1"
+    for i in range(100):
+        cache.window([payload(i)], "u1")
+    assert len(cache._new) + len(cache._old) <= 2 * 5  # two generations, each at most size + 1
+    off = DecodedEvents(0)
+    assert off.window([payload(1)], "u1") == first[:1] and off.hits == 0

@@ -61,57 +61,89 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 RECENT_CARTS_MS = 600_000  # carts_10min_log
 RECENT_EVENTS_MS = 300_000  # events_5min_log
+NO_PRODUCT: dict = {}  # read-only stand-in for an event without a product
 NO_CART_AGE_S = 7200.0  # cart_age_log_s of a window without add-to-cart: twice the default span
 
 
 def context_features(window: Sequence[dict]) -> tuple[float, ...]:
-    """The features of a window (any order; sorted by event time here). Empty -> ValueError."""
+    """The features of a window (any order; sorted by event time here). Empty -> ValueError.
+
+    One pass over the events (this runs for every scored window: the worker's largest
+    per-event cost after the model); float sums are taken with ``sum`` over lists, in event
+    order, so the values do not depend on how the pass is organised.
+    """
     events = oldest_first(window)
     newest = events[-1]
     log1p = math.log1p
+    now, kind = newest["ts"], newest["event_type"]
+    newest_product = _product_id(newest)
+    product = newest.get("product") or {}
+    category = product.get("category")
+    session = newest.get("session_id")
 
     counts = dict.fromkeys(EVENT_TYPES, 0)
+    gaps: list[float] = []
+    prices: list[float] = []
+    products: list[str | None] = []
+    categories: set = set()
+    sessions: set = set()
+    same_views = same_carts = same_category = 0
+    in_session, session_start = 0, now
+    carts: list[int] = []
+    recent_events = 0
+    previous_ts = None
+    isfinite = math.isfinite
     for e in events:
-        if e["event_type"] in counts:
-            counts[e["event_type"]] += 1
+        event_type, ts = e["event_type"], e["ts"]
+        if event_type in counts:
+            counts[event_type] += 1
+        if previous_ts is not None:
+            gaps.append((ts - previous_ts) / 1000)
+        previous_ts = ts
+        event_product = e.get("product") or NO_PRODUCT  # an object when present (schema)
+        price = event_product.get("price")  # as _price: a finite number >= 0, not a bool
+        if isinstance(price, int | float) and price is not True and price is not False \
+                and isfinite(price) and price >= 0:
+            prices.append(log1p(float(price)))
+        product_id = event_product.get("id") if event_product else None
+        products.append(product_id)
+        c = event_product.get("category")
+        if c:
+            categories.add(c)
+        if category is not None and c == category:
+            same_category += 1
+        if newest_product is not None and product_id == newest_product:
+            same_views += event_type == "view"
+            same_carts += event_type == "add_to_cart"
+        event_session = e.get("session_id")
+        sessions.add(event_session)
+        if not session or event_session == session:
+            if not in_session:
+                session_start = ts
+            in_session += 1
+        if event_type == "add_to_cart":
+            carts.append(ts)
+        recent_events += now - ts <= RECENT_EVENTS_MS
 
-    ts = [e["ts"] for e in events]
-    gaps = [(b - a) / 1000 for a, b in zip(ts, ts[1:], strict=False)]
     if gaps:
         gap_mean, gap_min, gap_last = sum(gaps) / len(gaps), min(gaps), gaps[-1]
     else:
         gap_mean = gap_min = gap_last = 0.0
-
-    prices = [log1p(p) for e in events if (p := _price(e)) is not None]
     if prices:
         mean = sum(prices) / len(prices)
         std = math.sqrt(sum((p - mean) ** 2 for p in prices) / len(prices))
         price_stats = (prices[-1], mean, max(prices), std)
     else:
         price_stats = (0.0, 0.0, 0.0, 0.0)
-
-    products = [_product_id(e) for e in events]
-    categories = {c for e in events if (c := e.get("product", {}).get("category"))}
-    newest_product = products[-1]
     seen = newest_product is not None and newest_product in products[:-1]
-
     device = _device(newest)
-    hour = (newest["ts"] // 1000 % 86_400) / 3600
+    hour = (now // 1000 % 86_400) / 3600
     angle = 2 * math.pi * hour / 24
-
-    kind, now = newest["event_type"], newest["ts"]
-    product = newest.get("product") or {}
-    category = product.get("category")
-    same_product = [e for e, p in zip(events, products, strict=True)
-                    if newest_product is not None and p == newest_product]
-    session = newest.get("session_id")
-    in_session = [e for e in events if e.get("session_id") == session] if session else events
-    carts = [e["ts"] for e in events if e["event_type"] == "add_to_cart"]
 
     return (
         log1p(len(events)),
         *(log1p(counts[t]) for t in EVENT_TYPES),
-        log1p((newest["ts"] - events[0]["ts"]) / 1000),
+        log1p((now - events[0]["ts"]) / 1000),
         log1p(gap_mean),
         log1p(gap_min),
         log1p(gap_last),
@@ -126,20 +158,19 @@ def context_features(window: Sequence[dict]) -> tuple[float, ...]:
         float(kind == "view"),
         float(kind == "add_to_cart"),
         float(kind == "remove_from_cart"),
-        log1p(sum(e["event_type"] == "view" for e in same_product)),
-        log1p(sum(e["event_type"] == "add_to_cart" for e in same_product)),
-        log1p(sum(category is not None and (e.get("product") or {}).get("category") == category
-                  for e in events)),
-        log1p(len(in_session)),
-        log1p((now - in_session[0]["ts"]) / 1000),
-        log1p(len({e.get("session_id") for e in events})),
+        log1p(same_views),
+        log1p(same_carts),
+        log1p(same_category),
+        log1p(in_session),
+        log1p((now - session_start) / 1000),
+        log1p(len(sessions)),
         price_stats[0] - price_stats[1],
         float(category is not None),
         float(product.get("brand") is not None),
         log1p(sum(now - t <= RECENT_CARTS_MS for t in carts)),
-        log1p(sum(now - e["ts"] <= RECENT_EVENTS_MS for e in events)),
+        log1p(recent_events),
         log1p((now - carts[-1]) / 1000 if carts else NO_CART_AGE_S),
-        float(any(e["event_type"] == "add_to_cart" for e in same_product)),
+        float(same_carts > 0),
     )
 
 

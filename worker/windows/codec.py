@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import orjson
 
-__all__ = ["check_limits", "decode_window", "encode_event", "join_payloads"]
+__all__ = ["DecodedEvents", "check_limits", "decode_window", "encode_event", "join_payloads"]
 
 # Redis scores and Lua numbers are doubles: integers beyond 2**53 lose precision.
 _MAX_EXACT = 2**53
@@ -53,6 +53,61 @@ def decode_window(blob: bytes | str, user_id: str) -> list[dict]:
     for event in window:
         event["user_id"] = user_id
     return window
+
+
+class DecodedEvents:
+    """Decoded events by stored payload, for windows that come back whole batch after batch.
+
+    The store returns a user's whole window (up to ``INTENT_WINDOW_MAX_EVENTS`` payloads) each
+    time a batch touches the user, so an active user's events are decoded again and again;
+    here each payload is decoded once while it stays in use. Only payloads that Redis returned
+    are ever looked up, so a forgotten or expired window cannot come back from the cache.
+
+    Bounded: two generations of at most ``size`` payloads each; when the newer one is full it
+    becomes the older one and the oldest generation is dropped (an entry used again is moved to
+    the newer one). ``size=0`` turns the cache off.
+
+    The returned event dicts are shared between windows and batches: callers must not modify
+    them (nothing in the worker does; :func:`decode_window` gives fresh ones).
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.size = size
+        self._new: dict[bytes | str, dict] = {}
+        self._old: dict[bytes | str, dict] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def window(self, payloads: list[bytes | str], user_id: str) -> list[dict]:
+        """The events of one window's payloads (oldest first), ``user_id`` restored."""
+        if not self.size:
+            return decode_window(join_payloads(payloads), user_id)
+        new, old = self._new, self._old
+        events: list = []
+        missing: list[int] = []
+        for payload in payloads:
+            event = new.get(payload)
+            if event is None:
+                event = old.get(payload)
+                if event is not None:
+                    new[payload] = event
+            if event is None or event["user_id"] != user_id:  # the same payload of another user
+                missing.append(len(events))
+                events.append(payload)
+            else:
+                events.append(event)
+        if missing:
+            decoded = decode_window(join_payloads([events[i] for i in missing]), user_id)
+            for i, event in zip(missing, decoded, strict=True):
+                new[events[i]] = event
+                events[i] = event
+        self.hits += len(events) - len(missing)
+        self.misses += len(missing)
+        if len(new) > self.size:
+            self._old, self._new = new, {}
+        return events
 
 
 def join_payloads(payloads: Iterable[bytes | str]) -> bytes | str:

@@ -34,7 +34,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import ConfigError, StoreError
-from worker.windows.codec import check_limits, decode_window, encode_event, join_payloads
+from worker.windows.codec import DecodedEvents, check_limits, encode_event
 from worker.windows.detector_state import (
     CooldownState,
     Exchanged,
@@ -138,9 +138,11 @@ class RedisWindowStore:
         max_events: int,
         span_ms: int,
         ttl_s: int,
+        decode_cache: int = 0,
     ) -> None:
         check_limits(max_events=max_events, span_ms=span_ms, ttl_s=ttl_s)
         self._client = client
+        self._decoded = DecodedEvents(decode_cache)
         self._keys = keys
         self.max_events = max_events
         self.span_ms = span_ms
@@ -179,7 +181,13 @@ class RedisWindowStore:
             max_events=settings.window_max_events,
             span_ms=settings.window_seconds * 1000,
             ttl_s=settings.window_ttl_seconds,
+            decode_cache=settings.window_cache_events,
         )
+
+    @property
+    def decoded(self) -> DecodedEvents:
+        """The decoded-event cache (its ``hits`` and ``misses`` are metrics)."""
+        return self._decoded
 
     @property
     def client(self) -> RedisClient:
@@ -261,7 +269,7 @@ class RedisWindowStore:
                 f"redis append failed for {len(failed)} of {len(calls) + len(extra)} commands "
                 f"(others were written; retrying the batch is safe): {_describe(failed[0])}"
             ) from failed[0]
-        windows = {user: decode_window(join_payloads(p), user) for user, p in replies.items()}
+        windows = {user: self._decoded.window(p, user) for user, p in replies.items()}
         samples: dict[str, list[float]] = {}
         if prices is not None:
             for category, members in zip(prices.read, extra_replies, strict=False):

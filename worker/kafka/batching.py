@@ -1,0 +1,152 @@
+"""Faust's aiokafka consumer, handing the agent whole micro-batches instead of single messages.
+
+Faust delivers every consumed message on its own: a ``wait_first`` with four futures, an
+``Event``, a queue put, a stream step and an acknowledgement per message. For a worker that
+works in micro-batches anyway, that bookkeeping cost 5-10x what a plain aiokafka loop spends
+per message (docs/benchmarks.md). :class:`BatchingConsumer` keeps all of Faust's consumer (group
+membership, rebalancing, offset tracking and commits, flow control, the fetcher thread) and
+changes only the drain loop: it collects up to ``batch_max`` messages, or what arrived within
+``batch_wait_s`` of the first one, and puts the list on a Faust channel in one step. The agent
+consuming that channel takes the batch (:meth:`BatchingConsumer.take`: messages of an older
+generation are skipped, the rest marked in flight, as Faust's stream does per message) and
+acknowledges each message with ``consumer.ack`` once its outputs are handed to the producer;
+Faust commits acknowledged offsets as before.
+
+The batch waiting in the channel (``maxsize=1``) is prepared while the previous one is being
+scored, and a full channel stops the drain loop, so memory stays bounded. A rebalance or a
+stop clears the channel through Faust's flow control, as it clears a stream's buffer; the
+dropped messages were not acknowledged, so they are consumed again from the committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+BatchSink = Callable[[list[Any]], Awaitable[None]]
+
+
+class BatchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with the fetch wait of :attr:`BatchingApp.fetch_max_wait_ms`.
+
+    Faust hard-codes ``fetch_max_wait_ms=1500``: how long the broker may hold a fetch that
+    finds no data. Kafka answers as soon as data arrives; the embedded Tansu broker holds the
+    fetch to the end of the wait, which then adds up to that much to every score at low load.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait_ms is not None:
+            consumer._fetch_max_wait_ms = int(wait_ms)  # read when the consumer starts
+        return consumer
+
+
+class BatchingConsumer(faust_aiokafka.Consumer):
+    """Drains fetched records into micro-batches for :attr:`BatchingApp.batch_sink`."""
+
+    def _new_consumer_thread(self) -> BatchingConsumerThread:
+        return BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def take(self, batch: list[Any]) -> list[Any]:
+        """The messages of a handed-over batch that are still this worker's, now in flight.
+
+        As Faust's stream does per message: a message fetched before a rebalance (another
+        generation) or while the flow is stopped is skipped, not processed (the new owner of
+        its partition consumes it from the committed offset); the rest are tracked, so a
+        rebalance or stop waits for their acknowledgement (``ack``) before committing.
+        """
+        app = self.app
+        if not app.flow_control.is_active():
+            return []
+        generation = app.consumer_generation_id
+        taken = [m for m in batch if m.generation_id == generation]
+        track = self.track_message
+        for message in taken:
+            track(message)
+        return taken
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
+        app = self.app
+        sink: BatchSink | None = getattr(app, "batch_sink", None)
+        if sink is None:  # a plain Faust app: message by message, as Faust does it
+            await super()._drain_messages(fetcher)
+            return
+        batch_max: int = app.batch_max
+        wait_s: float = app.batch_wait_s
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        read_offset = self._read_offset
+        acks_enabled_for = app.topics.acks_enabled_for
+        pending: list[Any] = []
+        first_at = 0.0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                if not self.flow_active:
+                    # a rebalance or a stop: what was not handed over is fetched again from
+                    # the committed offsets (Faust seeks there on assignment)
+                    pending.clear()
+                timeout = max(0.0, first_at + wait_s - time.monotonic()) if pending else 1.0
+                async for tp, message in self.getmany(timeout=timeout):
+                    offset = message.offset
+                    r_offset = read_offset.get(tp)
+                    if r_offset is not None and offset < r_offset:
+                        continue  # already read (Faust drops these the same way)
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)  # e.g. compaction
+                    read_offset[tp] = offset
+                    if not pending:
+                        first_at = time.monotonic()
+                    pending.append(message)
+                if not pending or (len(pending) < batch_max
+                                   and time.monotonic() - first_at < wait_s):
+                    await self.sleep(0)
+                    continue
+                generation = app.consumer_generation_id
+                while pending:
+                    batch = [m for m in pending[:batch_max] if m.generation_id == generation]
+                    del pending[:batch_max]
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    # hand over, unless a rebalance or stop suspends the flow meanwhile
+                    if batch:
+                        await self.wait_first(sink(batch), self.suspend_flow.wait())
+                    del batch  # not tracked yet: a cleared batch leaves no trace (see take)
+                    if not self.flow_active:
+                        pending.clear()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:  # a stop, not a rebalance: as Faust's drain
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+
+
+class BatchingTransport(faust_aiokafka.Transport):
+    Consumer = BatchingConsumer
+
+
+class BatchingApp(faust.App):
+    """A Faust app whose consumer hands ``batch_sink`` lists of up to ``batch_max`` messages.
+
+    ``batch_sink`` is set by whoever builds the app (``worker.app.create_app``); without it
+    the app consumes message by message like any Faust app.
+    """
+
+    batch_sink: BatchSink | None = None
+    batch_max: int = 256
+    batch_wait_s: float = 0.05
+    fetch_max_wait_ms: int | None = None  # None: Faust's 1500 ms
+
+    def _new_transport(self) -> faust_aiokafka.Transport:
+        return BatchingTransport(self.conf.broker_consumer, self)
