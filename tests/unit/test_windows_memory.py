@@ -165,7 +165,8 @@ def test_decoded_events_cache_reuses_payloads_and_stays_bounded() -> None:
     from worker.windows.codec import DecodedEvents, decode_window, encode_event, join_payloads
 
     def payload(i: int, user: str = "u1") -> bytes:
-        return encode_event({"event_id": f"e{i}", "ts": i, "user_id": user, "event_type": "view"}, user)[2]
+        event = {"event_id": f"e{i}", "ts": i, "user_id": user, "event_type": "view"}
+        return encode_event(event, user)[2]
 
     cache = DecodedEvents(4)
     first = cache.window([payload(1), payload(2)], "u1")
