@@ -88,36 +88,85 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
 
         @app.agent(batches, concurrency=1, name="score-events")
         async def score_events(stream: faust.StreamT) -> None:
-            async for handed in stream:
-                batch = app.consumer.take(handed)  # skips what a rebalance took away
-                if not batch:
-                    continue
-                await score(batch)
-                ack = app.consumer.ack
-                for m in batch:
-                    ack(m)
+            # Two stages: while the finisher runs the model on batch N, publishes and
+            # acknowledges it, this loop takes batch N+1 and prepares it (parse, Redis round
+            # trip, model inputs), so I/O and Python work overlap the forward pass.
+            ready: asyncio.Queue = asyncio.Queue(maxsize=1)
+            finisher = asyncio.ensure_future(finish_batches(ready))
+            try:
+                async for handed in stream:
+                    batch = app.consumer.take(handed)  # skips what a rebalance took away
+                    if not batch:
+                        continue
+                    started = time.monotonic()
+                    messages = [to_message(m) for m in batch]
+                    try:
+                        prepared = await pipeline.prepare(messages)
+                    except Exception as exc:  # noqa: BLE001 - the finisher retries or isolates
+                        log.warning("preparing a batch of %d failed (%s)", len(messages),
+                                    type(exc).__name__)
+                        prepared = None
+                    done = asyncio.Event()
+                    await ready.put((batch, messages, prepared, started, done))
+                    # at most two batches in flight: wait until the finisher has this one; and
+                    # after a failure until it is through (its fallback re-reads the windows,
+                    # which must not hold the next batch's events yet)
+                    await ready.join()
+                    if prepared is None:
+                        await done.wait()
+            finally:
+                finisher.cancel()
+
+        async def finish_batches(ready: asyncio.Queue) -> None:
+            try:
+                while True:
+                    batch, messages, prepared, started, done = await ready.get()
+                    ready.task_done()
+                    result = None
+                    if prepared is not None:
+                        try:
+                            result = await pipeline.finish(prepared)
+                        except Exception as exc:  # noqa: BLE001 - isolated below
+                            log.warning("scoring a batch of %d failed (%s)", len(messages),
+                                        type(exc).__name__)
+                    if result is None:
+                        result = await isolate(messages)
+                    await publish(result)
+                    observe(messages, result, time.monotonic() - started)
+                    ack = app.consumer.ack
+                    for m in batch:
+                        ack(m)
+                    done.set()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # publishing failed for good: stop without the acks
+                log.critical("the scoring stage failed (%s): stopping the worker without "
+                             "acknowledging its batch", type(exc).__name__)
+                logging.shutdown()
+                os._exit(70)
     else:
         @app.agent(events, concurrency=1, name="score-events")
         async def score_events(stream: faust.StreamT) -> None:
             async for batch in stream.take_events(settings.batch_max, within=within):
-                await score([e.message for e in batch])
+                started = time.monotonic()
+                messages = [to_message(e.message) for e in batch]
+                # Faust acks a take_events batch even when the body raises, so a retriable
+                # failure is retried here, before the batch can be acknowledged.
+                result = await isolate(messages)
+                await publish(result)
+                observe(messages, result, time.monotonic() - started)
 
-    async def score(batch: list[faust.types.Message]) -> None:
-        started = time.monotonic()
-        messages = [to_message(m) for m in batch]
-        # Faust acks a take_events batch even when the body raises, so a retriable
-        # failure is retried here, before the batch can be acknowledged.
+    async def isolate(messages: list[Message]) -> BatchResult:
+        """The whole batch again, retried until done or isolated message by message."""
         try:
-            result = await process_isolating(pipeline, messages,
-                                             on_retry=lambda _: metrics.batch_retries.inc())
+            return await process_isolating(pipeline, messages,
+                                           on_retry=lambda _: metrics.batch_retries.inc())
         except SystemicFailure as exc:
             # Raising here would let Faust acknowledge the batch; exit without it, so the
             # batch is consumed again after a restart (the supervisor's job).
             log.critical("%s: stopping the worker without acknowledging the batch", exc)
             logging.shutdown()
             os._exit(70)
-        await publish(result)
-        observe(messages, result, time.monotonic() - started)
 
     def observe(messages: list[Message], result: BatchResult, batch_s: float) -> None:
         metrics.observe_batch(

@@ -55,3 +55,23 @@ def test_batching_settings_reach_the_consumer() -> None:
 def test_exactly_once_keeps_fausts_per_message_stream() -> None:
     app = app_for(processing_guarantee="exactly_once")
     assert app.batch_sink is None
+
+
+def test_take_skips_messages_of_an_older_generation_and_tracks_the_rest() -> None:
+    from faust.types import TP
+    from faust.types.tuples import ConsumerMessage
+
+    app = app_for()
+    consumer = app.consumer
+    app.consumer_generation_id = 3
+
+    def message(offset: int, generation: int) -> ConsumerMessage:
+        return ConsumerMessage("clickstream", 0, offset, 0.0, 0, None, b"k", b"v", None, 1, 1,
+                               TP("clickstream", 0), generation_id=generation)
+
+    stale, fresh = message(1, 2), message(2, 3)
+    app.flow_control.resume()
+    assert consumer.take([stale, fresh]) == [fresh]
+    assert fresh in consumer.unacked and stale not in consumer.unacked
+    app.flow_control.suspend()  # a rebalance or stop in progress: nothing is taken
+    assert consumer.take([message(3, 3)]) == []

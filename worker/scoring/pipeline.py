@@ -85,6 +85,19 @@ class _UserBatch:
     appended_at_ms: int = 0
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A batch after :meth:`Pipeline.prepare`: windows read, model inputs built."""
+
+    result: BatchResult
+    scorer: Scorer
+    users: dict[str, _UserBatch]
+    new: dict[str, list[dict]] = field(default_factory=dict)
+    exchanged: Exchanged = field(default_factory=lambda: Exchanged({}))
+    priors: list = field(default_factory=list)
+    inputs: list[ModelInput] = field(default_factory=list)
+
+
 class Pipeline:
     """Scores micro-batches of raw messages.
 
@@ -114,6 +127,14 @@ class Pipeline:
         return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector)
 
     async def process(self, messages: Sequence[Message]) -> BatchResult:
+        """One micro-batch, start to end: :meth:`prepare`, then :meth:`finish`."""
+        return await self.finish(await self.prepare(messages))
+
+    async def prepare(self, messages: Sequence[Message]) -> Prepared:
+        """The batch up to the model: parse, dead-letter, append to the windows and read them
+        (one Redis round trip), build the model inputs. The worker prepares the next batch
+        while the model runs on this one (:meth:`finish`), so Redis and Kafka I/O and this
+        Python work overlap the forward pass."""
         result = BatchResult()
         received_at = datetime.now(UTC)
         users: dict[str, _UserBatch] = {}
@@ -137,8 +158,9 @@ class Pipeline:
             batch.appended_at_ms = max(batch.appended_at_ms, msg.timestamp_ms)
         result.events = sum(len(b.events) for b in users.values())
         result.users = len(users)
+        scorer = self.scorer  # read once: a swap takes effect at the next batch
         if not users:
-            return result
+            return Prepared(result, scorer, users)
 
         new = {u: b.events for u, b in users.items()}
         detector = self._detector
@@ -146,29 +168,34 @@ class Pipeline:
         t0 = time.perf_counter()
         got = await self._store.exchange(new, prices)  # windows and price samples: one round trip
         windows = got.windows
-        t1 = time.perf_counter()
-        result.store_s = t1 - t0
+        result.store_s = time.perf_counter() - t0
 
-        order = list(users)
-        scorer = self.scorer  # read once: a swap takes effect at the next batch
-        inputs: list[ModelInput] = [build_input(windows[u], max_chars=scorer.max_chars) for u in order]
+        inputs: list[ModelInput] = [build_input(windows[u], max_chars=scorer.max_chars) for u in users]
         # out-of-character candidates need the score of the window before the purchase:
         # scored in the same model call (usually none; purchases of unseen products only)
         t_detect = time.perf_counter()
         priors = detector.prior_windows(windows, new) if detector is not None else []
-        t_detect = time.perf_counter() - t_detect
+        result.detect_s = time.perf_counter() - t_detect
         inputs.extend(build_input(list(p.window), max_chars=scorer.max_chars) for p in priors)
         result.sequences = len(inputs)
+        return Prepared(result, scorer, users, new, got, priors, inputs)
+
+    async def finish(self, prepared: Prepared) -> BatchResult:
+        """The rest of a prepared batch: the model, score records, anomaly alerts."""
+        result, scorer, users = prepared.result, prepared.scorer, prepared.users
+        if not users:
+            return result
+        inputs, priors, windows = prepared.inputs, prepared.priors, prepared.exchanged.windows
+        t1 = time.perf_counter()
         all_scores = await self._run_model(scorer, inputs)
         t2 = time.perf_counter()
-        result.model_s = t2 - t1 - t_detect
+        result.model_s = t2 - t1
         if len(all_scores) != len(inputs):
             raise RuntimeError(f"scorer returned {len(all_scores)} scores for {len(inputs)} inputs")
-        scores = all_scores[:len(order)]
+        scores = all_scores[:len(users)]
 
         scored_at_ms = time.time_ns() // 1_000_000
-        for user_id, score in zip(order, scores, strict=True):
-            batch = users[user_id]
+        for (user_id, batch), score in zip(users.items(), scores, strict=True):
             record = score_record(
                 user_id=user_id, covered=batch.events, window=windows[user_id], score=score,
                 model_name=scorer.name, model_version=scorer.version,
@@ -176,11 +203,13 @@ class Pipeline:
             )
             result.scores.append(Output(user_id.encode(), orjson.dumps(record)))
             result.latencies_ms.append(record["latency_ms"])
+        detector = self._detector
         if detector is not None:
-            prior_scores = {p.purchase_id: s for p, s in zip(priors, all_scores[len(order):],
+            prior_scores = {p.purchase_id: s for p, s in zip(priors, all_scores[len(users):],
                                                              strict=True)}
-            await self._detect(detector, result, new, got, prior_scores, scorer)
-            result.detect_s = t_detect + time.perf_counter() - t2
+            await self._detect(detector, result, prepared.new, prepared.exchanged, prior_scores,
+                               scorer)
+            result.detect_s += time.perf_counter() - t2
         return result
 
     async def _detect(self, detector: BatchDetector, result: BatchResult,
