@@ -22,6 +22,7 @@ from worker.scoring.pipeline import (
     Message,
     Output,
     Pipeline,
+    Prepared,
     SystemicFailure,
     process_isolating,
 )
@@ -85,65 +86,81 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         batches = app.channel(maxsize=1)
         app.batch_sink = lambda batch: batches.send(value=batch)
         app.batch_max, app.batch_wait_s = settings.batch_max, within
+        overlap = settings.pipeline_overlap == "on" or (
+            settings.pipeline_overlap == "auto"
+            and str(getattr(pipeline.scorer, "device", "cpu")).startswith("cuda"))
 
         @app.agent(batches, concurrency=1, name="score-events")
         async def score_events(stream: faust.StreamT) -> None:
-            # Two stages: while the finisher runs the model on batch N, publishes and
-            # acknowledges it, this loop takes batch N+1 and prepares it (parse, Redis round
-            # trip, model inputs), so I/O and Python work overlap the forward pass.
+            # With overlap, two stages: while the finisher runs the model on batch N,
+            # publishes and acknowledges it, this loop takes batch N+1 and prepares it (parse,
+            # Redis round trip, model inputs), so I/O and Python work overlap the forward pass.
             ready: asyncio.Queue = asyncio.Queue(maxsize=1)
-            finisher = asyncio.ensure_future(finish_batches(ready))
+            finisher = asyncio.ensure_future(finish_batches(ready)) if overlap else None
+            app.want_batch()
             try:
                 async for handed in stream:
                     batch = app.consumer.take(handed)  # skips what a rebalance took away
                     if not batch:
+                        app.want_batch()
                         continue
                     started = time.monotonic()
                     messages = [to_message(m) for m in batch]
                     try:
                         prepared = await pipeline.prepare(messages)
-                    except Exception as exc:  # noqa: BLE001 - the finisher retries or isolates
+                    except Exception as exc:  # noqa: BLE001 - retried or isolated by complete
                         log.warning("preparing a batch of %d failed (%s)", len(messages),
                                     type(exc).__name__)
                         prepared = None
-                    done = asyncio.Event()
-                    await ready.put((batch, messages, prepared, started, done))
-                    # at most two batches in flight: wait until the finisher has this one; and
-                    # after a failure until it is through (its fallback re-reads the windows,
-                    # which must not hold the next batch's events yet)
-                    await ready.join()
-                    if prepared is None:
-                        await done.wait()
+                    if finisher is None:
+                        await complete(batch, messages, prepared, started)
+                    else:
+                        done = asyncio.Event()
+                        await ready.put((batch, messages, prepared, started, done))
+                        # at most two batches in flight: wait until the finisher has this one;
+                        # after a failure until it is through (its fallback re-reads the
+                        # windows, which must not hold the next batch's events yet)
+                        await ready.join()
+                        if prepared is None:
+                            await done.wait()
+                    app.want_batch()
             finally:
-                finisher.cancel()
+                if finisher is not None:
+                    finisher.cancel()
 
         async def finish_batches(ready: asyncio.Queue) -> None:
+            while True:
+                batch, messages, prepared, started, done = await ready.get()
+                ready.task_done()
+                await complete(batch, messages, prepared, started)
+                done.set()
+
+        async def complete(batch: list, messages: list[Message], prepared: Prepared | None,
+                           started: float) -> None:
+            """Score a prepared batch (or the whole batch again, isolating failures), publish
+            its records and acknowledge its messages."""
             try:
-                while True:
-                    batch, messages, prepared, started, done = await ready.get()
-                    ready.task_done()
-                    result = None
-                    if prepared is not None:
-                        try:
-                            result = await pipeline.finish(prepared)
-                        except Exception as exc:  # noqa: BLE001 - isolated below
-                            log.warning("scoring a batch of %d failed (%s)", len(messages),
-                                        type(exc).__name__)
-                    if result is None:
-                        result = await isolate(messages)
-                    await publish(result)
-                    observe(messages, result, time.monotonic() - started)
-                    ack = app.consumer.ack
-                    for m in batch:
-                        ack(m)
-                    done.set()
+                result = None
+                if prepared is not None:
+                    try:
+                        result = await pipeline.finish(prepared)
+                    except Exception as exc:  # noqa: BLE001 - isolated below
+                        log.warning("scoring a batch of %d failed (%s)", len(messages),
+                                    type(exc).__name__)
+                if result is None:
+                    result = await isolate(messages)
+                await publish(result)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # publishing failed for good: stop without the acks
-                log.critical("the scoring stage failed (%s): stopping the worker without "
-                             "acknowledging its batch", type(exc).__name__)
+                log.critical("completing a batch failed (%s): stopping the worker without "
+                             "acknowledging it", type(exc).__name__)
                 logging.shutdown()
                 os._exit(70)
+            observe(messages, result, time.monotonic() - started)
+            ack = app.consumer.ack
+            for m in batch:
+                ack(m)
     else:
         @app.agent(events, concurrency=1, name="score-events")
         async def score_events(stream: faust.StreamT) -> None:

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Batching and windows
     batch_max: int = Field(256, ge=1, le=100_000, description="events per micro-batch, at most")
     batch_wait_ms: int = Field(50, ge=1, le=60_000, description="longest wait to fill a micro-batch")
+    pipeline_overlap: Literal["auto", "on", "off"] = Field(
+        "auto", description="prepare the next batch (parse, Redis, inputs) while the model runs "
+                            "on this one; auto: on when the model runs on CUDA")
     window_max_events: int = Field(50, ge=1, le=10_000, description="events kept per user window")
     window_seconds: int = Field(3600, ge=1, description="event-time span of a user window")
     window_ttl_seconds: int = Field(86_400, ge=1, description="a window expires this long after its last write")

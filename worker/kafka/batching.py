@@ -5,17 +5,20 @@ Faust delivers every consumed message on its own: a ``wait_first`` with four fut
 works in micro-batches anyway, that bookkeeping cost 5-10x what a plain aiokafka loop spends
 per message (docs/benchmarks.md). :class:`BatchingConsumer` keeps all of Faust's consumer (group
 membership, rebalancing, offset tracking and commits, flow control, the fetcher thread) and
-changes only the drain loop: it collects up to ``batch_max`` messages, or what arrived within
-``batch_wait_s`` of the first one, and puts the list on a Faust channel in one step. The agent
-consuming that channel takes the batch (:meth:`BatchingConsumer.take`: messages of an older
-generation are skipped, the rest marked in flight, as Faust's stream does per message) and
-acknowledges each message with ``consumer.ack`` once its outputs are handed to the producer;
-Faust commits acknowledged offsets as before.
+changes only the drain loop: it collects fetched messages and, when the agent asks for the
+next batch (:meth:`BatchingApp.want_batch`), hands over up to ``batch_max`` of them, waiting
+at most ``batch_wait_s`` after the first one for more, as one list on a Faust channel. The
+agent takes the batch (:meth:`BatchingConsumer.take`: messages of an older generation are
+skipped, the rest marked in flight, as Faust's stream does per message) and acknowledges each
+message with ``consumer.ack`` once its outputs are handed to the producer; Faust commits
+acknowledged offsets as before.
 
-The batch waiting in the channel (``maxsize=1``) is prepared while the previous one is being
-scored, and a full channel stops the drain loop, so memory stays bounded. A rebalance or a
-stop clears the channel through Faust's flow control, as it clears a stream's buffer; the
-dropped messages were not acknowledged, so they are consumed again from the committed offset.
+While the agent is busy, fetched messages keep joining the next batch until it asks (so an
+event waits at most for the batch in progress and its own), and the drain loop stops fetching
+once ``batch_max`` are waiting: aiokafka's prefetch buffer is then the only one that fills, and it
+is bounded. A rebalance or a stop drops what was not handed over and waits for the batch in
+progress; the dropped messages were not acknowledged, so they are consumed again from the
+committed offset.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 BatchSink = Callable[[list[Any]], Awaitable[None]]
+POLL_S = 0.02  # fetch timeout while a due batch waits for the busy agent
 
 
 class BatchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -85,41 +89,54 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         acks_enabled_for = app.topics.acks_enabled_for
         pending: list[Any] = []
         first_at = 0.0
+        wanted = app.batch_wanted()
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 if not self.flow_active:
                     # a rebalance or a stop: what was not handed over is fetched again from
                     # the committed offsets (Faust seeks there on assignment)
                     pending.clear()
-                timeout = max(0.0, first_at + wait_s - time.monotonic()) if pending else 1.0
-                async for tp, message in self.getmany(timeout=timeout):
-                    offset = message.offset
-                    r_offset = read_offset.get(tp)
-                    if r_offset is not None and offset < r_offset:
-                        continue  # already read (Faust drops these the same way)
-                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)  # e.g. compaction
-                    read_offset[tp] = offset
-                    if not pending:
-                        first_at = time.monotonic()
-                    pending.append(message)
-                if not pending or (len(pending) < batch_max
-                                   and time.monotonic() - first_at < wait_s):
-                    await self.sleep(0)
+                full = len(pending) >= batch_max
+                due = full or (pending and time.monotonic() - first_at >= wait_s)
+                if full and not wanted.is_set():
+                    # the agent is busy and the next batch is full: stop fetching (aiokafka's
+                    # prefetch, bounded, is all that fills) until the agent asks
+                    await self.wait_first(wanted.wait(), self.suspend_flow.wait(), timeout=1.0)
                     continue
+                if not full:
+                    if not pending:  # wait for the first message
+                        timeout = 1.0
+                    elif not due:  # then up to the batch wait for more
+                        timeout = max(0.0, first_at + wait_s - time.monotonic())
+                    else:  # keep fetching while the agent is busy; look up for its call often
+                        timeout = 0.0 if wanted.is_set() else POLL_S
+                    async for tp, message in self.getmany(timeout=timeout):
+                        offset = message.offset
+                        r_offset = read_offset.get(tp)
+                        if r_offset is not None and offset < r_offset:
+                            continue  # already read (Faust drops these the same way)
+                        if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)  # e.g. compaction
+                        read_offset[tp] = offset
+                        if not pending:
+                            first_at = time.monotonic()
+                        pending.append(message)
+                    if not (due and wanted.is_set()):
+                        await self.sleep(0)
+                        continue
                 generation = app.consumer_generation_id
-                while pending:
-                    batch = [m for m in pending[:batch_max] if m.generation_id == generation]
-                    del pending[:batch_max]
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
+                batch = [m for m in pending[:batch_max] if m.generation_id == generation]
+                del pending[:batch_max]
+                if pending:
+                    first_at = time.monotonic()  # the rest starts the next batch
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                if batch:
+                    wanted.clear()
                     # hand over, unless a rebalance or stop suspends the flow meanwhile
-                    if batch:
-                        await self.wait_first(sink(batch), self.suspend_flow.wait())
-                    del batch  # not tracked yet: a cleared batch leaves no trace (see take)
-                    if not self.flow_active:
-                        pending.clear()
+                    await self.wait_first(sink(batch), self.suspend_flow.wait())
+                del batch  # not tracked yet: a cleared batch leaves no trace (see take)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -144,9 +161,20 @@ class BatchingApp(faust.App):
     """
 
     batch_sink: BatchSink | None = None
+    _wanted: asyncio.Event | None = None
     batch_max: int = 256
     batch_wait_s: float = 0.05
     fetch_max_wait_ms: int | None = None  # None: Faust's 1500 ms
+
+    def batch_wanted(self) -> asyncio.Event:
+        """Set by the agent when it is ready for the next batch (:meth:`want_batch`)."""
+        if self._wanted is None:
+            self._wanted = asyncio.Event()
+        return self._wanted
+
+    def want_batch(self) -> None:
+        """The agent is ready: the consumer cuts the next batch from what it has fetched."""
+        self.batch_wanted().set()
 
     def _new_transport(self) -> faust_aiokafka.Transport:
         return BatchingTransport(self.conf.broker_consumer, self)
