@@ -68,6 +68,8 @@ WORKER_PARTS = (
     ("features: build_input", "build_input"),
     ("parse + validate", "parse_event"),
     ("score records", "score_record"),
+    ("rest of Pipeline.prepare (anomaly price exchange, grouping)", "Pipeline.prepare"),
+    ("rest of Pipeline.finish (anomaly detectors, records)", "Pipeline.finish"),
     ("rest of Pipeline.process", "Pipeline.process"),
     ("publish: Faust Topic.send per record", "create_app.<locals>.publish"),
     ("aiokafka producer (sender, socket writes)", "aiokafka/producer"),
@@ -77,6 +79,7 @@ WORKER_PARTS = (
     ("Faust stream: take_events, acks", "faust/streams.py"),
     ("Faust commit", "commit"),
     ("model (executor thread)", "_run_model"),
+    ("agent: take, acks, metrics", "create_app.<locals>"),
     ("event loop + mode services", "mode/"),
 )
 STARTUP = "_find_and_load"  # import frames: start-up, not steady state
