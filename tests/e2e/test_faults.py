@@ -174,10 +174,12 @@ def own_redis(tmp_path):
     procs[-1].stop()
 
 
+@pytest.mark.parametrize("overlap", ["off", "on"])  # on: batch N+1 prepared during batch N
 async def test_sigterm_finishes_publishes_and_commits_the_in_flight_batch(
-    kafka_bootstrap, own_redis, tmp_path
+    kafka_bootstrap, own_redis, tmp_path, overlap
 ):
-    env = worker_env(kafka_bootstrap, own_redis.url, **FAULT_ENV)
+    env = worker_env(kafka_bootstrap, own_redis.url, **FAULT_ENV,
+                     INTENT_PIPELINE_OVERLAP=overlap)
     events = make_events(1500, users=20, seed=22)
     ids = {e["event_id"] for e in events}
     scores_topic = env["INTENT_TOPIC_SCORES"]
@@ -256,10 +258,12 @@ def _get_status(url: str) -> int:
         return exc.code
 
 
+@pytest.mark.parametrize("overlap", ["off", "on"])
 async def test_redis_down_10s_mid_stream_backs_off_commits_nothing_unprocessed_and_resumes(
-    kafka_bootstrap, own_redis, tmp_path
+    kafka_bootstrap, own_redis, tmp_path, overlap
 ):
-    env = worker_env(kafka_bootstrap, own_redis.url, **FAULT_ENV)
+    env = worker_env(kafka_bootstrap, own_redis.url, **FAULT_ENV,
+                     INTENT_PIPELINE_OVERLAP=overlap)
     events = make_events(2500, users=25, seed=23)
     ids = {e["event_id"] for e in events}
     rank = {e["event_id"]: i for i, e in enumerate(events)}
