@@ -140,27 +140,46 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             """Score a prepared batch (or the whole batch again, isolating failures), publish
             its records and acknowledge its messages."""
             try:
-                result = None
-                if prepared is not None:
-                    try:
-                        result = await pipeline.finish(prepared)
-                    except Exception as exc:  # noqa: BLE001 - isolated below
-                        log.warning("scoring a batch of %d failed (%s)", len(messages),
-                                    type(exc).__name__)
+                result = await finish_until_done(prepared) if prepared is not None else None
                 if result is None:
                     result = await isolate(messages)
                 await publish(result)
+                ack = app.consumer.ack
+                for m in batch:
+                    ack(m)
             except asyncio.CancelledError:
                 raise
-            except BaseException as exc:  # publishing failed for good: stop without the acks
+            except BaseException as exc:  # noqa: BLE001 - publishing failed for good: exit unacked
                 log.critical("completing a batch failed (%s): stopping the worker without "
                              "acknowledging it", type(exc).__name__)
                 logging.shutdown()
                 os._exit(70)
-            observe(messages, result, time.monotonic() - started)
-            ack = app.consumer.ack
-            for m in batch:
-                ack(m)
+            try:
+                observe(messages, result, time.monotonic() - started)
+            except Exception:  # a metric must never stop the stream
+                log.exception("recording a batch's metrics failed")
+
+        async def finish_until_done(prepared: Prepared) -> BatchResult | None:
+            """``pipeline.finish``, retried with backoff while it fails for a retriable reason
+            (Redis down: the alert cooldowns). It only reads, so retrying is exact; re-preparing
+            instead would re-read windows that may already hold the next batch's events.
+            ``None`` for any other failure: the caller isolates the batch."""
+            delay = 0.1
+            while True:
+                try:
+                    return await pipeline.finish(prepared)
+                except IntentError as exc:
+                    if not exc.retriable:
+                        break
+                    metrics.batch_retries.inc()
+                    log.warning("scoring a batch failed (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                except Exception as exc:  # noqa: BLE001 - isolated by the caller
+                    log.warning("scoring a batch failed (%s)", type(exc).__name__)
+                    break
+            return None
+
     else:
         @app.agent(events, concurrency=1, name="score-events")
         async def score_events(stream: faust.StreamT) -> None:

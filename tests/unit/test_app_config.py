@@ -71,7 +71,7 @@ def test_take_skips_messages_of_an_older_generation_and_tracks_the_rest() -> Non
 
     stale, fresh = message(1, 2), message(2, 3)
     app.flow_control.resume()
-    assert consumer.take([stale, fresh]) == [fresh]
+    assert consumer.take((1, [stale, fresh])) == [fresh] and app.batches_taken == 1
     assert fresh in consumer.unacked and stale not in consumer.unacked
     app.flow_control.suspend()  # a rebalance or stop in progress: nothing is taken
-    assert consumer.take([message(3, 3)]) == []
+    assert consumer.take((2, [message(3, 3)])) == [] and app.batches_taken == 2

@@ -31,8 +31,9 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-BatchSink = Callable[[list[Any]], Awaitable[None]]
+BatchSink = Callable[[tuple[int, list[Any]]], Awaitable[None]]
 POLL_S = 0.02  # fetch timeout while a due batch waits for the busy agent
+LOST_AFTER_S = 2.0  # a handed batch the idle agent has not taken by then was dropped
 
 
 class BatchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -57,7 +58,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> BatchingConsumerThread:
         return BatchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    def take(self, batch: list[Any]) -> list[Any]:
+    def take(self, handed: tuple[int, list[Any]]) -> list[Any]:
         """The messages of a handed-over batch that are still this worker's, now in flight.
 
         As Faust's stream does per message: a message fetched before a rebalance (another
@@ -66,13 +67,18 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         rebalance or stop waits for their acknowledgement (``ack``) before committing.
         """
         app = self.app
+        seq, batch = handed
+        app.batches_taken = max(app.batches_taken, seq)
         if not app.flow_control.is_active():
             return []
         generation = app.consumer_generation_id
         taken = [m for m in batch if m.generation_id == generation]
         track = self.track_message
+        inbound = app.monitor.stream_inbound_time  # Faust's livelock check reads it per partition
+        now = time.monotonic()
         for message in taken:
             track(message)
+            inbound[message.tp] = now
         return taken
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
@@ -90,12 +96,21 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         pending: list[Any] = []
         first_at = 0.0
         wanted = app.batch_wanted()
+        handed_generation, handed_at = app.consumer_generation_id, time.monotonic()
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 if not self.flow_active:
                     # a rebalance or a stop: what was not handed over is fetched again from
                     # the committed offsets (Faust seeks there on assignment)
                     pending.clear()
+                if app.batches_taken < app.batches_handed and not wanted.is_set() and (
+                        app.consumer_generation_id != handed_generation
+                        or time.monotonic() - handed_at > LOST_AFTER_S):
+                    # the agent asked, but never got the batch handed to it: flow control cleared
+                    # the channel or the stream skipped it in a rebalance. Its messages were not
+                    # tracked (they are fetched again); ask for the next batch on its behalf.
+                    handed_generation, handed_at = app.consumer_generation_id, time.monotonic()
+                    wanted.set()
                 full = len(pending) >= batch_max
                 due = full or (pending and time.monotonic() - first_at >= wait_s)
                 if full and not wanted.is_set():
@@ -126,16 +141,19 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                         continue
                 generation = app.consumer_generation_id
                 batch = [m for m in pending[:batch_max] if m.generation_id == generation]
-                del pending[:batch_max]
-                if pending:
-                    first_at = time.monotonic()  # the rest starts the next batch
+                del pending[:batch_max]  # the rest (as old as the batch) goes with the next one
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
                 if batch:
                     wanted.clear()
                     # hand over, unless a rebalance or stop suspends the flow meanwhile
-                    await self.wait_first(sink(batch), self.suspend_flow.wait())
+                    app.batches_handed += 1
+                    handed_generation, handed_at = generation, time.monotonic()
+                    result = await self.wait_first(sink((app.batches_handed, batch)),
+                                                   self.suspend_flow.wait())
+                    if result.stopped or not self.flow_active:
+                        wanted.set()  # not handed over (or about to be cleared): still wanted
                 del batch  # not tracked yet: a cleared batch leaves no trace (see take)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -162,6 +180,8 @@ class BatchingApp(faust.App):
 
     batch_sink: BatchSink | None = None
     _wanted: asyncio.Event | None = None
+    batches_handed = 0  # sequence number of the last batch the drain loop handed over
+    batches_taken = 0  # the highest one the agent received (BatchingConsumer.take)
     batch_max: int = 256
     batch_wait_s: float = 0.05
     fetch_max_wait_ms: int | None = None  # None: Faust's 1500 ms
