@@ -244,27 +244,35 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             return [await producer.send(name, out.key, out.value, None, None, None) for out in outputs]
         return [await topic.send(key=out.key, value=out.value) for out in outputs]
 
-    async def deliver(topic: faust.TopicT, outputs: list[Output]) -> None:
+    async def deliver(*parts: tuple[faust.TopicT, list[Output]]) -> None:
         """Send and wait for the broker's acknowledgement, retrying with backoff: an error
-        must not leave the agent, or Faust would acknowledge the batch with the alerts lost.
-        A retry may send some again, with the same ids (consumers dedupe on alert_id)."""
+        must not leave the agent, or the batch would be acknowledged with records lost.
+        A retry may send some again, with the same ids (consumers dedupe on score_id and
+        alert_id)."""
         delay = 0.1
         while True:
             try:
-                await asyncio.gather(*await send_all(topic, outputs))
+                futures = [f for topic, outputs in parts for f in await send_all(topic, outputs)]
+                await asyncio.gather(*futures)
                 return
             except Exception as exc:  # noqa: BLE001 - retried until the broker takes them
                 log.warning("delivering %d records to %s failed (%s); retrying in %.1fs",
-                            len(outputs), topic.get_topic_name(), type(exc).__name__, delay)
+                            sum(len(o) for _, o in parts),
+                            ", ".join(t.get_topic_name() for t, _ in parts),
+                            type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
     async def publish(result: BatchResult) -> None:
-        # Sends go to the producer's buffer; Faust flushes the producer before it
-        # commits offsets, and take_events acks a batch only after this returns:
-        # no offset is committed for an event whose outputs were not sent.
-        await send_all(scores, result.scores)
-        await send_all(dlq, result.dead_letters)
+        # at-least-once: the batch is acknowledged only after the broker took its records
+        # (a send that fails is retried; a flush before a commit would not report it).
+        # exactly-once: they go into the transaction of their source partition, which Faust
+        # commits with the offsets.
+        if batched:
+            await deliver((scores, result.scores), (dlq, result.dead_letters))
+        else:
+            await send_all(scores, result.scores)
+            await send_all(dlq, result.dead_letters)
         if result.dead_letters:
             log.info("dead-lettered %d messages (%s)", len(result.dead_letters),
                      ", ".join(sorted(set(result.dead_letter_reasons))))
@@ -272,7 +280,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             # Alerts are rare and the fraud team must not get one twice: wait for the
             # broker to take them, then record them in the cooldown state, so a
             # redelivered batch finds them there and stays quiet.
-            await deliver(alerts, result.alerts)
+            await deliver((alerts, result.alerts))
             await pipeline.confirm(result)
             log.info("published %d alerts (%s)", len(result.alerts),
                      ", ".join(sorted(set(result.alert_kinds))))
