@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     cache_seen = [0, 0]  # the scorer's cache counters at the last batch
 
     # at-least-once: the consumer hands over whole micro-batches (worker.kafka.batching), the
-    # agent acknowledges their messages once the outputs are with the producer. exactly-once:
+    # agent acknowledges their messages once the broker took their outputs. exactly-once:
     # Faust's own per-message stream, whose events tie each send to the transaction of its
     # source partition.
     batched = settings.processing_guarantee == "at_least_once"
