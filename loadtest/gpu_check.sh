@@ -4,10 +4,12 @@
 #   1. model-only throughput (loadtest.model_bench --synthetic): MiniLM-L6 (the shipped model)
 #      and a BERT-base-sized encoder (random weights) at 64 and 128 tokens, batch 256/512/1024,
 #      bf16 autocast, inference_mode, warm-up, CUDA-synchronised timing;
-#   2. the worker end to end with the real model on the GPU (loadtest.bench, rows a-d).
+#   2. the worker end to end with the real model on the GPU (loadtest.bench, rows a-d), then
+#      row c again with INTENT_PIPELINE_OVERLAP=off (on by default with CUDA) if time is left.
 #
 # Results go to $OUT (default ./gpu-check-out): summary.txt, model_only.json, bench.json,
-# bench-table.md, bench-logs.tar.gz, env.txt, gpu_check.log (7 files, no deeper folders).
+# bench-table.md, bench-overlap-off.md, bench-logs.tar.gz, env.txt, gpu_check.log (8 files,
+# no deeper folders).
 #
 # Python: the project's .venv when it imports the project, else ./bootstrap is tried (it needs
 # a package index). bootstrap installs the CPU wheel of torch, so CUDA is checked explicitly:
@@ -143,6 +145,18 @@ else
     cp "$run/bench.json" "$OUT/bench.json" 2>/dev/null
     cp "$run/table.md" "$OUT/bench-table.md" 2>/dev/null && cat "$run/table.md" >>"$SUMMARY"
     tar -czf "$OUT/bench-logs.tar.gz" -C "$run" --exclude='*.jsonl' . 2>/dev/null
+  fi
+  # INTENT_PIPELINE_OVERLAP defaults to on with a CUDA model: row c again without it
+  if [ "$(left)" -ge 90 ]; then
+    say "end-to-end, row c with INTENT_PIPELINE_OVERLAP=off (the run above: auto, on with CUDA)"
+    rm -rf /tmp/gpu-check-bench-off
+    INTENT_PIPELINE_OVERLAP=off timeout "$(cap 150)" "$E2E_PY" -m loadtest.bench --rows c \
+      --latency-rows "" --events "$MEV" --model-events "$MEV" --device "$BDEV" \
+      --row-timeout 120 --out-dir /tmp/gpu-check-bench-off
+    run=$(ls -d /tmp/gpu-check-bench-off/*/ 2>/dev/null | tail -1)
+    if [ -n "$run" ] && cp "$run/table.md" "$OUT/bench-overlap-off.md" 2>/dev/null; then
+      cat "$run/table.md" >>"$SUMMARY"
+    fi
   fi
 fi
 say "gpu_check done in $(($(date +%s) - START))s"
