@@ -25,6 +25,7 @@ from worker.scoring.pipeline import (
     Prepared,
     SystemicFailure,
     process_isolating,
+    retry_until_done,
 )
 from worker.settings import Settings
 
@@ -164,21 +165,13 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             (Redis down: the alert cooldowns). It only reads, so retrying is exact; re-preparing
             instead would re-read windows that may already hold the next batch's events.
             ``None`` for any other failure: the caller isolates the batch."""
-            delay = 0.1
-            while True:
-                try:
-                    return await pipeline.finish(prepared)
-                except IntentError as exc:
-                    if not exc.retriable:
-                        break
-                    metrics.batch_retries.inc()
-                    log.warning("scoring a batch failed (%s); retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                except Exception as exc:  # noqa: BLE001 - isolated by the caller
-                    log.warning("scoring a batch failed (%s)", type(exc).__name__)
-                    break
-            return None
+            try:
+                return await retry_until_done(lambda: pipeline.finish(prepared),
+                                              what="scoring a batch",
+                                              on_retry=lambda _: metrics.batch_retries.inc())
+            except Exception as exc:  # noqa: BLE001 - isolated by the caller
+                log.warning("scoring a batch failed (%s)", type(exc).__name__)
+                return None
 
     else:
         @app.agent(events, concurrency=1, name="score-events")

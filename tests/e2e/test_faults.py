@@ -92,6 +92,17 @@ def log_tail(path: Path, n: int = 3000) -> str:
     return path.read_text(errors="replace")[-n:]
 
 
+
+async def feed_until_covered(bootstrap: str, topic: str, scores_topic: str, events: list[dict],
+                             *, rate: float, covered: int) -> tuple[asyncio.Future, list[dict]]:
+    """Start publishing ``events`` at ``rate``; return the publishing task and the score records
+    once ``covered`` events are scored (mid-stream, the feeder still running)."""
+    feeder = asyncio.ensure_future(produce_logged(bootstrap, topic, keyed(events), rate=rate))
+    records = await read_topic(bootstrap, scores_topic, timeout_s=60,
+                               until=lambda rs: len(covered_ids(rs)) >= covered)
+    return feeder, records
+
+
 async def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_bootstrap, redis_url, tmp_path):
     env = worker_env(kafka_bootstrap, redis_url, **FAULT_ENV)
     events = make_events(2000, users=20, seed=21)
@@ -103,14 +114,8 @@ async def test_kill_9_mid_stream_then_restart_loses_nothing(kafka_bootstrap, red
         assert await wait_log(tmp_path / "run1.log", READY, timeout_s=60, proc=proc), log_tail(
             tmp_path / "run1.log"
         )
-        feeder = asyncio.ensure_future(
-            produce_logged(kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], keyed(events), rate=200)
-        )
-        first = await read_topic(
-            kafka_bootstrap,
-            scores_topic,
-            until=lambda rs: len(covered_ids(rs)) >= 600,
-            timeout_s=60,
+        feeder, first = await feed_until_covered(
+            kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], scores_topic, events, rate=200, covered=600
         )
         assert len(covered_ids(first)) >= 600, log_tail(tmp_path / "run1.log")
         assert not feeder.done(), "the stream ended before the kill: not mid-stream"
@@ -186,14 +191,8 @@ async def test_sigterm_finishes_publishes_and_commits_the_in_flight_batch(
     log1 = tmp_path / "run1.log"
     with worker_process(env, log1) as proc:
         assert await wait_log(log1, READY, timeout_s=60, proc=proc), log_tail(log1)
-        feeder = asyncio.ensure_future(
-            produce_logged(kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], keyed(events), rate=200)
-        )
-        await read_topic(
-            kafka_bootstrap,
-            scores_topic,
-            until=lambda rs: len(covered_ids(rs)) >= 300,
-            timeout_s=60,
+        feeder, _ = await feed_until_covered(
+            kafka_bootstrap, env["INTENT_TOPIC_EVENTS"], scores_topic, events, rate=200, covered=300
         )
         # stop Redis until a batch is held in its retry loop: that batch is in flight at SIGTERM
         own_redis.stop()
@@ -277,14 +276,8 @@ async def test_redis_down_10s_mid_stream_backs_off_commits_nothing_unprocessed_a
     loop = asyncio.get_running_loop()
     with worker_process(env, log1) as proc:
         assert await wait_log(log1, READY, timeout_s=60, proc=proc), log_tail(log1)
-        feeder = asyncio.ensure_future(
-            produce_logged(kafka_bootstrap, topic, keyed(events), rate=125)
-        )
-        await read_topic(
-            kafka_bootstrap,
-            scores_topic,
-            until=lambda rs: len(covered_ids(rs)) >= 300,
-            timeout_s=60,
+        feeder, _ = await feed_until_covered(
+            kafka_bootstrap, topic, scores_topic, events, rate=125, covered=300
         )
         own_redis.stop()
         t_down = time.monotonic()

@@ -74,11 +74,11 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         generation = app.consumer_generation_id
         taken = [m for m in batch if m.generation_id == generation]
         track = self.track_message
-        inbound = app.monitor.stream_inbound_time  # Faust's livelock check reads it per partition
-        now = time.monotonic()
         for message in taken:
             track(message)
-            inbound[message.tp] = now
+        # Faust's livelock check reads when a stream last took a message, per partition
+        now = time.monotonic()
+        app.monitor.stream_inbound_time.update((tp, now) for tp in {m.tp for m in taken})
         return taken
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
@@ -139,21 +139,19 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     if not (due and wanted.is_set()):
                         await self.sleep(0)
                         continue
-                generation = app.consumer_generation_id
-                batch = [m for m in pending[:batch_max] if m.generation_id == generation]
+                batch = pending[:batch_max]  # a stale generation's are skipped by take
                 del pending[:batch_max]  # the rest (as old as the batch) goes with the next one
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
-                if batch:
-                    wanted.clear()
-                    # hand over, unless a rebalance or stop suspends the flow meanwhile
-                    app.batches_handed += 1
-                    handed_generation, handed_at = generation, time.monotonic()
-                    result = await self.wait_first(sink((app.batches_handed, batch)),
-                                                   self.suspend_flow.wait())
-                    if result.stopped or not self.flow_active:
-                        wanted.set()  # not handed over (or about to be cleared): still wanted
+                wanted.clear()
+                # hand over, unless a rebalance or stop suspends the flow meanwhile
+                app.batches_handed += 1
+                handed_generation, handed_at = app.consumer_generation_id, time.monotonic()
+                result = await self.wait_first(sink((app.batches_handed, batch)),
+                                               self.suspend_flow.wait())
+                if result.stopped or not self.flow_active:
+                    wanted.set()  # not handed over (or about to be cleared): still wanted
                 del batch  # not tracked yet: a cleared batch leaves no trace (see take)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import orjson
 
@@ -28,6 +29,7 @@ from worker.settings import Settings
 from worker.windows import CooldownState, Exchanged, WindowStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,15 +316,25 @@ async def process_until_done(pipeline: Pipeline, messages: Sequence[Message], *,
     without outputs; the event loop stays free, so the consumer keeps heartbeating.
     Errors that retrying cannot fix are raised.
     """
+    return await retry_until_done(lambda: pipeline.process(messages),
+                                  what=f"batch of {len(messages)}", max_delay_s=max_delay_s,
+                                  on_retry=on_retry)
+
+
+async def retry_until_done(call: Callable[[], Awaitable[T]], *, what: str,
+                           max_delay_s: float = 2.0,
+                           on_retry: Callable[[IntentError], None] | None = None) -> T:
+    """``await call()``, called again with backoff while it raises a retriable
+    :class:`IntentError`; any other error is raised."""
     delay = 0.1
     while True:
         try:
-            return await pipeline.process(messages)
+            return await call()
         except IntentError as exc:
             if not exc.retriable:
                 raise
             if on_retry is not None:
                 on_retry(exc)
-            log.warning("batch of %d failed (%s); retrying in %.1fs", len(messages), exc, delay)
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay_s)
