@@ -43,12 +43,14 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from loadtest.gen import load_catalog, make_events
+from loadtest.gen import batches, load_catalog, make_events
 from loadtest.loadgen import Published, publish
 from loadtest.relay import RELAY_BATCH_HEADER
 from loadtest.stats import OutRecord, coverage, format_table, latencies, ratio, throughput
 from worker.settings import load_settings
 
+START_MS = 1_700_000_000_000  # event time of the first generated event
+STEP_MS = 50  # event time between consecutive generated events
 ROW_NAMES = {
     "a": "aiokafka relay",
     "b": "worker, noop scorer",
@@ -272,9 +274,14 @@ class Bench:
         self.run_dir = run_dir
         self.tag = uuid.uuid4().hex[:6]
         catalog = load_catalog(args.catalog)
-        self.events = make_events(
-            args.events, users=args.users, zipf_s=args.zipf_s, catalog=catalog, seed=args.seed
+        # one stream: the first --warm-events fill the windows before the rows start (steady
+        # state: an active user's window is long, so is its text), the rest is the backlog
+        stream = make_events(
+            args.warm_events + args.events, users=args.users, zipf_s=args.zipf_s,
+            catalog=catalog, seed=args.seed, start_ms=START_MS, step_ms=STEP_MS,
         )
+        self.warm = stream[: args.warm_events]
+        self.events = stream[args.warm_events :]
         self.model_events = self.events[: args.model_events]
         self._catalog = catalog
         self._extra_seed = args.seed + 1
@@ -308,9 +315,32 @@ class Bench:
                 )
         finally:
             await producer.stop()
-        with (self.run_dir / "events-model.jsonl").open("wb") as fh:
-            for e in self.model_events:
-                fh.write(orjson.dumps(e) + b"\n")
+        for name, events in (("events-model.jsonl", self.model_events),
+                             ("events-warm.jsonl", self.warm)):
+            with (self.run_dir / name).open("wb") as fh:
+                for e in events:
+                    fh.write(orjson.dumps(e) + b"\n")
+
+    async def prefill(self, row: str) -> None:
+        """Append the warm-up events to the row's windows in Redis (its own key prefix), as
+        the worker would have: the row starts where a long-running worker would be."""
+        if not self.warm:
+            return
+        from worker.events import parse_event
+        from worker.windows import RedisWindowStore
+
+        settings = load_settings(redis_url=self.redis_url, key_prefix=f"lt{self.tag}{row}")
+        store = RedisWindowStore.from_settings(settings)
+        await store.start()
+        try:
+            for chunk in batches(self.warm, 2000):
+                users: dict[str, list[dict]] = {}
+                for ev in chunk:
+                    users.setdefault(ev["user_id"], []).append(
+                        parse_event(orjson.dumps(ev), max_bytes=1 << 20))
+                await store.exchange(users)
+        finally:
+            await store.stop()
 
     def worker_env(self, row: str, **extra: str) -> dict[str, str]:
         from worker.ops.stack import free_port
@@ -429,7 +459,7 @@ class Bench:
             catalog=self._catalog,
             seed=self._extra_seed,
             prefix=f"lat{row}",
-            start_ms=1_700_000_000_000 + len(self.events) * 50,
+            start_ms=START_MS + (len(self.warm) + len(self.events)) * STEP_MS,
         )
         self._extra_seed += 1
         _say(f"{row}: latency phase, {n} events at {offered:,.1f}/s")
@@ -510,6 +540,7 @@ class Bench:
     async def row_worker(self, row: str) -> dict:
         extra = {"INTENT_SCORER": "noop"} if row == "b" else {}
         env = self.worker_env(row, **extra)
+        await self.prefill(row)
         evs = self.events if row == "b" else self.model_events
         return await self.consumer_row(
             row,
@@ -532,6 +563,8 @@ class Bench:
             str(self.run_dir / "events-model.jsonl"),
             "--batch-max",
             str(a.batch_max),
+            "--warm",
+            str(self.run_dir / "events-warm.jsonl"),
             "--device",
             a.device or "auto",
             "--out",
@@ -676,6 +709,7 @@ async def run(args: argparse.Namespace) -> dict:
         f"Python {platform.python_version()}",
         "settings": {
             "events": args.events,
+            "warm_events": args.warm_events,
             "model_events": args.model_events,
             "users": args.users,
             "zipf_s": args.zipf_s,
@@ -718,6 +752,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="backlog of rows c and d: the first N of the same events (default: all)",
+    )
+    ap.add_argument(
+        "--warm-events",
+        type=int,
+        default=20000,
+        help="events of the same users appended to the windows of b, c and d before they start "
+        "(0: cold windows)",
     )
     ap.add_argument("--users", type=int, default=5000)
     ap.add_argument("--zipf-s", type=float, default=1.1)

@@ -43,13 +43,21 @@ def worker_batches(
     window_max_events: int = 50,
     window_seconds: int = 3600,
     limit_batches: int | None = None,
+    warm: Sequence[dict] = (),
 ) -> dict:
-    """Score ``events`` the way the worker does (see the module doc); time ``model.score`` only."""
+    """Score ``events`` the way the worker does (see the module doc); time ``model.score`` only.
+    ``warm``: earlier events appended to the windows first (not scored), as in the bench's
+    rows b and c."""
     from loadtest.gen import batches
     from worker.features import build_input
     from worker.windows import MemoryWindowStore
 
     store = MemoryWindowStore(max_events=window_max_events, span_ms=window_seconds * 1000)
+    for chunk in batches(list(warm), 2000):
+        before: dict[str, dict[str, dict]] = {}
+        for ev in chunk:
+            before.setdefault(ev["user_id"], {}).setdefault(ev["event_id"], _normalise(ev))
+        store.append_sync({u: list(evs.values()) for u, evs in before.items()})
     work = []  # (events in batch, inputs) prepared up front: the timed loop is the model alone
     for chunk in batches(list(events), batch_max):
         users: dict[str, dict[str, dict]] = {}
@@ -88,6 +96,10 @@ def worker_batches(
         "cpu_ms_per_event": cpu * 1000 / n_events if n_events else None,
         "batch_ms": per_batch.summary((50, 95, 99)),
     }
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
 def _normalise(ev: dict) -> dict:
@@ -223,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--limit-batches", type=int, default=None, help="score at most this many batches"
     )
     ap.add_argument("--window-max-events", type=int, default=50)
+    ap.add_argument("--warm", type=Path, default=None,
+                    help="JSON Lines of earlier events, appended to the windows before --events")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--encoder", nargs="+", default=["minilm"], choices=("minilm", "bert-base"))
@@ -257,9 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.events:
         from worker.model import default_model_path, load_model
 
-        events = [
-            json.loads(line) for line in args.events.read_bytes().splitlines() if line.strip()
-        ]
+        events = _read_jsonl(args.events)
+        warm = _read_jsonl(args.warm) if args.warm else []
         model = load_model(default_model_path(), device=device)
         env["model"] = {"name": model.name, "version": model.version, "sub_batch": model.batch_size}
         results = [
@@ -269,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model=model,
                 window_max_events=args.window_max_events,
                 limit_batches=args.limit_batches,
+                warm=warm,
             )
         ]
     else:

@@ -208,3 +208,30 @@ def test_cpu_per_event_leaves_start_up_out():
     assert cpu_per_event_ms(samples) == pytest.approx(800 / 400)  # 0.8 s for 400 events
     assert cpu_per_event_ms([(0, 1.0), (10, 2.0)]) is None
     assert cpu_per_event_ms([(10, 1.0), (10, 2.0)]) is None
+
+
+def test_model_rows_warm_windows_lengthen_the_texts_but_only_the_batch_is_scored():
+    from loadtest.model_bench import worker_batches
+
+    class Recorder:
+        max_chars = 10_000
+
+        def __init__(self) -> None:
+            self.calls: list[list] = []
+
+        def score(self, inputs: list) -> list[float]:
+            self.calls.append(list(inputs))
+            return [0.0] * len(inputs)
+
+    catalog = [Product("1", "acme phone 0001", "electronics.smartphone", "acme", 99.0)]
+    stream = make_events(60, users=2, zipf_s=0.0, catalog=catalog, seed=4)
+    warm, events = stream[:40], stream[40:]
+    cold_model, warm_model = Recorder(), Recorder()
+    cold = worker_batches(events, batch_max=10, model=cold_model)
+    hot = worker_batches(events, batch_max=10, model=warm_model, warm=warm)
+    assert cold["events"] == hot["events"] == 20  # warm-up events are never counted
+    assert cold["batches"] == hot["batches"] == 2
+    last_cold, last_warm = cold_model.calls[-1], warm_model.calls[-1]
+    assert len(last_cold) == len(last_warm)
+    # same users, same batch: the warm windows hold the 40 earlier events too
+    assert sum(len(i.text) for i in last_warm) > sum(len(i.text) for i in last_cold) + 500
