@@ -99,8 +99,9 @@ class Settings(BaseSettings):
     window_ttl_seconds: int = Field(86_400, ge=1, description="a window expires this long after its last write")
     window_cache_events: int = Field(
         20_000, ge=0, le=10_000_000,
-        description="decoded window events kept in memory between batches (two generations of "
-                    "this many; 0 turns the cache off)")
+        description="window events kept in memory between batches, so Redis sends a window "
+                    "only when another writer changed it (two generations of this many; 0 turns "
+                    "the cache off)")
     # Anomaly alerts (README "Anomaly alerts": what each threshold means and why its default)
     anomaly_enabled: bool = Field(True, description="run the anomaly detectors and publish alerts")
     anomaly_velocity_min_purchases: int = Field(_DETECTOR.velocity_min_purchases, description="purchase velocity: purchases in the span")

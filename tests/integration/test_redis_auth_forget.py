@@ -97,7 +97,7 @@ def test_forget_command_deletes_a_users_state(redis_url, monkeypatch, secret) ->
         await store.start()
         await store.append({"alice": [ev("a", "alice")], "bob": [ev("b", "bob")]})
         await store.save_cooldowns({"alice": {"bot_cadence": [(T0, "x")]}})
-        assert await store.client.exists(*keys.all_user_keys("alice")) == 3
+        assert await store.client.exists(*keys.all_user_keys("alice")) == 4
         if secret:  # pseudonymised: no raw user id in any key
             assert not [k async for k in store.client.scan_iter(match=f"{prefix}:*alice*")]
         await store.stop()
@@ -115,4 +115,4 @@ def test_forget_command_deletes_a_users_state(redis_url, monkeypatch, secret) ->
     result = CliRunner().invoke(main, ["forget", "alice"])
     assert result.exit_code == 0, result.output
     assert "forgot alice" in result.output
-    assert asyncio.run(check()) == (0, 2)  # alice gone, bob untouched
+    assert asyncio.run(check()) == (0, 3)  # alice gone, bob untouched

@@ -9,6 +9,7 @@ Each test uses its own key prefix and deletes its keys afterwards.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -52,6 +53,7 @@ async def make_redis(
         secret: bytes | None = None,
         client: aioredis.Redis | None = None,
         start: bool = True,
+        cache: int = 0,
     ) -> RedisWindowStore:
         store = RedisWindowStore(
             client or aioredis.Redis.from_url(redis_url),
@@ -59,6 +61,7 @@ async def make_redis(
             max_events=max_events,
             span_ms=span_ms,
             ttl_s=ttl_s,
+            decode_cache=cache,
         )
         if start:
             await store.start()
@@ -70,12 +73,14 @@ async def make_redis(
         await store.stop()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cached"])
 def make_store(
     request: pytest.FixtureRequest, make_redis: Callable[..., Awaitable[RedisWindowStore]]
 ) -> MakeStore:
     if request.param == "redis":
         return make_redis
+    if request.param == "redis-cached":  # windows and decoded events kept between batches
+        return functools.partial(make_redis, cache=1000)
 
     async def make(
         *, max_events: int = 100, span_ms: int = HOUR_MS, ttl_s: int = TTL_S
@@ -172,6 +177,8 @@ async def test_empty_batch_and_user_without_events(make_store: MakeStore) -> Non
 
 async def test_returned_window_is_a_fresh_copy(make_store: MakeStore) -> None:
     store = await make_store()
+    if isinstance(store, RedisWindowStore) and store.windows.size:
+        pytest.skip("cached windows share their events, read-only (docs/contracts.md)")
     out = await store.append({"u1": [ev("a", T0, product={"id": "p1"})]})
     out["u1"][0]["product"]["id"] = "mutated"
     assert (await store.append({"u1": []}))["u1"] == [ev("a", T0, product={"id": "p1"})]
@@ -257,17 +264,19 @@ async def test_pseudonymised_keys_and_values_hold_no_raw_user_id(
     out = await store.append({u: [ev(f"e{i}", T0 + i, user=u) for i in range(3)] for u in users})
     assert all(e["user_id"] == u for u in users for e in out[u])  # restored on the way out
     keys = [k async for k in admin.scan_iter(match=f"{prefix}:*")]
-    assert len(keys) == 2 * len(users)
+    assert len(keys) == 3 * len(users)
     dump = b"".join(keys)
     for key in keys:
         if key.endswith(b":e"):
             dump += b"".join(f + v for f, v in (await admin.hgetall(key)).items())
+        elif key.endswith(b":v"):
+            dump += await admin.get(key)
         else:
             dump += b"".join(await admin.zrange(key, 0, -1))
     for user in users:
         assert user.encode() not in dump
     await store.forget("alice@example.com")
-    assert len([k async for k in admin.scan_iter(match=f"{prefix}:*")]) == 2 * (len(users) - 1)
+    assert len([k async for k in admin.scan_iter(match=f"{prefix}:*")]) == 3 * (len(users) - 1)
 
 
 def counting_client(redis_url: str) -> tuple[aioredis.Redis, list[int]]:
@@ -352,13 +361,13 @@ async def test_a_large_redelivered_batch_leaves_no_duplicates(
     assert second == first
     for user, window in second.items():
         assert len({e["event_id"] for e in window}) == len(window) == len(batch[user])
-        w, e = store.keys.user_keys(user)
+        w, e, _ = store.keys.user_keys(user)
         assert await admin.zcard(w) == await admin.hlen(e) == len(batch[user])
     # trimming thousands at once (chunked HDEL) keeps the sorted set and the hash in step
     small = await make_redis(max_events=10)
     out = await small.append({"big": [ev("last", T0 + 10_000, "big")]})
     assert ids(out["big"]) == [f"e{i:05d}" for i in range(8991, 9000)] + ["last"]
-    w, e = small.keys.user_keys("big")
+    w, e, _ = small.keys.user_keys("big")
     assert await admin.zcard(w) == await admin.hlen(e) == 10
 
 
@@ -426,3 +435,70 @@ async def test_an_id_without_payload_is_dropped_not_returned_broken(
     assert ids(out["u1"]) == ["b", "c"]
     assert await admin.zcard(store.keys.window("u1")) == 2
     assert ids((await store.append({"u1": [ev("a", T0)]}))["u1"]) == ["a", "b", "c"]
+
+
+# --- the window cache (version tokens) --------------------------------------------------------
+
+
+async def test_a_cached_window_comes_back_as_ids_only_until_someone_else_writes_it(
+    make_redis: Callable[..., Awaitable[RedisWindowStore]], redis_url: str
+) -> None:
+    client, _ = counting_client(redis_url)
+    mine = await make_redis(cache=1000, client=client)
+    other = await make_redis(cache=1000)  # another worker, after a rebalance
+    await mine.append({"u1": [ev("a", T0, product={"id": "p1"})]})
+    assert (mine.windows.hits, mine.windows.misses) == (0, 1)
+    out = await mine.append({"u1": [ev("b", T0 + 1)]})
+    assert ids(out["u1"]) == ["a", "b"] and out["u1"][0]["product"] == {"id": "p1"}
+    assert (mine.windows.hits, mine.windows.misses) == (1, 1)
+    await other.append({"u1": [ev("c", T0 + 2)]})
+    out = await mine.append({"u1": [ev("d", T0 + 3)]})
+    assert ids(out["u1"]) == ["a", "b", "c", "d"]  # not the cached a, b plus d
+    assert (mine.windows.hits, mine.windows.misses) == (1, 2)
+    # a write that changes nothing keeps the token: still ids only
+    assert ids((await mine.append({"u1": [ev("a", T0)]}))["u1"]) == ["a", "b", "c", "d"]
+    assert mine.windows.hits == 2
+    # an erasure by anyone: the cached window must not come back
+    await other.forget("u1")
+    assert ids((await mine.append({"u1": [ev("e", T0 + 4)]}))["u1"]) == ["e"]
+
+
+async def test_cached_stores_sharing_users_agree_with_memory_on_a_random_sequence(
+    make_redis: Callable[..., Awaitable[RedisWindowStore]],
+) -> None:
+    # three workers on the same keys (rebalances), two with small caches that evict, one
+    # without; forget and redeliveries in between; every window must be what memory says
+    rng = random.Random(20261130)
+    limits = {"max_events": 6, "span_ms": 60}
+    memory = MemoryWindowStore(**limits)
+    stores = [await make_redis(**limits, cache=12), await make_redis(**limits, cache=1000),
+              await make_redis(**limits)]
+    users = [f"user{i}" for i in range(6)]
+    event_ids = [f"e{i}" for i in range(30)]
+    hits = 0
+    for step in range(150):
+        store = stores[0] if rng.random() < 0.5 else rng.choice(stores)
+        if rng.random() < 0.03:
+            user = rng.choice(users)
+            await rng.choice(stores).forget(user)
+            await memory.forget(user)
+            continue
+        batch = {
+            user: [ev(rng.choice(event_ids), T0 + step * 5 + rng.randint(-70, 10), user,
+                      n=rng.randint(0, 3)) for _ in range(rng.randint(0, 4))]
+            for user in rng.sample(users, rng.randint(1, 4))
+        }
+        assert await store.append(batch) == await memory.append(batch), f"step {step}"
+        hits = sum(s.windows.hits for s in stores)
+    assert hits > 50  # the cached path was taken, not only the whole reads
+
+
+async def test_a_hand_deleted_payload_is_dropped_with_the_cache_too(
+    make_redis: Callable[..., Awaitable[RedisWindowStore]], admin: aioredis.Redis
+) -> None:
+    store = await make_redis(cache=1000)
+    await store.append({"u1": [ev("a", T0), ev("b", T0 + 1)]})
+    await admin.hdel(store.keys.events("u1"), "a")
+    assert ids((await store.append({"u1": [ev("c", T0 + 2)]}))["u1"]) == ["b", "c"]
+    assert ids((await store.append({"u1": []}))["u1"]) == ["b", "c"]
+    assert store.windows.hits == 1

@@ -23,7 +23,8 @@ def test_layout() -> None:
     keys = KeyBuilder("iw")
     assert keys.window("u1") == "iw:{u1}:w"
     assert keys.events("u1") == "iw:{u1}:e"
-    assert keys.user_keys("u1") == ("iw:{u1}:w", "iw:{u1}:e")
+    assert keys.user_keys("u1") == ("iw:{u1}:w", "iw:{u1}:e", "iw:{u1}:v")
+    assert keys.all_user_keys("u1") == ("iw:{u1}:w", "iw:{u1}:e", "iw:{u1}:v", "iw:{u1}:a")
 
 
 @pytest.mark.parametrize("user", ["u1", "a}b", "}x", "{", "{}", "%7B", "x:y z", "élodie", "😀"])
@@ -32,9 +33,9 @@ def test_all_keys_of_a_user_share_one_slot_and_users_do_not_collide(
     user: str, secret: bytes | None
 ) -> None:
     keys = KeyBuilder("iw", secret)
-    w, e = keys.user_keys(user)
-    assert hash_tag(w) == hash_tag(e) == keys.tag(user)
-    assert key_slot(w.encode()) == key_slot(e.encode())
+    w, e, v = keys.user_keys(user)
+    assert {hash_tag(k) for k in keys.all_user_keys(user)} == {keys.tag(user)}
+    assert {key_slot(k.encode()) for k in keys.all_user_keys(user)} == {key_slot(w.encode())}
     others = {"u1", "a}b", "}x", "{", "{}", "%7B", "%257B", "x:y z", "élodie", "😀"} - {user}
     assert w not in {keys.window(o) for o in others}
 

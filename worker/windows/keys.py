@@ -5,6 +5,7 @@ touches all of them runs on one node::
 
     {prefix}:{<tag>}:w    sorted set: score = event ts (ms), member = event_id
     {prefix}:{<tag>}:e    hash: event_id -> event JSON (orjson), user_id left out
+    {prefix}:{<tag>}:v    string: the window's version token (worker/windows/window_cache.py)
     {prefix}:{<tag>}:a    hash: alert kind -> "<event ts ms>|<alert_id>" (cooldowns)
 
 and, per product category (not personal data, so never pseudonymised)::
@@ -75,15 +76,15 @@ class KeyBuilder:
         """Hash of the user's alert cooldowns, by alert kind."""
         return f"{self._prefix}:{{{self.tag(user_id)}}}:a"
 
-    def user_keys(self, user_id: str) -> tuple[str, str]:
-        """The window script's keys of the user: ``(window, events)``; one cluster slot."""
+    def user_keys(self, user_id: str) -> tuple[str, str, str]:
+        """The window script's keys of the user: ``(window, events, version)``; one slot."""
         tag = self.tag(user_id)
-        return f"{self._prefix}:{{{tag}}}:w", f"{self._prefix}:{{{tag}}}:e"
+        return tuple(f"{self._prefix}:{{{tag}}}:{k}" for k in "wev")  # type: ignore[return-value]
 
-    def all_user_keys(self, user_id: str) -> tuple[str, str, str]:
-        """Every key of the user (erasure): window, events, alert cooldowns."""
+    def all_user_keys(self, user_id: str) -> tuple[str, str, str, str]:
+        """Every key of the user (erasure): window, events, version, alert cooldowns."""
         tag = self.tag(user_id)
-        return tuple(f"{self._prefix}:{{{tag}}}:{k}" for k in "wea")  # type: ignore[return-value]
+        return tuple(f"{self._prefix}:{{{tag}}}:{k}" for k in "weva")  # type: ignore[return-value]
 
     def category(self, category: str) -> str:
         """Sorted set of a category's recent log prices (braces escaped: no hash tag)."""

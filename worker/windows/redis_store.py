@@ -1,9 +1,12 @@
 """The window store in Redis: one Lua script per user, one pipeline round trip per batch.
 
-Layout (see :mod:`worker.windows.keys`), both keys with the same TTL::
+Layout (see :mod:`worker.windows.keys`), the three keys with the same TTL::
 
     {prefix}:{<tag>}:w   sorted set   score = ts (ms), member = event_id
     {prefix}:{<tag>}:e   hash         event_id -> event JSON (orjson), without user_id
+    {prefix}:{<tag>}:v   string       version token of the window (window_cache.py): while
+                                      it is the one this store holds, the script returns
+                                      event ids instead of payloads
 
 plus the detectors' state (:mod:`worker.windows.detector_state`): category price samples
 ride in the same pipeline as the windows; alert cooldowns have their own small calls.
@@ -34,7 +37,13 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import ConfigError, StoreError
-from worker.windows.codec import DecodedEvents, check_limits, encode_event
+from worker.windows.codec import (
+    DecodedEvents,
+    check_limits,
+    decode_window,
+    encode_event,
+    join_payloads,
+)
 from worker.windows.detector_state import (
     CooldownState,
     Exchanged,
@@ -43,6 +52,8 @@ from worker.windows.detector_state import (
     member_log_price,
 )
 from worker.windows.keys import KeyBuilder
+from worker.windows.packing import pack_with_hiredis
+from worker.windows.window_cache import CachedWindow, WindowCache
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -51,19 +62,26 @@ __all__ = ["APPEND_SCRIPT", "RedisWindowStore"]
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] window sorted set, KEYS[2] payload hash (same hash tag: one slot).
-# ARGV[1] max_events, ARGV[2] span_ms, ARGV[3] ttl_ms, then (ts, event_id, payload)
-# triples. Numbers travel as decimal strings; ts (~1.7e12 ms) is exact in Lua's doubles
-# (up to 2**53), and the cutoff is formatted with %.0f (no exponent) for Redis.
-# Returns the window's payloads, oldest first. (Joining them into one JSON array here saves
+# KEYS[1] window sorted set, KEYS[2] payload hash, KEYS[3] version token (same hash tag: one
+# slot). ARGV[1] max_events, ARGV[2] span_ms, ARGV[3] ttl_ms, ARGV[4] the token of the window
+# the caller holds ('' for none), ARGV[5] a new token, then (ts, event_id, payload) triples.
+# Numbers travel as decimal strings; ts (~1.7e12 ms) is exact in Lua's doubles (up to 2**53),
+# and the cutoff is formatted with %.0f (no exponent) for Redis.
+# Returns {} for an empty window, else {token, '1', event ids...} when the caller's token was
+# still current before this call (it holds every event: its window and what it sent), else
+# {token, '0', payloads...}; both oldest first. The token changes with every change of the
+# window (worker/windows/window_cache.py). (Joining the payloads into one JSON array here saves
 # the client parsing 50 bulk replies per user, but table.concat cost the single-threaded
 # server ~+50 us per 50-event window, +22%, in an A/B run; server time is the shared
 # resource, and hiredis makes the client side cheap. Python joins, then decodes once.)
 APPEND_SCRIPT = """
-local wkey, ekey = KEYS[1], KEYS[2]
+local wkey, ekey, vkey = KEYS[1], KEYS[2], KEYS[3]
 local max_events = tonumber(ARGV[1])
 local span_ms = tonumber(ARGV[2])
 local ttl_ms = ARGV[3]
+local before = redis.call('GET', vkey)
+local current = before and ARGV[4] == before
+local changed = not before
 
 -- unpack() is limited by the Lua C stack (~8000 values): work in chunks
 local CHUNK = 1000
@@ -74,15 +92,17 @@ local function hdel(ids)
 end
 
 -- 1. add new events; ZADD NX is the idempotency gate (first write wins)
-for i = 4, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   if redis.call('ZADD', wkey, 'NX', ARGV[i], ARGV[i + 1]) == 1 then
     redis.call('HSET', ekey, ARGV[i + 1], ARGV[i + 2])
+    changed = true
   end
 end
 
 -- 2. trim by span: keep ts >= newest - span_ms
 local newest = redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')
 if #newest == 0 then
+  redis.call('DEL', vkey)
   return {}
 end
 local cutoff = '(' .. string.format('%.0f', tonumber(newest[2]) - span_ms)
@@ -90,6 +110,7 @@ local old = redis.call('ZRANGEBYSCORE', wkey, '-inf', cutoff)
 if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', wkey, '-inf', cutoff)
   hdel(old)
+  changed = true
 end
 
 -- 3. trim by count: keep the newest max_events (rank order = ts, then event_id)
@@ -98,26 +119,45 @@ if excess > 0 then
   local dropped = redis.call('ZRANGE', wkey, 0, excess - 1)
   redis.call('ZREMRANGEBYRANK', wkey, 0, excess - 1)
   hdel(dropped)
+  changed = true
 end
 
--- 4. TTL on every key of the user (retention restarts at each write)
-redis.call('PEXPIRE', wkey, ttl_ms)
-redis.call('PEXPIRE', ekey, ttl_ms)
-
--- 5. the window, oldest first; an id without payload (should not happen) is dropped
+-- 4. the window, oldest first: ids only if the caller holds the rest
 local ids = redis.call('ZRANGE', wkey, 0, -1)
-local out = {}
-for i = 1, #ids, CHUNK do
-  local last = math.min(i + CHUNK - 1, #ids)
-  local payloads = redis.call('HMGET', ekey, unpack(ids, i, last))
-  for j = 1, #payloads do
-    if payloads[j] then
-      out[#out + 1] = payloads[j]
-    else
-      redis.call('ZREM', wkey, ids[i + j - 1])
+local token = before
+local out
+if current and redis.call('HLEN', ekey) == #ids then
+  if changed then token = ARGV[5] end
+  out = {token, '1'}
+  for i = 1, #ids do
+    out[i + 2] = ids[i]
+  end
+else
+  -- an id without payload (should not happen) is dropped
+  out = {'', '0'}
+  for i = 1, #ids, CHUNK do
+    local last = math.min(i + CHUNK - 1, #ids)
+    local payloads = redis.call('HMGET', ekey, unpack(ids, i, last))
+    for j = 1, #payloads do
+      if payloads[j] then
+        out[#out + 1] = payloads[j]
+      else
+        redis.call('ZREM', wkey, ids[i + j - 1])
+        changed = true
+      end
     end
   end
+  if changed then token = ARGV[5] end
+  out[1] = token
 end
+if token ~= before then
+  redis.call('SET', vkey, token)
+end
+
+-- 5. TTL on every key of the user (retention restarts at each write)
+redis.call('PEXPIRE', wkey, ttl_ms)
+redis.call('PEXPIRE', ekey, ttl_ms)
+redis.call('PEXPIRE', vkey, ttl_ms)
 return out
 """
 
@@ -141,8 +181,9 @@ class RedisWindowStore:
         decode_cache: int = 0,
     ) -> None:
         check_limits(max_events=max_events, span_ms=span_ms, ttl_s=ttl_s)
-        self._client = client
+        self._client = pack_with_hiredis(client) if isinstance(client, aioredis.Redis) else client
         self._decoded = DecodedEvents(decode_cache)
+        self._windows = WindowCache(decode_cache)
         self._keys = keys
         self.max_events = max_events
         self.span_ms = span_ms
@@ -190,6 +231,11 @@ class RedisWindowStore:
         return self._decoded
 
     @property
+    def windows(self) -> WindowCache:
+        """The windows kept between batches (``hits``: read as ids only; ``misses``: whole)."""
+        return self._windows
+
+    @property
     def client(self) -> RedisClient:
         return self._client
 
@@ -231,6 +277,7 @@ class RedisWindowStore:
 
     async def forget(self, user_id: str) -> None:
         keys = self._keys.all_user_keys(user_id)
+        self._windows.drop(user_id)
         try:
             # one multi-key DEL: every key of a user shares a hash tag, so one cluster slot
             await self._client.delete(*keys)
@@ -245,11 +292,19 @@ class RedisWindowStore:
         prices = prices if prices is not None and not prices.empty else None
         if not batch and prices is None:
             return Exchanged({})
+        token = self._windows.next_token()
         calls: dict[str, tuple[Any, ...]] = {}
+        held: dict[str, CachedWindow | None] = {}
+        sent: dict[str, dict[bytes, bytes]] = {}  # user -> event id -> payload, first one wins
         for user, events in batch.items():
-            args: list[Any] = [*self._keys.user_keys(user), *self._head]
+            held[user] = cached = self._windows.get(user)
+            args: list[Any] = [*self._keys.user_keys(user), *self._head,
+                               cached.token if cached is not None else "", token]
+            payloads = sent[user] = {}
             for event in events:
-                args.extend(encode_event(event, user))
+                ts, event_id, payload = encode_event(event, user)
+                args.extend((ts, event_id, payload))
+                payloads.setdefault(event_id.encode(), payload)
             calls[user] = tuple(args)
         extra = self._price_commands(prices) if prices is not None else []
         try:
@@ -269,12 +324,56 @@ class RedisWindowStore:
                 f"redis append failed for {len(failed)} of {len(calls) + len(extra)} commands "
                 f"(others were written; retrying the batch is safe): {_describe(failed[0])}"
             ) from failed[0]
-        windows = {user: self._decoded.window(p, user) for user, p in replies.items()}
+        windows = {user: self._window(user, reply, held[user], sent[user])
+                   for user, reply in replies.items()}
+        unknown = [user for user, window in windows.items() if window is None]
+        if unknown:  # ids this store does not hold (should not happen): read them whole
+            log.warning("%d cached windows disagreed with redis; reading them whole", len(unknown))
+            for user in unknown:
+                self._windows.drop(user)
+            again = {u: (*calls[u][:6], "", token, *calls[u][8:]) for u in unknown}
+            try:
+                replies, _ = await self._run(again, [])
+            except RedisError as exc:
+                raise StoreError(f"redis read of {len(again)} windows failed: "
+                                 f"{_describe(exc)}") from exc
+            for user, reply in replies.items():
+                if isinstance(reply, Exception):
+                    raise StoreError(f"redis read of a window failed: {_describe(reply)}") from reply
+                windows[user] = self._window(user, reply, None, {})
         samples: dict[str, list[float]] = {}
         if prices is not None:
             for category, members in zip(prices.read, extra_replies, strict=False):
                 samples[category] = [member_log_price(m) for m in members]
         return Exchanged(windows, samples)
+
+    def _window(self, user: str, reply: list, held: CachedWindow | None,
+                sent: Mapping[bytes, bytes]) -> list[dict] | None:
+        """The window of one script reply, cached with its token; ``None`` when the reply
+        names an event this store holds nowhere."""
+        if not reply:
+            self._windows.drop(user)
+            return []
+        token, ids_only, items = _text(reply[0]), reply[1] in (b"1", "1"), reply[2:]
+        if not ids_only:
+            self._windows.misses += 1
+            window = self._decoded.window(items, user)
+            ids = [e["event_id"].encode() for e in window]
+        else:
+            self._windows.hits += 1
+            ids = [i.encode() for i in items] if items and isinstance(items[0], str) else items
+            have = held.events if held is not None else {}
+            window = [have.get(i) for i in ids]
+            if None in window:  # the events this batch added
+                at = [k for k, event in enumerate(window) if event is None]
+                payloads = [sent.get(ids[k]) for k in at]
+                if None in payloads:
+                    return None
+                # new payloads: not in the decoded-event cache, decode them at once
+                for k, event in zip(at, decode_window(join_payloads(payloads), user), strict=True):
+                    window[k] = event
+        self._windows.put(user, token, ids, window)
+        return window
 
     async def cooldowns(self, users: Iterable[str]) -> dict[str, CooldownState]:
         users = list(dict.fromkeys(users))
@@ -344,7 +443,7 @@ class RedisWindowStore:
             # execute_command, not pipe.evalsha(): redis-py blocks the evalsha method on
             # cluster pipelines (scripts may cross slots); ours never do, and the cluster
             # client routes EVALSHA by its first key.
-            pipe.execute_command("EVALSHA", self._script.sha, 2, *args)
+            pipe.execute_command("EVALSHA", self._script.sha, 3, *args)
         for command in extra:
             pipe.execute_command(*command)
         replies = await pipe.execute(raise_on_error=False)
@@ -353,6 +452,10 @@ class RedisWindowStore:
                              f"{len(calls) + len(extra)} commands")
         n = len(calls)
         return dict(zip(calls, replies[:n], strict=True)), list(replies[n:])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _describe(exc: BaseException) -> str:
