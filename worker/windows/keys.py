@@ -78,8 +78,8 @@ class KeyBuilder:
 
     def user_keys(self, user_id: str) -> tuple[str, str, str]:
         """The window script's keys of the user: ``(window, events, version)``; one slot."""
-        tag = self.tag(user_id)
-        return tuple(f"{self._prefix}:{{{tag}}}:{k}" for k in "wev")  # type: ignore[return-value]
+        base = f"{self._prefix}:{{{self.tag(user_id)}}}:"
+        return base + "w", base + "e", base + "v"
 
     def all_user_keys(self, user_id: str) -> tuple[str, str, str, str]:
         """Every key of the user (erasure): window, events, version, alert cooldowns."""

@@ -16,9 +16,10 @@ rule (by ``event_id``). Scores are doubles, exact for integer milliseconds.
 
 Why not ``Script.__call__(client=pipeline)``: redis-py's pipeline then sends
 ``SCRIPT EXISTS`` (and ``SCRIPT LOAD`` when missing) before *every* execute,
-a second round trip per batch. Instead the pipeline sends bare ``EVALSHA``s
-and, only if a reply is ``NOSCRIPT`` (server restarted, failed over, or
-``SCRIPT FLUSH``), loads the script and re-sends the failed users' calls.
+a second round trip per batch. Instead the pipeline sends a bare ``EVALSHA``
+(one for the whole batch; one per user on a cluster) and, only if a reply is
+``NOSCRIPT`` (server restarted, failed over, or ``SCRIPT FLUSH``), loads the
+script and re-sends the failed users' calls.
 A NOSCRIPT reply means that call did nothing, so re-sending is exact; the
 script is idempotent anyway, which also makes redis-py's own retry of a whole
 pipeline after a connection error safe. On Redis Cluster the pipeline is split
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -62,103 +64,124 @@ __all__ = ["APPEND_SCRIPT", "RedisWindowStore"]
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] window sorted set, KEYS[2] payload hash, KEYS[3] version token (same hash tag: one
-# slot). ARGV[1] max_events, ARGV[2] span_ms, ARGV[3] ttl_ms, ARGV[4] the token of the window
-# the caller holds ('' for none), ARGV[5] a new token, then (ts, event_id, payload) triples.
-# Numbers travel as decimal strings; ts (~1.7e12 ms) is exact in Lua's doubles (up to 2**53),
-# and the cutoff is formatted with %.0f (no exponent) for Redis.
-# Returns {} for an empty window, else {token, '1', event ids...} when the caller's token was
-# still current before this call (it holds every event: its window and what it sent), else
-# {token, '0', payloads...}; both oldest first. The token changes with every change of the
-# window (worker/windows/window_cache.py). (Joining the payloads into one JSON array here saves
-# the client parsing 50 bulk replies per user, but table.concat cost the single-threaded
-# server ~+50 us per 50-event window, +22%, in an A/B run; server time is the shared
-# resource, and hiredis makes the client side cheap. Python joins, then decodes once.)
+# Any number of users: KEYS are (window sorted set, payload hash, version token) per user, each
+# three with one hash tag (one slot). ARGV[1] max_events, ARGV[2] span_ms, ARGV[3] ttl_ms,
+# ARGV[4] a new token, then per user: the token of the window the caller holds ('' for none),
+# the number n of its events, then n (ts, event_id, payload) triples. Numbers travel as decimal
+# strings; ts (~1.7e12 ms) is exact in Lua's doubles (up to 2**53), and the cutoff is formatted
+# with %.0f (no exponent) for Redis.
+# Returns one reply per user, in KEYS order: {} for an empty window, else {token, '1', event
+# ids...} when the caller's token was still current before this call (it holds every event:
+# its window and what it sent), else {token, '0', payloads...}; both oldest first; or an error
+# for that user alone (the others are still written). The token changes with every change of
+# the window (worker/windows/window_cache.py). (Joining the payloads into one JSON array here
+# saves the client parsing 50 bulk replies per user, but table.concat cost the single-threaded
+# server ~+50 us per 50-event window, +22%, in an A/B run; server time is the shared resource,
+# and hiredis makes the client side cheap. Python joins, then decodes once.)
 APPEND_SCRIPT = """
-local wkey, ekey, vkey = KEYS[1], KEYS[2], KEYS[3]
 local max_events = tonumber(ARGV[1])
 local span_ms = tonumber(ARGV[2])
 local ttl_ms = ARGV[3]
-local before = redis.call('GET', vkey)
-local current = before and ARGV[4] == before
-local changed = not before
+local new_token = ARGV[4]
 
 -- unpack() is limited by the Lua C stack (~8000 values): work in chunks
 local CHUNK = 1000
-local function hdel(ids)
+local function hdel(ekey, ids)
   for i = 1, #ids, CHUNK do
     redis.call('HDEL', ekey, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
   end
 end
 
--- 1. add new events; ZADD NX is the idempotency gate (first write wins)
-for i = 6, #ARGV, 3 do
-  if redis.call('ZADD', wkey, 'NX', ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('HSET', ekey, ARGV[i + 1], ARGV[i + 2])
-    changed = true
-  end
-end
+local function window(wkey, ekey, vkey, known, first, last)
+  local before = redis.call('GET', vkey)
+  local current = before and known == before
+  local changed = not before
 
--- 2. trim by span: keep ts >= newest - span_ms
-local newest = redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')
-if #newest == 0 then
-  redis.call('DEL', vkey)
-  return {}
-end
-local cutoff = '(' .. string.format('%.0f', tonumber(newest[2]) - span_ms)
-local old = redis.call('ZRANGEBYSCORE', wkey, '-inf', cutoff)
-if #old > 0 then
-  redis.call('ZREMRANGEBYSCORE', wkey, '-inf', cutoff)
-  hdel(old)
-  changed = true
-end
-
--- 3. trim by count: keep the newest max_events (rank order = ts, then event_id)
-local excess = redis.call('ZCARD', wkey) - max_events
-if excess > 0 then
-  local dropped = redis.call('ZRANGE', wkey, 0, excess - 1)
-  redis.call('ZREMRANGEBYRANK', wkey, 0, excess - 1)
-  hdel(dropped)
-  changed = true
-end
-
--- 4. the window, oldest first: ids only if the caller holds the rest
-local ids = redis.call('ZRANGE', wkey, 0, -1)
-local token = before
-local out
-if current and redis.call('HLEN', ekey) == #ids then
-  if changed then token = ARGV[5] end
-  out = {token, '1'}
-  for i = 1, #ids do
-    out[i + 2] = ids[i]
-  end
-else
-  -- an id without payload (should not happen) is dropped
-  out = {'', '0'}
-  for i = 1, #ids, CHUNK do
-    local last = math.min(i + CHUNK - 1, #ids)
-    local payloads = redis.call('HMGET', ekey, unpack(ids, i, last))
-    for j = 1, #payloads do
-      if payloads[j] then
-        out[#out + 1] = payloads[j]
-      else
-        redis.call('ZREM', wkey, ids[i + j - 1])
-        changed = true
-      end
+  -- 1. add new events; ZADD NX is the idempotency gate (first write wins)
+  for i = first, last, 3 do
+    if redis.call('ZADD', wkey, 'NX', ARGV[i], ARGV[i + 1]) == 1 then
+      redis.call('HSET', ekey, ARGV[i + 1], ARGV[i + 2])
+      changed = true
     end
   end
-  if changed then token = ARGV[5] end
-  out[1] = token
-end
-if token ~= before then
-  redis.call('SET', vkey, token)
+
+  -- 2. trim by span: keep ts >= newest - span_ms
+  local newest = redis.call('ZRANGE', wkey, -1, -1, 'WITHSCORES')
+  if #newest == 0 then
+    redis.call('DEL', vkey)
+    return {}
+  end
+  local cutoff = '(' .. string.format('%.0f', tonumber(newest[2]) - span_ms)
+  local old = redis.call('ZRANGEBYSCORE', wkey, '-inf', cutoff)
+  if #old > 0 then
+    redis.call('ZREMRANGEBYSCORE', wkey, '-inf', cutoff)
+    hdel(ekey, old)
+    changed = true
+  end
+
+  -- 3. trim by count: keep the newest max_events (rank order = ts, then event_id)
+  local excess = redis.call('ZCARD', wkey) - max_events
+  if excess > 0 then
+    local dropped = redis.call('ZRANGE', wkey, 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', wkey, 0, excess - 1)
+    hdel(ekey, dropped)
+    changed = true
+  end
+
+  -- 4. the window, oldest first: ids only if the caller holds the rest
+  local ids = redis.call('ZRANGE', wkey, 0, -1)
+  local token = before
+  local out
+  if current and redis.call('HLEN', ekey) == #ids then
+    if changed then token = new_token end
+    out = {token, '1'}
+    for i = 1, #ids do
+      out[i + 2] = ids[i]
+    end
+  else
+    -- an id without payload (should not happen) is dropped
+    out = {'', '0'}
+    for i = 1, #ids, CHUNK do
+      local upto = math.min(i + CHUNK - 1, #ids)
+      local payloads = redis.call('HMGET', ekey, unpack(ids, i, upto))
+      for j = 1, #payloads do
+        if payloads[j] then
+          out[#out + 1] = payloads[j]
+        else
+          redis.call('ZREM', wkey, ids[i + j - 1])
+          changed = true
+        end
+      end
+    end
+    if changed then token = new_token end
+    out[1] = token
+  end
+  if token ~= before then
+    redis.call('SET', vkey, token)
+  end
+
+  -- 5. TTL on every key of the user (retention restarts at each write)
+  redis.call('PEXPIRE', wkey, ttl_ms)
+  redis.call('PEXPIRE', ekey, ttl_ms)
+  redis.call('PEXPIRE', vkey, ttl_ms)
+  return out
 end
 
--- 5. TTL on every key of the user (retention restarts at each write)
-redis.call('PEXPIRE', wkey, ttl_ms)
-redis.call('PEXPIRE', ekey, ttl_ms)
-redis.call('PEXPIRE', vkey, ttl_ms)
-return out
+local replies = {}
+local a = 5
+for k = 1, #KEYS, 3 do
+  local last = a + 1 + 3 * tonumber(ARGV[a + 1])
+  local ok, reply = pcall(window, KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], a + 2, last)
+  if ok then
+    replies[#replies + 1] = reply
+  elseif type(reply) == 'table' and reply.err then
+    replies[#replies + 1] = reply
+  else
+    replies[#replies + 1] = redis.error_reply(tostring(reply))
+  end
+  a = last + 1
+end
+return replies
 """
 
 RedisClient = aioredis.Redis | RedisCluster
@@ -192,6 +215,7 @@ class RedisWindowStore:
         # and on NOSCRIPT.
         self._script = client.register_script(APPEND_SCRIPT)
         self._head = (str(max_events), str(span_ms), str(ttl_s * 1000))
+        self._cluster = isinstance(client, RedisCluster)
 
     @classmethod
     def from_settings(
@@ -293,27 +317,26 @@ class RedisWindowStore:
         if not batch and prices is None:
             return Exchanged({})
         token = self._windows.next_token()
-        calls: dict[str, tuple[Any, ...]] = {}
+        calls: dict[str, _Call] = {}
         held: dict[str, CachedWindow | None] = {}
         sent: dict[str, dict[bytes, bytes]] = {}  # user -> event id -> payload, first one wins
         for user, events in batch.items():
             held[user] = cached = self._windows.get(user)
-            args: list[Any] = [*self._keys.user_keys(user), *self._head,
-                               cached.token if cached is not None else "", token]
+            args: list[Any] = [cached.token if cached is not None else "", len(events)]
             payloads = sent[user] = {}
             for event in events:
                 ts, event_id, payload = encode_event(event, user)
                 args.extend((ts, event_id, payload))
                 payloads.setdefault(event_id.encode(), payload)
-            calls[user] = tuple(args)
+            calls[user] = _Call(self._keys.user_keys(user), args)
         extra = self._price_commands(prices) if prices is not None else []
         try:
-            replies, extra_replies = await self._run(calls, extra)
+            replies, extra_replies = await self._run(calls, extra, token)
             if any(isinstance(r, NoScriptError) for r in replies.values()):
                 log.info("append script missing on the server (NOSCRIPT); loading it")
                 await self._client.script_load(APPEND_SCRIPT)
                 again = {u: calls[u] for u, r in replies.items() if isinstance(r, NoScriptError)}
-                replies.update((await self._run(again, []))[0])
+                replies.update((await self._run(again, [], token))[0])
         except RedisError as exc:
             raise StoreError(
                 f"redis append of {len(calls)} users' events failed: {_describe(exc)}"
@@ -331,9 +354,9 @@ class RedisWindowStore:
             log.warning("%d cached windows disagreed with redis; reading them whole", len(unknown))
             for user in unknown:
                 self._windows.drop(user)
-            again = {u: (*calls[u][:6], "", token, *calls[u][8:]) for u in unknown}
+            again = {u: _Call(calls[u].keys, ["", *calls[u].args[1:]]) for u in unknown}
             try:
-                replies, _ = await self._run(again, [])
+                replies, _ = await self._run(again, [], token)
             except RedisError as exc:
                 raise StoreError(f"redis read of {len(again)} windows failed: "
                                  f"{_describe(exc)}") from exc
@@ -435,23 +458,53 @@ class RedisWindowStore:
             commands.append(("PEXPIRE", key, ttl_ms))
         return commands
 
-    async def _run(self, calls: Mapping[str, tuple[Any, ...]], extra: Sequence[tuple[Any, ...]]
-                   ) -> tuple[dict[str, Any], list[Any]]:
-        """One pipeline: one EVALSHA per user, then ``extra`` commands; errors as values."""
+    async def _run(self, calls: Mapping[str, _Call], extra: Sequence[tuple[Any, ...]],
+                   token: str) -> tuple[dict[str, Any], list[Any]]:
+        """One pipeline: the script for every user, then ``extra`` commands; errors as values.
+
+        On one Redis, one script call holds every user (one command to pack, send and parse:
+        redis-py's per-command cost was most of the store's client time). On a cluster a
+        script's keys must share a slot: one call per user, which the cluster client routes by
+        its first key and sends to each node as one pipeline."""
         pipe = self._client.pipeline(transaction=False)
-        for args in calls.values():
-            # execute_command, not pipe.evalsha(): redis-py blocks the evalsha method on
-            # cluster pipelines (scripts may cross slots); ours never do, and the cluster
-            # client routes EVALSHA by its first key.
-            pipe.execute_command("EVALSHA", self._script.sha, 3, *args)
+        head = (*self._head, token)
+        # execute_command, not pipe.evalsha(): redis-py blocks the evalsha method on cluster
+        # pipelines (scripts may cross slots); ours never do
+        if self._cluster:
+            for call in calls.values():
+                pipe.execute_command("EVALSHA", self._script.sha, 3, *call.keys, *head,
+                                     *call.args)
+        elif calls:
+            keys = [k for call in calls.values() for k in call.keys]
+            args = [a for call in calls.values() for a in call.args]
+            pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *head, *args)
         for command in extra:
             pipe.execute_command(*command)
         replies = await pipe.execute(raise_on_error=False)
-        if len(replies) != len(calls) + len(extra):  # pragma: no cover - redis-py guarantees it
+        n = len(calls) if self._cluster else min(len(calls), 1)
+        if len(replies) != n + len(extra):  # pragma: no cover - redis-py guarantees it
             raise StoreError(f"redis pipeline gave {len(replies)} replies to "
-                             f"{len(calls) + len(extra)} commands")
-        n = len(calls)
-        return dict(zip(calls, replies[:n], strict=True)), list(replies[n:])
+                             f"{n + len(extra)} commands")
+        if self._cluster:  # each call answers for its one user
+            per_user = [r if isinstance(r, Exception) else r[0] for r in replies[:n]]
+        elif not n:
+            per_user = []
+        elif isinstance(replies[0], Exception):  # the call as a whole failed (NOSCRIPT, ...)
+            per_user = [replies[0]] * len(calls)
+        else:
+            per_user = replies[0]
+        if len(per_user) != len(calls):  # pragma: no cover - the script answers every user
+            raise StoreError(f"the window script gave {len(per_user)} replies for "
+                             f"{len(calls)} users")
+        return dict(zip(calls, per_user, strict=True)), list(replies[n:])
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One user's part of the window script call: its keys and its arguments."""
+
+    keys: tuple[str, str, str]
+    args: list[Any]  # held token, number of events, (ts, event_id, payload) per event
 
 
 def _text(value: bytes | str) -> str:
