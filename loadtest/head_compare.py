@@ -11,9 +11,11 @@ on the train-part users before the cut, score every example after it.
 
 **Fairness.** Every choice a candidate makes (trees of a GBDT, the out-of-fold text score of a
 stack) uses only its fit users, through inner user folds (salt ``<salt>/inner``), never the
-scored users. ``baseline`` is the product's GBDT exactly as ``train`` reports it: it stops
-early on the scored users, so its figures are optimistic; ``baseline_inner`` is the same
-model stopped on inner users.
+scored users, except ``baseline``: the product's GBDT stopped early on the scored users
+(:func:`fit_baseline_stopped_on`, how ``train`` fitted it before it stopped on training
+users), kept to show how optimistic that is; ``baseline_inner`` is the product's GBDT as
+``train`` fits it now (:func:`fit_baseline`: stopped on inner users of the fit part,
+refitted on all of them).
 
 **Candidates** (serving inputs only: the 42 context features and the text vector, except the
 two baselines, which also get the newest category and brand):
@@ -105,31 +107,25 @@ class Candidates:
                          for u in self.d.users[idx]])
 
     def _baseline(self, fit_idx: np.ndarray, stop_idx: np.ndarray) -> Scores:
-        from worker.training.baseline import fit_baseline
+        """The product GBDT stopped on ``stop_idx`` (the scored users: optimistic)."""
+        from worker.training.baseline import fit_baseline_stopped_on
 
         ex = self.d.examples
         if ex is None:
             raise ValueError("the baselines need the examples")
-        model = fit_baseline([ex[i] for i in fit_idx], [ex[i] for i in stop_idx])
+        model = fit_baseline_stopped_on([ex[i] for i in fit_idx], [ex[i] for i in stop_idx])
         return lambda idx: model.predict_proba([ex[i].window for i in idx])
 
     def _baseline_inner(self, fit_idx: np.ndarray, salt: str) -> Scores:
-        """The product baseline stopped on inner fold 0, refitted on all fit users."""
-        from threadpoolctl import threadpool_limits
-
+        """The product baseline as ``train`` fits it: stopped on the inner users of
+        :meth:`_inner`'s fold 0 (the same users: one hash, salt ``<salt>/inner``), refitted
+        on all fit users."""
         from worker.training.baseline import fit_baseline
 
         ex = self.d.examples
         if ex is None:
             raise ValueError("the baselines need the examples")
-        inner = self._inner(fit_idx, salt)
-        base = fit_baseline([ex[i] for i in fit_idx[inner != 0]],
-                            [ex[i] for i in fit_idx[inner == 0]])
-        y = self.d.labels[fit_idx]
-        base.model.set_params(max_iter=base.info["n_iter"], early_stopping=False)
-        with threadpool_limits(limits=1, user_api="openmp"):
-            base.model.fit(base.matrix([ex[i].window for i in fit_idx]), y)
-        base.pos_weight = float((len(y) - y.sum()) / max(1, y.sum()))
+        base = fit_baseline([ex[i] for i in fit_idx], split_seed=salt)
         return lambda idx: base.predict_proba([ex[i].window for i in idx])
 
     def _linear(self, fit_idx: np.ndarray) -> Scores:

@@ -1,4 +1,5 @@
-"""The GBDT baseline: features, fit/predict on synthetic examples, save/load, errors."""
+"""The GBDT baseline: features, fit/predict on synthetic examples, stopping on an inner split of
+the training users, save/load, errors."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from worker.training.baseline import (
     Baseline,
     baseline_features,
     fit_baseline,
+    fit_baseline_stopped_on,
     fit_vocab,
     load_baseline,
     window_categories,
 )
 from worker.training.examples import Example
+from worker.training.split import inner_user_split
 
 T0 = 1_570_000_000_000
 
@@ -87,7 +90,7 @@ def test_categories_and_vocabulary() -> None:
 
 def test_fit_and_predict(data: tuple[list[Example], list[Example]], tmp_path: Path) -> None:
     train, val = data
-    model = fit_baseline(train, val, stop_on="loss")
+    model = fit_baseline(train, stop_on="loss")
     p = model.predict_proba([e.window for e in val])
     assert p.shape == (len(val),) and np.all((p >= 0) & (p <= 1))
     y = np.array([e.label for e in val])
@@ -95,7 +98,7 @@ def test_fit_and_predict(data: tuple[list[Example], list[Example]], tmp_path: Pa
     # prior-corrected: the mean score is near the base rate, not near 0.5
     assert abs(p.mean() - np.mean([e.label for e in train])) < 0.08
     assert model.info["scoring"] == "loss" and model.info["n_iter"] >= 1
-    again = fit_baseline(train, val, stop_on="loss")
+    again = fit_baseline(train, stop_on="loss")
     assert np.array_equal(again.predict_proba([e.window for e in val]), p)  # fixed seed
 
     model.save(tmp_path)
@@ -109,28 +112,80 @@ def test_fit_and_predict(data: tuple[list[Example], list[Example]], tmp_path: Pa
 
 
 def test_stopping_choices(data: tuple[list[Example], list[Example]]) -> None:
-    assert fit_baseline(data[0], [], max_iter=20).info["val_examples"] == 0
-    by_ap = fit_baseline(data[0], data[1])  # the default: like the BERT head
+    by_ap = fit_baseline_stopped_on(data[0], data[1])  # the default: like the BERT head
     assert by_ap.info["scoring"] == "average_precision"
+    assert by_ap.info["stop_examples"] == len(data[1])
+    assert by_ap.model.n_iter_ == by_ap.info["n_iter"]  # refitted up to the best tree
     p = by_ap.predict_proba([e.window for e in data[1]])
     y = np.array([e.label for e in data[1]])
     assert p[y == 1].mean() > p[y == 0].mean()
+    probe = fit_baseline_stopped_on(data[0], data[1], refit=False)
+    assert probe.info["n_iter"] == by_ap.info["n_iter"] <= probe.model.n_iter_
     negatives = [e for e in data[1] if e.label == 0]  # AP undefined: falls back to loss
-    assert fit_baseline(data[0], negatives, stop_on="average_precision").info["scoring"] == "loss"
+    assert fit_baseline_stopped_on(data[0], negatives).info["scoring"] == "loss"
     with pytest.raises(ValueError, match="stop_on"):
-        fit_baseline(data[0], data[1], stop_on="auc")
+        fit_baseline_stopped_on(data[0], data[1], stop_on="auc")
+    with pytest.raises(ValueError, match="stopping examples"):
+        fit_baseline_stopped_on(data[0], [])
+
+
+def test_trees_are_chosen_on_an_inner_split_of_the_fit_users(
+        data: tuple[list[Example], list[Example]]) -> None:
+    fit = data[0] + data[1]
+    model = fit_baseline(fit, split_seed="s")
+    inner_fit, hold = inner_user_split(fit, seed="s")
+    assert hold and not {e.user_id for e in inner_fit} & {e.user_id for e in hold}
+    probe = fit_baseline_stopped_on(inner_fit, hold, refit=False)
+    assert model.info["n_iter"] == probe.info["n_iter"] == model.model.n_iter_
+    assert model.info["scoring"] == "average_precision"
+    held = {e.user_id for e in hold}
+    assert model.info["stopped_on"] == f"inner split of training users ({len(held)} users)"
+    assert model.info["inner_split"]["stop"] == {
+        "examples": len(hold), "positives": sum(e.label for e in hold),
+        "positive_rate": sum(e.label for e in hold) / len(hold), "users": len(held)}
+    # refitted on all fit users: their class ratio and categories, every example counted
+    assert model.info["train_examples"] == len(fit)
+    y = np.array([e.label for e in fit])
+    assert model.pos_weight == pytest.approx((y == 0).sum() / (y == 1).sum())
+    assert model.vocab == fit_vocab([e.window for e in fit])
+
+
+def test_examples_outside_the_fit_part_choose_nothing(
+        data: tuple[list[Example], list[Example]]) -> None:
+    """The baseline takes no validation examples: the same fit examples give the same model
+    whatever the scored users are; with the old fit_baseline(train, val) a change of the val
+    labels moved its trees."""
+    train, val = data
+    windows = [e.window for e in val]
+    flipped = [Example(user_id=e.user_id, event_id=e.event_id, ts=e.ts, window=e.window,
+                       label=1 - e.label) for e in val]
+    # stopping on val (the old behaviour) depends on the val labels ...
+    assert not np.array_equal(fit_baseline_stopped_on(train, val).predict_proba(windows),
+                              fit_baseline_stopped_on(train, flipped).predict_proba(windows))
+    # ... fit_baseline cannot be given them at all
+    with pytest.raises(TypeError):
+        fit_baseline(train, val)  # type: ignore[misc]
+
+
+def test_no_inner_users_to_stop_on_gives_max_iter(
+        data: tuple[list[Example], list[Example]]) -> None:
+    one_user = [Example(user_id="u1", event_id=e.event_id, ts=e.ts, window=e.window,
+                        label=e.label) for e in data[0]]
+    model = fit_baseline(one_user, max_iter=7)
+    assert model.info["n_iter"] == 7 and model.info["scoring"] is None
+    assert model.info["stopped_on"].startswith("nothing")
 
 
 def test_needs_both_classes(data: tuple[list[Example], list[Example]]) -> None:
     negatives = [e for e in data[0] if e.label == 0]
     with pytest.raises(ValueError, match="both classes"):
-        fit_baseline(negatives, data[1])
+        fit_baseline(negatives)
 
 
 def test_load_errors(data: tuple[list[Example], list[Example]], tmp_path: Path) -> None:
     with pytest.raises(ModelError):
         load_baseline(tmp_path)
-    fit_baseline(data[0], data[1], max_iter=5).save(tmp_path)
+    fit_baseline(data[0], max_iter=5).save(tmp_path)
     info = json.loads((tmp_path / "baseline.json").read_text())
     info["feature_names"] = info["feature_names"][:-1]
     (tmp_path / "baseline.json").write_text(json.dumps(info))

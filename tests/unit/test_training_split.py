@@ -1,4 +1,5 @@
-"""User split (stable, no leakage) and time split (a cut, with the horizon purged)."""
+"""User split (stable, no leakage), inner split of a part (by user), time split (a cut, with
+the horizon purged)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections import Counter
 import pytest
 
 from worker.training.examples import Example
-from worker.training.split import time_split, user_split
+from worker.training.split import inner_user_split, time_split, user_split
 
 USERS = [f"user-{i}" for i in range(5000)]
 
@@ -82,3 +83,21 @@ def test_user_fold_agrees_with_user_split() -> None:
                for u, f in zip(users, folds, strict=True))
     with pytest.raises(ValueError):
         user_fold("u1", folds=1)
+
+
+def test_inner_split_holds_out_users_of_any_part() -> None:
+    examples = [Example(user_id=u, event_id=f"{u}-{k}", ts=k, window=(), label=k % 2)
+                for u in USERS[:2000] for k in range(3)]
+    train = [e for e in examples if user_split(e.user_id) == "train"]
+    fit, hold = inner_user_split(train)
+    assert not {e.user_id for e in fit} & {e.user_id for e in hold}  # no user straddles
+    assert sorted(fit + hold, key=lambda e: e.event_id) == sorted(train,
+                                                                  key=lambda e: e.event_id)
+    # salted apart from the outer split: about 20 % of the train users, not none of them
+    share = len({e.user_id for e in hold}) / len({e.user_id for e in train})
+    assert 0.17 < share < 0.23
+    assert inner_user_split(train) == (fit, hold)  # deterministic
+    other_fit, _ = inner_user_split(train, seed="alt-1")
+    assert other_fit != fit
+    with pytest.raises(ValueError):
+        inner_user_split(train, frac=0)

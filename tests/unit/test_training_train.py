@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
@@ -177,3 +178,67 @@ def test_finetune_end_to_end(encoder: Path, events: list[dict], tmp_path: Path) 
     scores = model.score([build_input(e.window, max_chars=model.max_chars) for e in val])
     pr_auc = average_precision_score([e.label for e in val], scores)
     assert pr_auc == pytest.approx(report.metrics["val"]["bert"]["pr_auc"], abs=1e-5)
+
+
+def test_validation_users_never_reach_the_baseline(encoder: Path, events: list[dict],
+                                                   tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every baseline fit (main, time split, each user fold) sees only its fit users: no val
+    user in the main and time-split fits, no user of the scored fold in a fold's fit."""
+    import sys
+
+    from worker.training.examples import Example
+    from worker.training.split import user_fold
+
+    train_module = sys.modules["worker.training.train"]  # the package's ``train`` is the function
+    calls: list[set[str]] = []
+    real = train_module.fit_baseline
+
+    def recording(*args, **kwargs):
+        seen = [v for v in (*args, *kwargs.values()) if isinstance(v, list | tuple)]
+        calls.append({e.user_id for v in seen for e in v if isinstance(e, Example)})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit_baseline", recording)
+    train(events, out_dir=tmp_path / "m", encoder_dir_or_package=encoder, **SMALL)
+    examples = build_examples(events, max_events=50, window_seconds=3600)
+    train_users = {e.user_id for e in examples if user_split(e.user_id) == "train"}
+    assert calls[0] == train_users  # the main fit: all training users, nothing else
+    assert calls[1] <= train_users  # the time split: training users before the cut
+    fold_users = {}
+    for e in examples:
+        fold_users.setdefault(user_fold(e.user_id), set()).add(e.user_id)
+    assert len(calls) >= 4  # at least two folds compared
+    for users in calls[2:]:
+        scored = [k for k, members in fold_users.items() if not members & users]
+        assert len(scored) == 1  # one fold left out entirely, the others fitted on
+        assert users == set().union(*(m for k, m in fold_users.items() if k != scored[0]))
+
+
+def test_baseline_ignores_the_validation_labels(trained, encoder: Path, events: list[dict],
+                                               tmp_path: Path) -> None:
+    """The val users' purchases turned into views (their labels all 0): the saved baseline,
+    its trees and its time-split fit are the same; stopping on val moved them."""
+    out, report = trained
+    val_users = {e["user_id"] for e in events if user_split(e["user_id"]) == "val"}
+    assert any(e["event_type"] == "purchase" for e in events if e["user_id"] in val_users)
+    changed = [{**e, "event_type": "view"} if e["user_id"] in val_users
+               and e["event_type"] == "purchase" else e for e in events]
+    again = train(changed, out_dir=tmp_path / "m", name="tiny-intent", version="9.9.9",
+                  encoder_dir_or_package=encoder, epochs=15, patience=5, cv_folds=None,
+                  **SMALL)
+    assert again.metrics["val"]["bert"]["positives"] == 0 < \
+        report.metrics["val"]["bert"]["positives"]
+    assert again.metrics["training"]["baseline"] == report.metrics["training"]["baseline"]
+    assert again.metrics["time_split"]["fits"] == report.metrics["time_split"]["fits"]
+    windows = [e.window for e in build_examples(events, max_events=50, window_seconds=3600)]
+    assert np.array_equal(load_baseline(tmp_path / "m").predict_proba(windows),
+                          load_baseline(out).predict_proba(windows))
+    # the linear head does not look at val either (equal up to float noise: the extra val
+    # examples change how the texts are batched through the encoder)
+    from safetensors.numpy import load_file
+
+    head, head_before = load_file(tmp_path / "m" / "head.safetensors"), load_file(
+        out / "head.safetensors")
+    assert head.keys() == head_before.keys()
+    assert all(np.allclose(head[k], head_before[k], rtol=1e-4, atol=1e-6) for k in head)

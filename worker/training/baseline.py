@@ -8,8 +8,9 @@ least :data:`MIN_CATEGORY_COUNT` times in training; the rest share one code): th
 encoder sees these names, so the baseline should too. Imbalance: ``class_weight=
 "balanced"``, then the predictions are mapped back to the data's base rate (prior
 correction ``p / (p + w (1 - p))``, ``w`` = the weight ratio), which leaves the ranking
-alone and keeps the scores probabilities. Saved as ``baseline.joblib`` (a pickle: load
-only directories you trust) + ``baseline.json``.
+alone and keeps the scores probabilities. The number of trees is chosen on an inner split of
+the training users (:func:`fit_baseline`), never on the users it is scored on. Saved as
+``baseline.joblib`` (a pickle: load only directories you trust) + ``baseline.json``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from worker.errors import ModelError
 from worker.features import FEATURE_NAMES, context_features
 from worker.features.window import oldest_first
 from worker.training.examples import Example
+from worker.training.metrics import count_summary
+from worker.training.split import DEFAULT_SPLIT_SEED, INNER_FRAC, inner_user_split
 
 __all__ = ["BASELINE_FEATURE_NAMES", "CATEGORICAL_NAMES", "Baseline", "baseline_features",
-           "fit_baseline", "load_baseline", "window_categories"]
+           "fit_baseline", "fit_baseline_stopped_on", "load_baseline", "window_categories"]
 
 MODEL_FILE = "baseline.joblib"
 INFO_FILE = "baseline.json"
@@ -121,19 +124,73 @@ class Baseline:
         (directory / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
-def fit_baseline(train_examples: Sequence[Example], val_examples: Sequence[Example], *,
-                 random_state: int = 0, stop_on: str = "average_precision",
-                 threads: int | None = 1,
+def fit_baseline(fit_examples: Sequence[Example], *, split_seed: str = DEFAULT_SPLIT_SEED,
+                 inner_frac: float = INNER_FRAC, random_state: int = 0,
+                 stop_on: str = "average_precision", threads: int | None = 1,
                  **params: Any) -> Baseline:
-    """Fit on ``train_examples``, stop early on ``val_examples`` and keep the iterations up
-    to the best validation score.
+    """Fit on ``fit_examples`` alone: the number of trees is chosen on an inner split of
+    their users, then the model is refitted on all of them with that many trees.
 
-    ``stop_on``: ``average_precision`` (the default, the criterion the BERT head stops on,
-    so the two are compared like for like; falls back to loss when val lacks a class) or
-    ``loss`` (log loss, val weighted like train). On a few dozen positives, average
-    precision may peak after a handful of trees whose scores hardly spread from the base
-    rate: same ranking, but a Brier score near that of a constant. With no val examples:
-    10% of train, by row.
+    The inner split (:func:`~worker.training.split.inner_user_split`, seed ``split_seed``,
+    about ``inner_frac`` of the users held out, never by row: a user's examples stay on
+    one side) early-stops a probe fit on the other users (see :func:`fit_baseline_stopped_on`
+    for ``stop_on``). There is deliberately no argument for validation examples: whatever
+    this baseline is scored on cannot have chosen anything for it, as for the linear head,
+    which fits on the training users alone.
+
+    Refit rather than keep the probe: the probe saw only ~80 % of the training users (a few
+    hundred positives on the dev data), the BERT head fits on all of them, and the tree
+    count is the only thing the held-out users are needed for; without subsampling the
+    refit is deterministic. The refit's vocabulary and class weights come from all fit
+    users. When the inner split cannot stop anything (no held-out user, or one side without
+    both classes) the model gets ``max_iter`` trees and ``info["stopped_on"]`` says so.
+    ``params`` override :data:`DEFAULT_PARAMS`; ``threads`` as in
+    :func:`fit_baseline_stopped_on`.
+    """
+    _check_classes(fit_examples)
+    settings = {**DEFAULT_PARAMS, **params}
+    inner_fit, hold = inner_user_split(fit_examples, seed=split_seed, frac=inner_frac)
+    held_users = len({e.user_id for e in hold})
+    inner_fit_labels = {e.label for e in inner_fit}
+    if hold and inner_fit_labels == {0, 1}:
+        probe = fit_baseline_stopped_on(inner_fit, hold, random_state=random_state,
+                                        stop_on=stop_on, threads=threads, refit=False,
+                                        **params)
+        n_iter, scoring = probe.info["n_iter"], probe.info["scoring"]
+        stopped_on = f"inner split of training users ({held_users} users)"
+    else:
+        n_iter, scoring = int(settings["max_iter"]), None
+        stopped_on = (f"nothing: the inner split of training users ({held_users} users held "
+                      f"out) cannot stop early; max_iter {n_iter} trees")
+    model = _fit_fixed(fit_examples, n_iter, random_state=random_state, threads=threads,
+                       settings=settings)
+    model.info.update({
+        "scoring": scoring, "stopped_on": stopped_on,
+        "inner_split": {"seed": f"{split_seed}/inner", "frac": inner_frac,
+                        "fit": count_summary([e.label for e in inner_fit],
+                                             [e.user_id for e in inner_fit]),
+                        "stop": count_summary([e.label for e in hold],
+                                              [e.user_id for e in hold])}})
+    return model
+
+
+def fit_baseline_stopped_on(train_examples: Sequence[Example],
+                            stop_examples: Sequence[Example], *, random_state: int = 0,
+                            stop_on: str = "average_precision", threads: int | None = 1,
+                            refit: bool = True, **params: Any) -> Baseline:
+    """Fit on ``train_examples``, stop early on ``stop_examples`` and keep the iterations up
+    to the best score there (``info["n_iter"]``).
+
+    The stopping examples choose the model: never score it on them (that is what
+    :func:`fit_baseline` avoids; ``loadtest.head_compare`` keeps this one to show the
+    optimism of stopping on the scored users).
+
+    ``stop_on``: ``average_precision`` (the default; falls back to loss when the stopping
+    examples lack a class) or ``loss`` (log loss, weighted like train). On a few dozen
+    positives, average precision may peak after a handful of trees whose scores hardly
+    spread from the base rate: same ranking, but a Brier score near that of a constant.
+    ``refit`` False: ``info["n_iter"]`` is the best count but the model keeps the
+    ``n_iter_no_change`` trees after it (saves a fit when only the count is wanted).
     ``threads``: OpenMP threads while fitting (None: scikit-learn's default); one by default,
     since more save little on tens of thousands of rows and OpenMP's spinning threads made
     fits ten times slower on a busy machine. ``params`` override :data:`DEFAULT_PARAMS`.
@@ -143,44 +200,77 @@ def fit_baseline(train_examples: Sequence[Example], val_examples: Sequence[Examp
 
     if stop_on not in ("loss", "average_precision"):
         raise ValueError(f"stop_on must be loss or average_precision, got {stop_on!r}")
-    y = np.array([e.label for e in train_examples], dtype=int)
-    if len(set(y.tolist())) < 2:
-        raise ValueError("the baseline needs both classes in the training examples")
+    if not stop_examples:
+        raise ValueError("early stopping needs stopping examples")
+    y = _check_classes(train_examples)
     shell = Baseline(model=None, vocab=fit_vocab([e.window for e in train_examples]))
     x = shell.matrix([e.window for e in train_examples])
-    x_val = shell.matrix([e.window for e in val_examples])
-    y_val = np.array([e.label for e in val_examples], dtype=int)
+    x_val = shell.matrix([e.window for e in stop_examples])
+    y_val = np.array([e.label for e in stop_examples], dtype=int)
     settings = {**DEFAULT_PARAMS, **params}
-    mask = np.arange(len(BASELINE_FEATURE_NAMES)) >= NUMERIC_COUNT
-    n_pos = int((y == 1).sum())
-    pos_weight = float((len(y) - n_pos) / max(1, n_pos))  # "balanced": w(1) / w(0)
-    fit_kwargs: dict[str, Any] = {}
+    pos_weight = _pos_weight(y)
+    fit_kwargs: dict[str, Any] = {"X_val": x_val, "y_val": y_val,
+                                  "sample_weight_val": np.where(y_val == 1, pos_weight, 1.0)}
     scoring = "loss"
-    if len(y_val):
-        fit_kwargs = {"X_val": x_val, "y_val": y_val,
-                      "sample_weight_val": np.where(y_val == 1, pos_weight, 1.0)}
-        if stop_on == "average_precision" and 0 < y_val.sum() < len(y_val):
-            scoring = "average_precision"
-            del fit_kwargs["sample_weight_val"]
+    if stop_on == "average_precision" and 0 < y_val.sum() < len(y_val):
+        scoring = "average_precision"
+        del fit_kwargs["sample_weight_val"]
     model = HistGradientBoostingClassifier(class_weight="balanced", early_stopping=True,
                                            scoring=scoring, random_state=random_state,
-                                           categorical_features=mask, **settings)
+                                           categorical_features=_categorical_mask(),
+                                           **settings)
     with threadpool_limits(limits=threads, user_api="openmp"):
         model.fit(x, y, **fit_kwargs)
         # Early stopping keeps the n_iter_no_change iterations after the best one; refit up
         # to the best (deterministic: no subsampling), as the BERT head restores its best.
         # On a plateau of the score take its last iteration (same ranking, sharper scores).
-        scores = getattr(model, "validation_score_", None)
-        best = model.n_iter_
-        if fit_kwargs and scores is not None and len(scores):
-            best = len(scores) - 1 - int(np.argmax(scores[::-1]))
-        if 1 <= best < model.n_iter_:
+        # validation_score_[i] is the score after i trees; at least one tree.
+        scores = model.validation_score_
+        best = max(1, len(scores) - 1 - int(np.argmax(scores[::-1])))
+        if refit and best < model.n_iter_:
             model.set_params(max_iter=best, early_stopping=False)
             model.fit(x, y)
     info = {"params": settings, "scoring": scoring, "random_state": random_state,
-            "n_iter": int(model.n_iter_), "train_examples": int(len(y)),
-            "val_examples": int(len(y_val))}
+            "n_iter": best, "train_examples": int(len(y)),
+            "stop_examples": int(len(y_val))}
     return Baseline(model=model, vocab=shell.vocab, pos_weight=pos_weight, info=info)
+
+
+def _fit_fixed(examples: Sequence[Example], n_iter: int, *, random_state: int,
+               threads: int | None, settings: dict[str, Any]) -> Baseline:
+    """``n_iter`` trees on all ``examples``, no early stopping."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    y = _check_classes(examples)
+    shell = Baseline(model=None, vocab=fit_vocab([e.window for e in examples]))
+    x = shell.matrix([e.window for e in examples])
+    model = HistGradientBoostingClassifier(class_weight="balanced", early_stopping=False,
+                                           random_state=random_state,
+                                           categorical_features=_categorical_mask(),
+                                           **{**settings, "max_iter": n_iter})
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        model.fit(x, y)
+    info = {"params": settings, "random_state": random_state, "n_iter": int(model.n_iter_),
+            "train_examples": int(len(y))}
+    return Baseline(model=model, vocab=shell.vocab, pos_weight=_pos_weight(y), info=info)
+
+
+def _check_classes(examples: Sequence[Example]) -> np.ndarray:
+    y = np.array([e.label for e in examples], dtype=int)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("the baseline needs both classes in the training examples")
+    return y
+
+
+def _pos_weight(y: np.ndarray) -> float:
+    """``class_weight="balanced"``'s w(1) / w(0): negatives per positive."""
+    n_pos = int((y == 1).sum())
+    return float((len(y) - n_pos) / max(1, n_pos))
+
+
+def _categorical_mask() -> np.ndarray:
+    return np.arange(len(BASELINE_FEATURE_NAMES)) >= NUMERIC_COUNT
 
 
 def load_baseline(directory: str | os.PathLike[str]) -> Baseline:

@@ -62,14 +62,16 @@ def model_card(config: dict, metrics: dict) -> str:
             lines.append(f"| {part} | {c['examples']:,} | {c['positives']:,} | "
                          f"{_num(c['positive_rate'])} | {c['users']:,} |")
     lines += ["", "## Metrics", ""]
-    sections = [("val", "validation users (also used for early stopping of the baseline)"
-                 if linear else "validation users (also used for early stopping of both models)")]
+    sections = [("val", "validation users (chose nothing for either model)"
+                 if linear else "validation users (also used for early stopping of the BERT "
+                 "head; the baseline stops on training users)")]
     if "test" in metrics:
         sections.append(("test", "held-out test users (never used for any choice)"))
     if "time_split" in metrics:
         sections.append(("time_split", "time split: both models refitted on examples before "
-                         f"{metrics['time_split']['cut']}, scored on the examples after it "
-                         "(all users; report only)"))
+                         f"{metrics['time_split']['cut']} (train-part users; the "
+                         "baseline stopped on an inner split of them), scored on the "
+                         "examples after it (all users; report only)"))
     for key, title in sections:
         block = metrics[key]
         if "bert" not in block:
@@ -121,10 +123,9 @@ def model_card(config: dict, metrics: dict) -> str:
         "and the newest event's category, "
         "top-level category and brand as categorical features (`baseline.json` lists them), "
         "balanced "
-        f"class weights, stopped on validation {metrics['training']['baseline']['scoring']} "
-        f"after {metrics['training']['baseline']['n_iter']} trees, prior-corrected "
+        f"class weights, {_baseline_trees(metrics['training']['baseline'])}, prior-corrected "
         "(p / (p + w (1 - p)), w the class-weight ratio) so its scores are probabilities at "
-        "the base rate.",
+        "the base rate. The validation users chose nothing for it.",
         "",
         "## Reproduce",
         "",
@@ -136,11 +137,14 @@ def model_card(config: dict, metrics: dict) -> str:
         "",
         "- Small data: PR-AUC on a few dozen positives moves by several points between "
         "splits; read the bootstrap interval, not the third decimal.",
-        ("- Validation users chose the baseline's number of trees, so its validation figures "
-         "are slightly optimistic; a test split (`test_frac`) or held-out data says more."
+        ("- Neither model made a choice on the validation users (the baseline's number of "
+         "trees comes from training users), but the head's settings (C, components) were "
+         "picked earlier on user splits of this data; a test split (`test_frac`) or held-out "
+         "data says more."
          if linear else
-         "- Validation users also chose the stopping epoch of both models, so their figures "
-         "are slightly optimistic; a test split (`test_frac`) or held-out data says more."),
+         "- Validation users chose the BERT head's stopping epoch (not the baseline's trees), "
+         "so its figures are slightly optimistic; a test split (`test_frac`) or held-out "
+         "data says more."),
         "- Sessions still open at the end of the data are censored: examples whose horizon "
         "runs past the last event are left out, so the last minutes of the data yield none.",
         "- REES46 text is category, brand and price only (no titles, queries or reviews): "
@@ -158,8 +162,10 @@ def _cv_lines(cv: dict | None) -> list[str]:
     if not cv:
         return []
     title = (f"**{cv['folds']}-fold cross-validation by user** (seed `{cv['seed']}`; both "
-             "models refitted on each fold's other users, the fold's users early-stop the "
-             "baseline and score both)")
+             "models refitted on each fold's other users, the baseline stopped on an inner "
+             "split of those; the fold's users score both"
+             + (")" if "nothing" in cv.get("bert_stopped_on", "nothing") else
+                " and early-stop the BERT head)"))
     if "skipped" in cv:
         return [f"{title}: skipped ({cv['skipped']})", ""]
     lines = [title + ":", "", "| model | PR-AUC mean ± sd | ROC-AUC mean ± sd | Brier mean |",
@@ -177,6 +183,17 @@ def _cv_lines(cv: dict | None) -> list[str]:
               f"{d['folds_bert_ahead']} of {d['folds_compared']} folds (per fold: {per_fold}).",
               ""]
     return lines
+
+
+def _baseline_trees(info: dict) -> str:
+    """How many trees the baseline has and what chose that number."""
+    if info.get("scoring") is None:
+        return f"{info['n_iter']} trees ({info.get('stopped_on', 'no early stopping')})"
+    return (f"{info['n_iter']} trees: the best {info['scoring']} on the users held out of an "
+            f"inner split of the training users (seed `{info['inner_split']['seed']}`, "
+            f"{info['inner_split']['stop']['users']:,} of "
+            f"{info['inner_split']['stop']['users'] + info['inner_split']['fit']['users']:,} "
+            "users), then refitted on all training users with that many trees")
 
 
 def _num(value: float | None) -> str:

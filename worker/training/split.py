@@ -8,9 +8,11 @@ from typing import Literal
 
 from worker.training.examples import Example
 
-__all__ = ["DEFAULT_SPLIT_SEED", "Part", "time_split", "user_fold", "user_split"]
+__all__ = ["DEFAULT_SPLIT_SEED", "INNER_FRAC", "Part", "inner_user_split", "time_split",
+           "user_fold", "user_split"]
 
 DEFAULT_SPLIT_SEED = "intent-v1"
+INNER_FRAC = 0.2
 Part = Literal["train", "val", "test"]
 _SCALE = float(1 << 64)
 
@@ -41,6 +43,25 @@ def user_fold(user_id: str, *, seed: str = DEFAULT_SPLIT_SEED, folds: int = 5) -
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     return min(folds - 1, int(_unit(user_id, seed) * folds))
+
+
+def inner_user_split(examples: Sequence[Example], *, seed: str = DEFAULT_SPLIT_SEED,
+                     frac: float = INNER_FRAC) -> tuple[list[Example], list[Example]]:
+    """``(fit, hold)``: the examples of a fit part split again by user, about ``frac`` of
+    its users held out (for early stopping); every example of a user lands on one side.
+
+    The hash is salted ``"<seed>/inner"``, so the held-out users are a fraction of *these*
+    users whatever outer part (``user_split``, ``user_fold``, time split) they came from:
+    with the outer seed itself, the train part of :func:`user_split` would hold no user
+    with ``u < val_frac``. Order within each side is kept.
+    """
+    if not 0 < frac < 1:
+        raise ValueError(f"frac must be in (0, 1), got {frac}")
+    fit: list[Example] = []
+    hold: list[Example] = []
+    for e in examples:
+        (hold if _unit(e.user_id, f"{seed}/inner") < frac else fit).append(e)
+    return fit, hold
 
 
 def _unit(user_id: str, seed: str) -> float:

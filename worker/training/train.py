@@ -156,8 +156,8 @@ def train(
     times["fit_bert_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    baseline = fit_baseline([examples[i] for i in parts["train"]],
-                            [examples[i] for i in parts["val"]], random_state=seed)
+    baseline = fit_baseline([examples[i] for i in parts["train"]], split_seed=split_seed,
+                            random_state=seed)
     times["fit_baseline_s"] = time.perf_counter() - t0
 
     metrics: dict[str, Any] = {"label": label.to_json(), "counts": counts}
@@ -179,9 +179,9 @@ def train(
         times["user_cv_s"] = time.perf_counter() - t0
     metrics["training"] = {"head": head, "best_epoch": bert.fit.best_epoch,
                            "epochs_run": bert.fit.epochs_run, "history": bert.fit.history,
-
-                           "baseline": {k: baseline.info[k] for k in ("n_iter", "scoring",
-                                                                      "params")}}
+                           "bert": {"stopped_on": _bert_stopped_on(head)},
+                           "baseline": {k: baseline.info[k] for k in (
+                               "n_iter", "scoring", "stopped_on", "inner_split", "params")}}
 
     t0 = time.perf_counter()
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -244,10 +244,19 @@ def _compare(examples: Sequence[Example], idx: Sequence[int], bert: np.ndarray,
                                           seed=seed)}
 
 
+def _bert_stopped_on(head: str) -> str:
+    """What chose the BERT head's stopping point (the MLP head's best epoch)."""
+    if head == "linear":
+        return "nothing: the linear head has no epochs and no early stopping"
+    return "the validation users (best epoch by PR-AUC; in user_cv the fold's users)"
+
+
 def _time_report(run: Any, examples: list[Example], frac: float, horizon_s: int,
                  split_seed: str, val_frac: float, test_frac: float, seed: int) -> dict:
-    """Refit both models on the examples before a time cut (train users; val users for early
-    stopping) and score every example after it."""
+    """Refit both models on the train-part users' examples before a time cut and score every
+    example after it. The baseline stops on an inner split of those fit users, as in the
+    main fit; the val-part users' examples before the cut are passed to the BERT run, whose
+    MLP head early-stops on them (the linear head ignores them)."""
     position = {id(e): i for i, e in enumerate(examples)}
     before, after, cut = time_split(examples, frac, horizon_s=horizon_s)
 
@@ -260,7 +269,7 @@ def _time_report(run: Any, examples: list[Example], frac: float, horizon_s: int,
     out: dict[str, Any] = {"cut": format_ts(cut), "frac": frac,
                            "counts": {"fit": count_summary([examples[i].label for i in fit_idx],
                                                            [examples[i].user_id for i in fit_idx]),
-                                      "early_stopping": count_summary(
+                                      "bert_early_stopping": count_summary(
                                           [examples[i].label for i in stop_idx],
                                           [examples[i].user_id for i in stop_idx]),
                                       "after": count_summary(
@@ -271,19 +280,22 @@ def _time_report(run: Any, examples: list[Example], frac: float, horizon_s: int,
         out["skipped"] = "not enough examples on one side of the cut"
         return out
     bert = run.fit(fit_idx, stop_idx, progress=False, fresh=True)
-    baseline = fit_baseline([examples[i] for i in fit_idx], [examples[i] for i in stop_idx],
+    baseline = fit_baseline([examples[i] for i in fit_idx], split_seed=split_seed,
                             random_state=seed)
     out.update(_compare(examples, test_idx, bert.predict(test_idx),
                         baseline.predict_proba([examples[i].window for i in test_idx]), seed))
     out["fits"] = {"bert_best_epoch": bert.fit.best_epoch,
-                   "baseline_n_iter": baseline.info["n_iter"]}
+                   "baseline_n_iter": baseline.info["n_iter"],
+                   "baseline_stopped_on": baseline.info["stopped_on"]}
     return out
 
 
 def _cv_report(run: Any, examples: list[Example], folds: int, split_seed: str,
                val_frac: float, test_frac: float, seed: int) -> dict[str, Any]:
     """Refit both models on each of ``folds`` user folds (test users left out) and compare
-    them on the fold's users: per-fold metrics, means, and the paired PR-AUC difference."""
+    them on the fold's users: per-fold metrics, means, and the paired PR-AUC difference.
+    The baseline stops on an inner split of the fold's fit users, never on the scored fold
+    (the MLP head, not the linear one, early-stops on the scored fold)."""
     from worker.training.split import user_fold
 
     pool = [i for i, e in enumerate(examples)
@@ -299,13 +311,16 @@ def _cv_report(run: Any, examples: list[Example], folds: int, split_seed: str,
         if y_fit != {0, 1} or y_val != {0, 1}:
             continue
         bert = run.fit(fit_idx, val_idx, progress=False, fresh=True)
-        baseline = fit_baseline([examples[i] for i in fit_idx],
-                                [examples[i] for i in val_idx], random_state=seed)
+        baseline = fit_baseline([examples[i] for i in fit_idx], split_seed=split_seed,
+                                random_state=seed)
         y = [examples[i].label for i in val_idx]
         rows.append({"fold": k, "bert": binary_metrics(y, bert.predict(val_idx)),
                      "baseline": binary_metrics(y, baseline.predict_proba(
-                         [examples[i].window for i in val_idx]))})
-    out: dict[str, Any] = {"folds": folds, "seed": split_seed, "per_fold": rows}
+                         [examples[i].window for i in val_idx])),
+                     "baseline_n_iter": baseline.info["n_iter"]})
+    out: dict[str, Any] = {"folds": folds, "seed": split_seed, "per_fold": rows,
+                           "baseline_stopped_on": "inner split of each fold's fit users",
+                           "bert_stopped_on": _bert_stopped_on(run.s.head)}
     if len(rows) < 2:
         out["skipped"] = "fewer than two folds hold both classes"
         return out
