@@ -75,6 +75,7 @@ RECENT_CARTS_MS = 600_000  # carts_10min_log
 RECENT_EVENTS_MS = 300_000  # events_5min_log
 NO_CART_AGE_S = 7200.0  # cart_age_log_s of a window without add-to-cart: twice the default span
 VIEW, CART, PURCHASE = (KIND_CODES[t] for t in ("view", "add_to_cart", "purchase"))
+_FLAGS = (0.0, 1.0)
 _DEVICE_ONE_HOT = {device: tuple(1.0 if device == d else 0.0 for d in DEVICES)
                    for device in DEVICES}
 
@@ -171,10 +172,11 @@ def _newest_only(event: dict) -> tuple[tuple[float, ...], tuple[float, float]]:
     hour = (event["ts"] // 1000 % 86_400) / 3600
     angle = 2 * math.pi * hour / 24
     product = event.get("product") or {}
+    flags = _FLAGS  # shared 0.0 / 1.0: kept for every event while cached
     return ((*_DEVICE_ONE_HOT[_device(event)], math.sin(angle), math.cos(angle),
-             float(kind == "view"), float(kind == "add_to_cart"),
-             float(kind == "remove_from_cart")),
-            (float(product.get("category") is not None), float(product.get("brand") is not None)))
+             flags[kind == "view"], flags[kind == "add_to_cart"],
+             flags[kind == "remove_from_cart"]),
+            (flags[product.get("category") is not None], flags[product.get("brand") is not None]))
 
 
 def _count_within(times: Sequence[int], now: int, span_ms: int) -> int:
