@@ -100,8 +100,8 @@ class Settings(BaseSettings):
     window_cache_events: int = Field(
         20_000, ge=0, le=10_000_000,
         description="window events kept in memory between batches, so Redis sends a window "
-                    "only when another writer changed it (two generations of this many; 0 turns "
-                    "the cache off)")
+                    "only when another writer changed it, and their share of the model inputs "
+                    "(two generations of this many; 0 turns the caches off)")
     # Anomaly alerts (README "Anomaly alerts": what each threshold means and why its default)
     anomaly_enabled: bool = Field(True, description="run the anomaly detectors and publish alerts")
     anomaly_velocity_min_purchases: int = Field(_DETECTOR.velocity_min_purchases, description="purchase velocity: purchases in the span")

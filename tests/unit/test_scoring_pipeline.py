@@ -9,10 +9,11 @@ import orjson
 import pytest
 
 from worker.events import validate
-from worker.features import ModelInput
+from worker.features import EventCache, ModelInput
 from worker.scoring.pipeline import Message, Pipeline
 from worker.settings import load_settings
 from worker.windows import MemoryWindowStore
+from worker.windows.codec import DecodedEvents, encode_event
 
 
 class RecordingScorer:
@@ -223,3 +224,35 @@ async def test_a_batch_where_every_message_fails_the_same_way_is_systemic(pipeli
     t = 1_700_000_000_000
     with pytest.raises(SystemicFailure, match="every one of 3 messages failed with RuntimeError"):
         await process_isolating(pipe, msgs([ev("a1", "u1", t), ev("b1", "u2", t), ev("c1", "u3", t)]))
+
+
+class SharedEventsStore(MemoryWindowStore):
+    """The memory store, its windows decoded through a DecodedEvents cache as the Redis store
+    does: the same event dicts come back batch after batch."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.decoded = DecodedEvents(1000)
+
+    def append_sync(self, batch):
+        windows = super().append_sync(batch)
+        return {u: self.decoded.window([encode_event(e, u)[2] for e in w], u)
+                for u, w in windows.items()}
+
+
+async def test_the_event_cache_gives_the_inputs_built_without_it():
+    settings = load_settings(window_max_events=6, window_seconds=3600)
+    cached = EventCache(100)
+    runs = []
+    for cache in (cached, EventCache(0)):
+        store = SharedEventsStore(max_events=6, span_ms=3_600_000)
+        scorer = RecordingScorer()
+        pipe = Pipeline(settings, store=store, scorer=scorer, event_cache=cache)
+        t = 1_700_000_000_000
+        for b in range(8):
+            await pipe.process(msgs([ev(f"e{b}-{i}", f"u{i % 3}", t + 70_000 * (b * 4 + i),
+                                        etype=("view", "add_to_cart", "purchase")[(b + i) % 3])
+                                     for i in range(4)]))
+        runs.append([(i.text, i.features) for call in scorer.calls for i in call])
+    assert runs[0] == runs[1]
+    assert cached.hits > 0

@@ -11,12 +11,24 @@ here, so that the model and the baseline see the same hand-crafted features.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
+from itertools import compress, repeat
+from operator import eq, is_not, sub, truediv
 
-from worker.features.window import oldest_first
+from worker.features.facts import (
+    CATEGORY,
+    EVENT,
+    EVENT_TYPES,
+    KIND_CODES,
+    LATER,
+    NEWEST,
+    PRODUCT,
+    SESSION,
+    window_facts,
+)
 
-EVENT_TYPES = ("view", "search", "add_to_cart", "remove_from_cart", "purchase", "review")
 DEVICES = ("desktop", "mobile", "tablet", "other", "unknown")
 DEVICE_ALIASES = {
     "desktop": "desktop", "pc": "desktop", "computer": "desktop", "laptop": "desktop",
@@ -61,146 +73,131 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 RECENT_CARTS_MS = 600_000  # carts_10min_log
 RECENT_EVENTS_MS = 300_000  # events_5min_log
-NO_PRODUCT: dict = {}  # read-only stand-in for an event without a product
 NO_CART_AGE_S = 7200.0  # cart_age_log_s of a window without add-to-cart: twice the default span
+VIEW, CART, PURCHASE = (KIND_CODES[t] for t in ("view", "add_to_cart", "purchase"))
+_FLAGS = (0.0, 1.0)
+_DEVICE_ONE_HOT = {device: tuple(1.0 if device == d else 0.0 for d in DEVICES)
+                   for device in DEVICES}
 
 
 def context_features(window: Sequence[dict]) -> tuple[float, ...]:
-    """The features of a window (any order; sorted by event time here). Empty -> ValueError.
+    """The features of a window (any order; sorted by event time here). Empty -> ValueError."""
+    return facts_features(window_facts(window))
 
-    One pass over the events (this runs for every scored window: the worker's largest
-    per-event cost after the model); float sums are taken with ``sum`` over lists, in event
-    order, so the values do not depend on how the pass is organised.
+
+def facts_features(facts: Sequence[tuple]) -> tuple[float, ...]:
+    """:func:`context_features` of a window's facts (:mod:`worker.features.facts`, oldest first).
+
+    This runs for every scored window (the worker's largest per-event cost after the model),
+    so it works on columns of the facts with C-level operations (``map``, ``compress``,
+    ``count``) rather than a Python loop per event, and what depends on the newest event alone
+    is kept in its facts. Float sums are taken with ``sum`` over lists in event order, so the
+    values do not depend on how the pass is organised.
     """
-    events = oldest_first(window)
-    newest = events[-1]
+    ts, codes, log_prices, products, categories, sessions = list(zip(*facts, strict=True))[:6]
+    kinds = bytes(codes)  # KIND_CODES: count() and find() scan bytes at C speed
+    newest = facts[-1]
     log1p = math.log1p
-    now, kind = newest["ts"], newest["event_type"]
-    newest_product = _product_id(newest)
-    product = newest.get("product") or {}
-    category = product.get("category")
-    session = newest.get("session_id")
+    n = len(ts)
+    now = ts[-1]
+    newest_product, category, session = newest[PRODUCT], newest[CATEGORY], newest[SESSION]
+    newest_only = newest[LATER][NEWEST]
+    if newest_only is None:
+        newest_only = newest[LATER][NEWEST] = _newest_only(newest[EVENT])
 
-    counts = dict.fromkeys(EVENT_TYPES, 0)
-    gaps: list[float] = []
-    prices: list[float] = []
-    products: list[str | None] = []
-    categories: set = set()
-    sessions: set = set()
-    same_views = same_carts = same_category = 0
-    in_session, session_start = 0, now
-    carts: list[int] = []
-    recent_events = 0
-    previous_ts = None
-    isfinite = math.isfinite
-    for e in events:
-        event_type, ts = e["event_type"], e["ts"]
-        if event_type in counts:
-            counts[event_type] += 1
-        if previous_ts is not None:
-            gaps.append((ts - previous_ts) / 1000)
-        previous_ts = ts
-        event_product = e.get("product") or NO_PRODUCT  # an object when present (schema)
-        price = event_product.get("price")  # as _price: a finite number >= 0, not a bool
-        if isinstance(price, int | float) and price is not True and price is not False \
-                and isfinite(price) and price >= 0:
-            prices.append(log1p(float(price)))
-        product_id = event_product.get("id") if event_product else None
-        products.append(product_id)
-        c = event_product.get("category")
-        if c:
-            categories.add(c)
-        if category is not None and c == category:
-            same_category += 1
-        if newest_product is not None and product_id == newest_product:
-            same_views += event_type == "view"
-            same_carts += event_type == "add_to_cart"
-        event_session = e.get("session_id")
-        sessions.add(event_session)
-        if not session or event_session == session:
-            if not in_session:
-                session_start = ts
-            in_session += 1
-        if event_type == "add_to_cart":
-            carts.append(ts)
-        recent_events += now - ts <= RECENT_EVENTS_MS
-
-    if gaps:
+    if n > 1:
+        gaps = list(map(truediv, map(sub, ts[1:], ts), repeat(1000, n - 1)))
         gap_mean, gap_min, gap_last = sum(gaps) / len(gaps), min(gaps), gaps[-1]
     else:
         gap_mean = gap_min = gap_last = 0.0
+    prices = list(compress(log_prices, map(is_not, log_prices, repeat(None, n))))
     if prices:
         mean = sum(prices) / len(prices)
-        std = math.sqrt(sum((p - mean) ** 2 for p in prices) / len(prices))
+        std = math.sqrt(sum([(p - mean) ** 2 for p in prices]) / len(prices))
         price_stats = (prices[-1], mean, max(prices), std)
     else:
         price_stats = (0.0, 0.0, 0.0, 0.0)
-    seen = newest_product is not None and newest_product in products[:-1]
-    device = _device(newest)
-    hour = (now // 1000 % 86_400) / 3600
-    angle = 2 * math.pi * hour / 24
+    distinct_products = set(products)
+    distinct_products.discard(None)
+    if newest_product is None:
+        same_views = same_carts = 0
+    else:  # the kinds of the events of the newest event's product
+        same = bytes(compress(codes, map(eq, products, repeat(newest_product, n))))
+        same_views, same_carts = same.count(VIEW), same.count(CART)
+    if session:
+        in_session, session_start = sessions.count(session), ts[sessions.index(session)]
+    else:
+        in_session, session_start = n, ts[0]
+    if CART in kinds:
+        carts = list(compress(ts, map(eq, codes, repeat(CART, n))))
+        unpurchased = _carts_unpurchased(codes, products) if PURCHASE in kinds else len(carts)
+        recent_carts = _count_within(carts, now, RECENT_CARTS_MS)
+        cart_age_s = (now - carts[-1]) / 1000
+    else:
+        unpurchased = recent_carts = 0
+        cart_age_s = NO_CART_AGE_S
 
     return (
-        log1p(len(events)),
-        *(log1p(counts[t]) for t in EVENT_TYPES),
-        log1p((now - events[0]["ts"]) / 1000),
+        log1p(n),
+        *map(log1p, map(kinds.count, range(len(EVENT_TYPES)))),
+        log1p((now - ts[0]) / 1000),
         log1p(gap_mean),
         log1p(gap_min),
         log1p(gap_last),
         *price_stats,
-        log1p(len({p for p in products if p is not None})),
-        log1p(len(categories)),
-        1.0 if seen else 0.0,
-        log1p(_carts_unpurchased(events, products)),
-        *(1.0 if device == d else 0.0 for d in DEVICES),
-        math.sin(angle),
-        math.cos(angle),
-        float(kind == "view"),
-        float(kind == "add_to_cart"),
-        float(kind == "remove_from_cart"),
+        log1p(len(distinct_products)),
+        log1p(len([c for c in set(categories) if c])),
+        1.0 if newest_product is not None and newest_product in products[:-1] else 0.0,
+        log1p(unpurchased),
+        *newest_only[0],  # device_*, hour_sin, hour_cos, newest_is_*
         log1p(same_views),
         log1p(same_carts),
-        log1p(same_category),
+        log1p(categories.count(category) if category is not None else 0),
         log1p(in_session),
         log1p((now - session_start) / 1000),
-        log1p(len(sessions)),
+        log1p(len(set(sessions))),
         price_stats[0] - price_stats[1],
-        float(category is not None),
-        float(product.get("brand") is not None),
-        log1p(sum(now - t <= RECENT_CARTS_MS for t in carts)),
-        log1p(recent_events),
-        log1p((now - carts[-1]) / 1000 if carts else NO_CART_AGE_S),
+        *newest_only[1],  # newest_has_category, newest_has_brand
+        log1p(recent_carts),
+        log1p(_count_within(ts, now, RECENT_EVENTS_MS)),
+        log1p(cart_age_s),
         float(same_carts > 0),
     )
 
 
-def _carts_unpurchased(events: list[dict], products: list[str | None]) -> int:
+def _newest_only(event: dict) -> tuple[tuple[float, ...], tuple[float, float]]:
+    """The features that depend on the newest event alone, in two runs of
+    :data:`FEATURE_NAMES`: ``device_*`` to ``newest_is_remove``, and ``newest_has_*``."""
+    kind = event["event_type"]
+    hour = (event["ts"] // 1000 % 86_400) / 3600
+    angle = 2 * math.pi * hour / 24
+    product = event.get("product") or {}
+    flags = _FLAGS  # shared 0.0 / 1.0: kept for every event while cached
+    return ((*_DEVICE_ONE_HOT[_device(event)], math.sin(angle), math.cos(angle),
+             flags[kind == "view"], flags[kind == "add_to_cart"],
+             flags[kind == "remove_from_cart"]),
+            (flags[product.get("category") is not None], flags[product.get("brand") is not None]))
+
+
+def _count_within(times: Sequence[int], now: int, span_ms: int) -> int:
+    """How many of ``times`` (ascending) have ``now - t <= span_ms``: a binary search on that
+    test itself (it holds from some index on), so it is exact for any numbers."""
+    return len(times) - bisect.bisect_left(times, True, key=lambda t: now - t <= span_ms)
+
+
+def _carts_unpurchased(codes: Sequence[int], products: Sequence[str | None]) -> int:
     """Add-to-cart events with no later purchase of the same product (of any, if no product id)."""
     count = 0
     purchased_after: set[str | None] = set()
     any_purchase_after = False
-    for event, product in zip(reversed(events), reversed(products), strict=True):
-        if event["event_type"] == "purchase":
+    for code, product in zip(reversed(codes), reversed(products), strict=True):
+        if code == PURCHASE:
             purchased_after.add(product)
             any_purchase_after = True
-        elif event["event_type"] == "add_to_cart":
+        elif code == CART:
             bought = any_purchase_after if product is None else product in purchased_after
             count += not bought
     return count
-
-
-def _product_id(event: dict) -> str | None:
-    product = event.get("product")
-    return product.get("id") if product else None
-
-
-def _price(event: dict) -> float | None:
-    price = event.get("product", {}).get("price")
-    if isinstance(price, bool) or not isinstance(price, int | float):
-        return None
-    if not math.isfinite(price) or price < 0:
-        return None
-    return float(price)
 
 
 def _device(event: dict) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from worker.features.context import context_features
-from worker.features.text import build_text
+from worker.features.context import facts_features
+from worker.features.facts import EventCache, window_facts
+from worker.features.text import facts_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,13 @@ class ModelInput:
     features: tuple[float, ...]
 
 
-def build_input(window: Sequence[dict], *, max_chars: int) -> ModelInput:
-    """Text and context features of a window (oldest event first); empty is a ValueError."""
-    return ModelInput(text=build_text(window, max_chars=max_chars),
-                      features=context_features(window))
+def build_input(window: Sequence[dict], *, max_chars: int,
+                cache: EventCache | None = None) -> ModelInput:
+    """Text and context features of a window (oldest event first); empty is a ValueError.
+
+    ``cache`` keeps each event's share of the work for the next windows that hold the same
+    event dicts (the worker's windows, batch after batch); the input is the same with or
+    without it.
+    """
+    facts = window_facts(window, cache)
+    return ModelInput(text=facts_text(facts, max_chars=max_chars), features=facts_features(facts))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from worker.features.window import oldest_first
+from worker.features.facts import EVENT, LATER, PHRASE, TS, window_facts
 
 SEPARATOR = " | "
 QUERY_MAX_CHARS = 80
@@ -38,14 +38,23 @@ def build_text(window: Sequence[dict], *, max_chars: int) -> str:
     Events are added whole until the next one would not fit; the newest event is always
     there (cut to ``max_chars`` if it alone is longer). An empty window is a ValueError.
     """
+    return facts_text(window_facts(window), max_chars=max_chars)
+
+
+def facts_text(facts: Sequence[tuple], *, max_chars: int) -> str:
+    """:func:`build_text` of a window's facts (:mod:`worker.features.facts`, oldest first);
+    the phrase of each event that goes into the text is kept in its facts."""
     if max_chars < 1:
         raise ValueError(f"max_chars must be >= 1, got {max_chars}")
-    events = oldest_first(window)
-    newest_ts = events[-1]["ts"]
+    newest_ts = facts[-1][TS]
     parts: list[str] = []
     used = 0
-    for event in reversed(events):
-        phrase = f"{_age(newest_ts - event['ts'])}: {event_phrase(event)}"
+    for f in reversed(facts):
+        later = f[LATER]
+        phrase = later[PHRASE]
+        if phrase is None:
+            phrase = later[PHRASE] = event_phrase(f[EVENT])
+        phrase = f"{_age(newest_ts - f[TS])}: {phrase}"
         cost = len(phrase) + (len(SEPARATOR) if parts else 0)
         if used + cost > max_chars:
             if not parts:

@@ -22,7 +22,7 @@ from worker.anomaly.alerts import ModelRef, alert_record
 from worker.anomaly.batch import BatchDetector
 from worker.errors import BadEvent, IntentError
 from worker.events import dead_letter, parse_event
-from worker.features import ModelInput, build_input
+from worker.features import EventCache, ModelInput, build_input
 from worker.scoring.records import score_record
 from worker.scoring.scorer import Scorer
 from worker.settings import Settings
@@ -104,16 +104,21 @@ class Pipeline:
     """Scores micro-batches of raw messages.
 
     ``scorer`` is read once per batch, so assigning a new one swaps the model
-    between batches without a restart.
+    between batches without a restart. ``event_cache`` keeps each window event's share of the
+    model inputs for the next batches (default: ``INTENT_WINDOW_CACHE_EVENTS`` events, as the
+    Redis store's decoded events, whose dicts come back batch after batch).
     """
 
     def __init__(self, settings: Settings, *, store: WindowStore, scorer: Scorer,
-                 executor: Executor | None = None, detector: BatchDetector | None = None) -> None:
+                 executor: Executor | None = None, detector: BatchDetector | None = None,
+                 event_cache: EventCache | None = None) -> None:
         self._settings = settings
         self._store = store
         self.scorer = scorer
         self._executor = executor
         self._detector = detector
+        self._event_cache = (event_cache if event_cache is not None
+                             else EventCache(settings.window_cache_events))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, store: WindowStore, scorer: Scorer,
@@ -172,13 +177,16 @@ class Pipeline:
         windows = got.windows
         result.store_s = time.perf_counter() - t0
 
-        inputs: list[ModelInput] = [build_input(windows[u], max_chars=scorer.max_chars) for u in users]
+        cache = self._event_cache
+        inputs: list[ModelInput] = [build_input(windows[u], max_chars=scorer.max_chars, cache=cache)
+                                    for u in users]
         # out-of-character candidates need the score of the window before the purchase:
         # scored in the same model call (usually none; purchases of unseen products only)
         t_detect = time.perf_counter()
         priors = detector.prior_windows(windows, new) if detector is not None else []
         result.detect_s = time.perf_counter() - t_detect
-        inputs.extend(build_input(list(p.window), max_chars=scorer.max_chars) for p in priors)
+        inputs.extend(build_input(list(p.window), max_chars=scorer.max_chars, cache=cache)
+                      for p in priors)
         result.sequences = len(inputs)
         return Prepared(result, scorer, users, new, got, priors, inputs)
 

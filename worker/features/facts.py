@@ -1,0 +1,109 @@
+"""What the model inputs need of each event, computed once per event, and a cache of it.
+
+A window's text and context features are built from *facts*: per event, the few values the
+features read (time, type, log price, product, category, session) and, on demand, its text
+phrase. None of them depends on the rest of the window, so an event that comes back in the
+next batch's window (the window store returns a user's whole window every time) needs none
+of them computed again: :class:`EventCache` keeps them between batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import islice
+from operator import itemgetter, lt
+
+__all__ = ["EventCache", "window_facts"]
+
+EVENT_TYPES = ("view", "search", "add_to_cart", "remove_from_cart", "purchase", "review")
+KIND_CODES = {t: i for i, t in enumerate(EVENT_TYPES)}  # any other event type: len(EVENT_TYPES)
+OTHER_KIND = len(EVENT_TYPES)
+
+# The layout of one event's facts: a tuple (one object to read per event), whose last item
+# is a list of what is filled in when first needed: the event's text phrase
+# (worker.features.text) and, once the event is the newest of a window, the features that
+# depend on the newest event alone (worker.features.context).
+TS, KIND_CODE, LOG_PRICE, PRODUCT, CATEGORY, SESSION, EVENT, LATER = range(8)
+PHRASE, NEWEST = range(2)  # in LATER
+
+
+def event_facts(event: dict) -> tuple:
+    """``(ts, event type code, log1p(price) or None, product id, category, session_id, event,
+    [phrase, newest-only features])``, the last two None until needed.
+
+    The price counts when it is a finite number >= 0 and not a bool (as the text's price).
+    """
+    product = event.get("product")
+    log_price = product_id = category = None
+    if product:  # an object when present (schema)
+        product_id = product.get("id")
+        category = product.get("category")
+        price = product.get("price")
+        if isinstance(price, int | float) and price is not True and price is not False \
+                and math.isfinite(price) and price >= 0:
+            log_price = math.log1p(float(price))
+    return (event["ts"], KIND_CODES.get(event["event_type"], OTHER_KIND), log_price, product_id,
+            category, event.get("session_id"), event, [None, None])
+
+
+class EventCache:
+    """Facts of window events between batches, for windows made of the same event dicts.
+
+    The Redis window store hands out the same (read-only) event dicts batch after batch while
+    their payloads stay in its decoded-event cache, so the facts are keyed by the dict itself:
+    its ``id``, with the dict kept in the entry. While an entry exists its dict cannot be
+    freed, so no other dict can have that ``id``; once the entry is dropped the ``id`` may be
+    reused and is looked up afresh. The trap: a dict changed in place after it was cached would
+    get stale facts; window events are read-only (docs/contracts.md). Windows of fresh dicts
+    (the memory store, training) only miss, and the cache keeps up to ``2 * size`` of them alive
+    (with Redis, the decoded-event cache holds the same dicts anyway).
+
+    Bounded: two generations of at most ``size`` events each, as
+    :class:`~worker.windows.codec.DecodedEvents` (an entry used again moves to the newer one);
+    ``size=0`` turns the cache off. One cache per pipeline; not thread-safe.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.size = size
+        self._new: dict[int, tuple] = {}
+        self._old: dict[int, tuple] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def facts(self, events: Sequence[dict]) -> list[tuple]:
+        """The facts of each of ``events``, in their order."""
+        if not self.size:
+            return list(map(event_facts, events))
+        new = self._new
+        out = list(map(new.get, map(id, events)))  # a hit is the event's own facts (above)
+        misses = 0
+        if None in out:
+            old = self._old
+            for i, facts in enumerate(out):
+                if facts is None:
+                    event = events[i]
+                    facts = old.get(id(event))
+                    if facts is None:
+                        facts = event_facts(event)
+                        misses += 1
+                    out[i] = new[id(event)] = facts
+        self.hits += len(out) - misses
+        self.misses += misses
+        if len(new) > self.size:
+            self._old, self._new = new, {}
+        return out
+
+
+def window_facts(window: Sequence[dict], cache: EventCache | None = None) -> list[tuple]:
+    """The facts of a window's events in event-time order (``ts``, then ``event_id``), as
+    :func:`~worker.features.window.oldest_first` orders them; an empty window is a ValueError."""
+    if not window:
+        raise ValueError("empty window: nothing to build a model input from")
+    facts = list(map(event_facts, window)) if cache is None else cache.facts(window)
+    ts = list(map(itemgetter(TS), facts))
+    if all(map(lt, ts, islice(ts, 1, None))):  # strictly increasing: nothing to sort
+        return facts
+    return sorted(facts, key=lambda f: (f[TS], f[EVENT].get("event_id", "")))
