@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # Batching and windows
     batch_max: int = Field(256, ge=1, le=100_000, description="events per micro-batch, at most")
     batch_wait_ms: int = Field(50, ge=1, le=60_000, description="longest wait to fill a micro-batch")
+    gc_threshold: int = Field(
+        10_000, ge=0, le=10_000_000,
+        description="Python's generation-0 garbage-collection threshold in the worker (0 = "
+                    "Python's default, 700): it allocates many short-lived objects per event")
     pipeline_overlap: Literal["auto", "on", "off"] = Field(
         "auto", description="prepare the next batch (parse, Redis, inputs) while the model runs "
                             "on this one; auto: on when the model runs on CUDA")

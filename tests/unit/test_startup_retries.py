@@ -40,3 +40,20 @@ async def test_ensure_topics_retries_until_the_timeout_has_passed(caplog):
         await ensure_topics([f"127.0.0.1:{free_port()}"], ["t"], partitions=1, timeout_s=1.0)
     elapsed = time.monotonic() - t0
     assert 1.0 <= elapsed < 3.0
+
+
+def test_gc_threshold_is_raised_and_zero_leaves_python_s_default() -> None:
+    import gc
+
+    from worker.runtime import tune_gc
+    from worker.settings import load_settings
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(load_settings(gc_threshold=12_345))
+        assert gc.get_threshold() == (12_345, *before[1:])
+        gc.set_threshold(*before)
+        tune_gc(load_settings(gc_threshold=0))
+        assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*before)
