@@ -76,6 +76,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     metrics = metrics or Metrics()
     serving = [None]
     cache_seen = [0, 0]  # the scorer's cache counters at the last batch
+    windows_seen = [0, 0]  # the window store's cache counters at the last batch
 
     # at-least-once: the consumer hands over whole micro-batches (worker.kafka.batching), the
     # agent acknowledges their messages once the broker took their outputs. exactly-once:
@@ -225,6 +226,10 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         metrics.text_cache.labels("hit").inc(max(0, hits - cache_seen[0]))
         metrics.text_cache.labels("miss").inc(max(0, misses - cache_seen[1]))
         cache_seen[:] = [hits, misses]
+        hits, misses = pipeline.window_cache_counts()
+        metrics.window_cache.labels("hit").inc(max(0, hits - windows_seen[0]))
+        metrics.window_cache.labels("miss").inc(max(0, misses - windows_seen[1]))
+        windows_seen[:] = [hits, misses]
 
     # at-least-once: records go straight to the producer (Faust's channel layer costs ~5 % of
     # a no-op worker's CPU); exactly-once: through the topics, which attach each send to the

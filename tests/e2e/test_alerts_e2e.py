@@ -109,6 +109,10 @@ async def test_metrics_count_events_alerts_and_latency(alerts_run) -> None:
         assert _sample(text, f'intent_alerts_total{{kind="{kind}"}}') == 1
     assert _sample(text, "intent_event_to_score_seconds_count") == _sample(text, "intent_scores_total")
     assert _sample(text, "intent_batches_total") >= 2
+    # one window read per score record, from the window cache (hit) or whole (miss)
+    hits = _sample(text, 'intent_window_cache_total{result="hit"}')
+    misses = _sample(text, 'intent_window_cache_total{result="miss"}')
+    assert hits + misses == _sample(text, "intent_scores_total")
     assert 'intent_model_info{name="noop"' in text
     assert "intent_consumer_lag{" in text
 

@@ -55,6 +55,9 @@ class Metrics:
         self.text_cache = Counter("intent_text_cache", "Model inputs whose text vector came from the "
                                   "cache (result=hit) or the encoder (result=miss)", ["result"],
                                   registry=r)
+        self.window_cache = Counter("intent_window_cache", "Windows Redis answered with event "
+                                    "ids only, this worker holding the rest (result=hit), or "
+                                    "whole (result=miss)", ["result"], registry=r)
         self.model_info = Gauge("intent_model_info", "The model serving now (value 1)",
                                 ["name", "version"], registry=r)
 

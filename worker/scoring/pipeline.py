@@ -249,6 +249,11 @@ class Pipeline:
             log.warning("alert cooldown state not saved (%s); a redelivery may repeat %d alerts",
                         exc, len(result.alerts))
 
+    def window_cache_counts(self) -> tuple[int, int]:
+        """Windows the store answered from its cache and whole, so far (0, 0 without one)."""
+        cache = getattr(self._store, "windows", None)
+        return (cache.hits, cache.misses) if cache is not None else (0, 0)
+
     async def ping_store(self) -> None:
         """Raises when the window store does not answer (readiness checks)."""
         await self._store.ping()
