@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     gc_threshold: int = Field(
         10_000, ge=0, le=10_000_000,
         description="Python's generation-0 garbage-collection threshold in the worker (0 = "
-                    "Python's default, 700): it allocates many short-lived objects per event")
+                    "Python's default, 700): it allocates many short-lived objects per event; "
+                    "10,000 cost ~40 MiB of RSS and saved 10-15 % of CPU in the load test")
     pipeline_overlap: Literal["auto", "on", "off"] = Field(
         "auto", description="prepare the next batch (parse, Redis, inputs) while the model runs "
                             "on this one; auto: on when the model runs on CUDA")
