@@ -39,7 +39,8 @@ def test_types_redis_py_refuses_still_fail_the_same_way() -> None:
 
 def test_another_encoding_is_left_to_redis_py() -> None:
     conn = HiredisConnection(encoding="latin-1")
-    assert b"".join(conn.pack_command("SET", "k", "é")) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\xe9\r\n"
+    expected = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\xe9\r\n"
+    assert b"".join(conn.pack_command("SET", "k", "é")) == expected
 
 
 def test_clients_get_the_packing_variant_of_their_connection_class() -> None:

@@ -362,7 +362,8 @@ class RedisWindowStore:
                                  f"{_describe(exc)}") from exc
             for user, reply in replies.items():
                 if isinstance(reply, Exception):
-                    raise StoreError(f"redis read of a window failed: {_describe(reply)}") from reply
+                    raise StoreError(
+                        f"redis read of a window failed: {_describe(reply)}") from reply
                 windows[user] = self._window(user, reply, None, {})
         samples: dict[str, list[float]] = {}
         if prices is not None:
