@@ -43,7 +43,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from loadtest.gen import batches, load_catalog, make_events
+from loadtest.gen import batches, by_user, load_catalog, make_events
 from loadtest.loadgen import Published, publish
 from loadtest.relay import RELAY_BATCH_HEADER
 from loadtest.stats import OutRecord, coverage, format_table, latencies, ratio, throughput
@@ -326,7 +326,6 @@ class Bench:
         the worker would have: the row starts where a long-running worker would be."""
         if not self.warm:
             return
-        from worker.events import parse_event
         from worker.windows import RedisWindowStore
 
         settings = load_settings(redis_url=self.redis_url, key_prefix=f"lt{self.tag}{row}")
@@ -334,11 +333,7 @@ class Bench:
         await store.start()
         try:
             for chunk in batches(self.warm, 2000):
-                users: dict[str, list[dict]] = {}
-                for ev in chunk:
-                    users.setdefault(ev["user_id"], []).append(
-                        parse_event(orjson.dumps(ev), max_bytes=1 << 20))
-                await store.exchange(users)
+                await store.exchange(by_user(chunk))
         finally:
             await store.stop()
 

@@ -11,11 +11,13 @@ import bisect
 import csv
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.events import format_ts
+import orjson
+
+from worker.events import format_ts, parse_event
 
 # REES46 has no titles: a product's title is its brand and the last words of its category.
 _ROOT = Path(__file__).resolve().parents[1]
@@ -168,3 +170,15 @@ def batches(items: list, size: int) -> Iterator[list]:
     """Consecutive chunks of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def by_user(events: Iterable[dict]) -> dict[str, list[dict]]:
+    """Generated events as one worker batch hands them to the window store: normalised by
+    ``parse_event`` (``ts`` in epoch ms), grouped by user in order, a repeated ``event_id``
+    of a user counted once."""
+    users: dict[str, dict[str, dict]] = {}
+    for ev in events:
+        seen = users.setdefault(ev["user_id"], {})
+        if ev["event_id"] not in seen:
+            seen[ev["event_id"]] = parse_event(orjson.dumps(ev), max_bytes=1 << 20)
+    return {user: list(evs.values()) for user, evs in users.items()}

@@ -48,22 +48,17 @@ def worker_batches(
     """Score ``events`` the way the worker does (see the module doc); time ``model.score`` only.
     ``warm``: earlier events appended to the windows first (not scored), as in the bench's
     rows b and c."""
-    from loadtest.gen import batches
+    from loadtest.gen import batches, by_user
     from worker.features import build_input
     from worker.windows import MemoryWindowStore
 
     store = MemoryWindowStore(max_events=window_max_events, span_ms=window_seconds * 1000)
     for chunk in batches(list(warm), 2000):
-        before: dict[str, dict[str, dict]] = {}
-        for ev in chunk:
-            before.setdefault(ev["user_id"], {}).setdefault(ev["event_id"], _normalise(ev))
-        store.append_sync({u: list(evs.values()) for u, evs in before.items()})
+        store.append_sync(by_user(chunk))
     work = []  # (events in batch, inputs) prepared up front: the timed loop is the model alone
     for chunk in batches(list(events), batch_max):
-        users: dict[str, dict[str, dict]] = {}
-        for ev in chunk:
-            users.setdefault(ev["user_id"], {}).setdefault(ev["event_id"], _normalise(ev))
-        windows = store.append_sync({u: list(evs.values()) for u, evs in users.items()})
+        users = by_user(chunk)
+        windows = store.append_sync(users)
         inputs = [build_input(windows[u], max_chars=model.max_chars) for u in users]
         work.append((len(chunk), inputs))
         if limit_batches is not None and len(work) >= limit_batches:
@@ -100,13 +95,6 @@ def worker_batches(
 
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-
-
-def _normalise(ev: dict) -> dict:
-    """The generator's events as ``parse_event`` would hand them on (``ts`` in epoch ms)."""
-    from worker.events import parse_event
-
-    return parse_event(json.dumps(ev).encode(), max_bytes=1 << 20)
 
 
 def synthetic(

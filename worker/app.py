@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import faust
 from faust.types import TP
@@ -28,6 +29,9 @@ from worker.scoring.pipeline import (
     retry_until_done,
 )
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +226,15 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             serving[0] = (scorer.name, scorer.version)
             metrics.set_model(scorer.name, scorer.version)
             cache_seen[:] = [0, 0]
-        hits, misses = getattr(scorer, "cache_hits", 0), getattr(scorer, "cache_misses", 0)
-        metrics.text_cache.labels("hit").inc(max(0, hits - cache_seen[0]))
-        metrics.text_cache.labels("miss").inc(max(0, misses - cache_seen[1]))
-        cache_seen[:] = [hits, misses]
-        hits, misses = pipeline.window_cache_counts()
-        metrics.window_cache.labels("hit").inc(max(0, hits - windows_seen[0]))
-        metrics.window_cache.labels("miss").inc(max(0, misses - windows_seen[1]))
-        windows_seen[:] = [hits, misses]
+        count_cache(metrics.text_cache, cache_seen,
+                    (getattr(scorer, "cache_hits", 0), getattr(scorer, "cache_misses", 0)))
+        count_cache(metrics.window_cache, windows_seen, pipeline.window_cache_counts())
+
+    def count_cache(counter: Counter, seen: list[int], now: tuple[int, int]) -> None:
+        """Add what a cache's running (hits, misses) gained since ``seen`` to ``counter``."""
+        for label, total, before in zip(("hit", "miss"), now, seen, strict=True):
+            counter.labels(label).inc(max(0, total - before))
+        seen[:] = now
 
     # at-least-once: records go straight to the producer (Faust's channel layer costs ~5 % of
     # a no-op worker's CPU); exactly-once: through the topics, which attach each send to the

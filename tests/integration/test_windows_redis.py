@@ -39,6 +39,17 @@ def ids(window: list[dict]) -> list[str]:
     return [e["event_id"] for e in window]
 
 
+def random_batch(rng: random.Random, step: int, users: list[str], event_ids: list[str], *,
+                 users_min: int, events_max: int) -> dict[str, list[dict]]:
+    """``users_min``-4 of ``users``, each with 0-``events_max`` events: late arrivals, ties and
+    redeliveries (often with a different payload)."""
+    return {
+        user: [ev(rng.choice(event_ids), T0 + step * 5 + rng.randint(-70, 10), user,
+                  n=rng.randint(0, 3)) for _ in range(rng.randint(0, events_max))]
+        for user in rng.sample(users, rng.randint(users_min, 4))
+    }
+
+
 @pytest.fixture
 async def make_redis(
     redis_url: str, prefix: str
@@ -209,18 +220,7 @@ async def test_memory_and_redis_agree_on_a_random_sequence(
     users = [f"user{i}" for i in range(6)] + ["ü}{"]
     event_ids = [f"e{i}" for i in range(40)] + ["é", "😀", "E1", "e1 "]
     for step in range(80):
-        batch: dict[str, list[dict]] = {}
-        for user in rng.sample(users, rng.randint(0, 4)):
-            batch[user] = [
-                # late arrivals, ties and redeliveries (often with a different payload)
-                ev(
-                    rng.choice(event_ids),
-                    T0 + step * 5 + rng.randint(-70, 10),
-                    user,
-                    n=rng.randint(0, 3),
-                )
-                for _ in range(rng.randint(0, 6))
-            ]
+        batch = random_batch(rng, step, users, event_ids, users_min=0, events_max=6)
         assert await redis_store.append(batch) == await memory.append(batch), f"step {step}"
 
 
@@ -478,7 +478,6 @@ async def test_cached_stores_sharing_users_agree_with_memory_on_a_random_sequenc
               await make_redis(**limits)]
     users = [f"user{i}" for i in range(6)]
     event_ids = [f"e{i}" for i in range(30)]
-    hits = 0
     for step in range(150):
         store = stores[0] if rng.random() < 0.5 else rng.choice(stores)
         if rng.random() < 0.03:
@@ -486,14 +485,10 @@ async def test_cached_stores_sharing_users_agree_with_memory_on_a_random_sequenc
             await rng.choice(stores).forget(user)
             await memory.forget(user)
             continue
-        batch = {
-            user: [ev(rng.choice(event_ids), T0 + step * 5 + rng.randint(-70, 10), user,
-                      n=rng.randint(0, 3)) for _ in range(rng.randint(0, 4))]
-            for user in rng.sample(users, rng.randint(1, 4))
-        }
+        batch = random_batch(rng, step, users, event_ids, users_min=1, events_max=4)
         assert await store.append(batch) == await memory.append(batch), f"step {step}"
-        hits = sum(s.windows.hits for s in stores)
-    assert hits > 50  # the cached path was taken, not only the whole reads
+    # the cached path was taken, not only the whole reads
+    assert sum(s.windows.hits for s in stores) > 50
 
 
 async def test_a_hand_deleted_payload_is_dropped_with_the_cache_too(
