@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tests.unit.test_training_train import synthetic_events
 from worker.cli import main
-from worker.model.tiny import write_tiny_encoder
+from tests.support.tiny_model import write_tiny_encoder
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from worker.model import (
     save_model_dir,
 )
 from worker.model.head import FusionHead
-from worker.model.tiny import TINY_DIM, write_tiny_encoder
+from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
 
 
 @pytest.fixture(scope="module")

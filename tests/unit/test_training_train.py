@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score
 
 from worker.features import build_input
 from worker.model import load_model, read_config
-from worker.model.tiny import write_tiny_encoder
+from tests.support.tiny_model import write_tiny_encoder
 from worker.training import build_examples, load_baseline, train, user_split
 from worker.training.examples import LABEL_DEFINITION
 

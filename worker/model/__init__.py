@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from worker.model.modeldir import (
-    FORMAT,
-    ModelConfig,
-    load_model,
-    read_config,
-    save_model_dir,
-)
+from worker.model.loading import load_model
+from worker.model.modeldir import FORMAT, ModelConfig, read_config, save_model_dir
 from worker.model.shipped import default_model_path, init_default
 
 if TYPE_CHECKING:
