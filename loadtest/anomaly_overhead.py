@@ -24,10 +24,10 @@ from pathlib import Path
 
 import orjson
 
+from worker.dataset.loading import load_events
 from worker.ops.stack import start_redis
 from worker.scoring.pipeline import Message, Pipeline
 from worker.settings import load_settings
-from worker.training.data import load_events
 from worker.windows import RedisWindowStore
 
 

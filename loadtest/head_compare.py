@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from worker.training.examples import DEFAULT_HORIZON_S
-from worker.training.split import DEFAULT_SPLIT_SEED, time_split, user_fold, user_split
+from worker.dataset.examples import DEFAULT_HORIZON_S
+from worker.dataset.split import DEFAULT_SPLIT_SEED, time_split, user_fold, user_split
 
 SALTS = (DEFAULT_SPLIT_SEED, "alt-1", "alt-2", "alt-3")
 FOLDS = 5
@@ -280,9 +280,9 @@ def table(rows: dict[str, dict[str, Any]], *, reference: str = "baseline",
 
 def load(path: Path, fmt: str, cache: Path | None) -> Data:
     """Examples of an event file as ``train`` builds them, their inputs and text vectors."""
+    from worker.dataset import build_examples, load_events
     from worker.features import build_input
     from worker.model.modeldir import DEFAULT_ENCODER_PACKAGE, package_dir
-    from worker.training import build_examples, load_events
     from worker.training.bert import BertRun, BertSettings
 
     events = load_events(path, fmt)

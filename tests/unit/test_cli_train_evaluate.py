@@ -9,9 +9,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from tests.support.tiny_model import write_tiny_encoder
 from tests.unit.test_training_train import synthetic_events
 from worker.cli import main
-from tests.support.tiny_model import write_tiny_encoder
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
 from worker.errors import ConfigError
 from worker.features import FEATURE_NAMES, ModelInput, build_input
 from worker.model import IntentModel, ModelConfig, default_model_path, load_model, save_model_dir
 from worker.model.encoder import collate, encode
 from worker.model.head import FusionHead
 from worker.model.intent import resolve_device
-from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
 
 T0 = 1_570_000_000_000
 CATEGORIES = ["electronics.smartphone", "computers.notebook", "appliances.kitchen.kettle",

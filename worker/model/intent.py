@@ -12,9 +12,9 @@ from torch import Tensor
 
 from worker.errors import ConfigError
 from worker.features import ModelInput
+from worker.model.config import ModelConfig
 from worker.model.encoder import TextEncoder, collate
 from worker.model.head import FusionHead
-from worker.model.modeldir import ModelConfig
 
 CPU_BATCH = 16
 CUDA_BATCH = 64
@@ -90,7 +90,8 @@ class IntentModel:
         texts = [i.text for i in inputs]
         with torch.inference_mode(), self._autocast():
             vectors = self._vectors(texts)
-            features = self._to_device(torch.tensor([i.features for i in inputs], dtype=torch.float32))
+            features = self._to_device(
+                torch.tensor([i.features for i in inputs], dtype=torch.float32))
             logits = self.head(torch.stack([vectors[t] for t in texts]), features)
             return torch.sigmoid(logits.float()).tolist()
 

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from worker.dataset.examples import Example
+from worker.dataset.split import DEFAULT_SPLIT_SEED, INNER_FRAC, inner_user_split
 from worker.errors import ModelError
 from worker.features import FEATURE_NAMES, context_features
 from worker.features.window import oldest_first
-from worker.training.examples import Example
 from worker.training.metrics import count_summary
-from worker.training.split import DEFAULT_SPLIT_SEED, INNER_FRAC, inner_user_split
 
 __all__ = ["BASELINE_FEATURE_NAMES", "CATEGORICAL_NAMES", "Baseline", "baseline_features",
            "fit_baseline", "fit_baseline_stopped_on", "load_baseline", "window_categories"]
@@ -131,7 +131,7 @@ def fit_baseline(fit_examples: Sequence[Example], *, split_seed: str = DEFAULT_S
     """Fit on ``fit_examples`` alone: the number of trees is chosen on an inner split of
     their users, then the model is refitted on all of them with that many trees.
 
-    The inner split (:func:`~worker.training.split.inner_user_split`, seed ``split_seed``,
+    The inner split (:func:`~worker.dataset.split.inner_user_split`, seed ``split_seed``,
     about ``inner_frac`` of the users held out, never by row: a user's examples stay on
     one side) early-stops a probe fit on the other users (see :func:`fit_baseline_stopped_on`
     for ``stop_on``). There is deliberately no argument for validation examples: whatever
