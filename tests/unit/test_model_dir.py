@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
+from worker.dataset import LABEL_DEFINITION
 from worker.errors import ModelError
 from worker.features import FEATURE_NAMES
-from worker.dataset import LABEL_DEFINITION
 from worker.model import (
     FORMAT,
     LabelSection,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from worker.model.loading import load_model
 from worker.model.config import (
     FORMAT,
     DataSection,
@@ -17,6 +16,7 @@ from worker.model.config import (
     SplitSection,
     WindowSection,
 )
+from worker.model.loading import load_model
 from worker.model.modeldir import read_config, save_model_dir
 from worker.model.shipped import default_model_path, init_default
 
