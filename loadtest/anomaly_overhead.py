@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scorer", choices=("model", "noop"), default="model")
     args = ap.parse_args(argv)
 
-    events = sorted(load_events(args.events, args.format).events,
-                    key=lambda e: (e["ts"], e["event_id"]))[:args.n]
+    events = load_events(args.events, args.format).events[:args.n]  # in event-time order
     if args.scorer == "model":
         from worker.model import default_model_path, load_model
 

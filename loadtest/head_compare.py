@@ -1,5 +1,5 @@
-"""Candidate heads over many user splits and the time split (issue 3: does a GBDT-based or
-blended head generalise better than the shipped linear head?).
+"""Candidate heads over many user splits and the time split: does a GBDT-based or blended
+head generalise better than the shipped linear head?
 
     python -m loadtest.head_compare ../shared/data/rees46/events-dev.csv --format rees46 \
         --cache emb-cache.npz --out head-compare.json
@@ -12,10 +12,9 @@ on the train-part users before the cut, score every example after it.
 **Fairness.** Every choice a candidate makes (trees of a GBDT, the out-of-fold text score of a
 stack) uses only its fit users, through inner user folds (salt ``<salt>/inner``), never the
 scored users, except ``baseline``: the product's GBDT stopped early on the scored users
-(:func:`fit_baseline_stopped_on`, how ``train`` fitted it before it stopped on training
-users), kept to show how optimistic that is; ``baseline_inner`` is the product's GBDT as
-``train`` fits it now (:func:`fit_baseline`: stopped on inner users of the fit part,
-refitted on all of them).
+(:func:`fit_baseline_stopped_on`), kept to show how optimistic that is; ``baseline_inner``
+is the product's GBDT as ``train`` fits it (:func:`fit_baseline`: stopped on inner users of
+the fit part, refitted on all of them).
 
 **Candidates** (serving inputs only: the 42 context features and the text vector, except the
 two baselines, which also get the newest category and brand):

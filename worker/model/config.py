@@ -19,9 +19,9 @@
 
 ``data``, ``label``, ``window`` and ``split`` are typed sections that evaluation reads;
 ``training``, ``counts`` and ``baseline`` are records for people (the model card) and
-stay plain JSON objects. A directory without the optional sections (an untrained head)
-loads as before; they are None then. Every problem is a :class:`~worker.errors.ModelError`
-that names the file and what is wrong.
+stay plain JSON objects. The optional sections are None when a directory has none (an
+untrained head). Every problem is a :class:`~worker.errors.ModelError` that names the
+file and what is wrong.
 """
 
 from __future__ import annotations

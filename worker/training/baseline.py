@@ -138,8 +138,8 @@ def fit_baseline(fit_examples: Sequence[Example], *, split_seed: str = DEFAULT_S
     this baseline is scored on cannot have chosen anything for it, as for the linear head,
     which fits on the training users alone.
 
-    Refit rather than keep the probe: the probe saw only ~80 % of the training users (a few
-    hundred positives on the dev data), the BERT head fits on all of them, and the tree
+    Refit rather than keep the probe: the probe saw only part of the training users, the
+    BERT head fits on all of them, and the tree
     count is the only thing the held-out users are needed for; without subsampling the
     refit is deterministic. The refit's vocabulary and class weights come from all fit
     users. When the inner split cannot stop anything (no held-out user, or one side without
@@ -192,8 +192,8 @@ def fit_baseline_stopped_on(train_examples: Sequence[Example],
     ``refit`` False: ``info["n_iter"]`` is the best count but the model keeps the
     ``n_iter_no_change`` trees after it (saves a fit when only the count is wanted).
     ``threads``: OpenMP threads while fitting (None: scikit-learn's default); one by default,
-    since more save little on tens of thousands of rows and OpenMP's spinning threads made
-    fits ten times slower on a busy machine. ``params`` override :data:`DEFAULT_PARAMS`.
+    since more save little on tens of thousands of rows and OpenMP's spinning threads slow
+    fits down badly on a busy machine. ``params`` override :data:`DEFAULT_PARAMS`.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits

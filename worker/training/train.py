@@ -93,14 +93,13 @@ def train(
 
     ``head``: ``linear`` (the default with a frozen encoder; ``pca_components`` and ``l2_c``
     apply) or ``mlp`` (the default, and the only choice, when fine-tuning; the epoch, lr,
-    dropout and patience settings apply). The linear head was chosen on the REES46 dev file
-    by paired comparisons with the baseline over 20 user splits (5-fold by user, four
-    salts): mean validation PR-AUC above the GBDT's where the MLP head tied it.
+    dropout and patience settings apply). The linear head is the default because on
+    user-split comparisons with the baseline it ranks at least as well as the MLP head
+    with far fewer parameters (docs/model-selection.md has the figures).
 
-    Head defaults (small, heavily regularised: hidden 16, dropout 0.5 on the hidden layer
-    and on the text vectors, weight decay 0.1, lr 1e-4) were chosen on the REES46 dev
-    file by mean validation PR-AUC over four user splits and three seeds, not one split;
-    with lr 1e-3 the head's best epoch was the first (it memorises quickly).
+    The MLP head's defaults are small and heavily regularised (hidden 16, dropout 0.5 on
+    the hidden layer and on the text vectors, weight decay 0.1, lr 1e-4): on a few hundred
+    positives a larger or faster head memorises the training users within an epoch.
 
     ``events``: a :class:`LoadResult` (its file fingerprint is recorded) or normalised
     events (fingerprinted in memory). ``pos_weight`` None: negatives / positives of the
