@@ -199,7 +199,8 @@ def test_text_cache_matches_the_encoder_and_evicts(model_dir: Path) -> None:
 def test_warm_up_runs_the_model_without_touching_the_cache(model_dir: Path) -> None:
     fresh = load_model(model_dir, device="cpu", batch_size=4)
     calls: list[tuple[int, int]] = []
-    hook = fresh.encoder.register_forward_pre_hook(lambda _m, args: calls.append(tuple(args[0].shape)))
+    hook = fresh.encoder.register_forward_pre_hook(
+        lambda _m, args: calls.append(tuple(args[0].shape)))
     try:
         seconds = fresh.warm_up()
     finally:

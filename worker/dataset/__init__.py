@@ -6,6 +6,8 @@ Importing this package does no work and loads neither torch nor scikit-learn.
 
 from worker.dataset.examples import (
     DEFAULT_HORIZON_S,
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_WINDOW_SECONDS,
     LABEL_DEFINITION,
     Example,
     LabelSpec,
@@ -23,8 +25,8 @@ from worker.dataset.split import (
 )
 
 __all__ = [
-    "DEFAULT_HORIZON_S", "DEFAULT_SPLIT_SEED", "LABEL_DEFINITION", "Example", "LabelSpec",
-    "LoadResult", "bar", "build_examples", "compute_metrics", "data_fingerprint",
-    "events_fingerprint", "inner_user_split", "load_events", "time_split", "user_fold",
-    "user_split",
+    "DEFAULT_HORIZON_S", "DEFAULT_MAX_EVENTS", "DEFAULT_SPLIT_SEED", "DEFAULT_WINDOW_SECONDS",
+    "LABEL_DEFINITION", "Example", "LabelSpec", "LoadResult", "bar", "build_examples",
+    "compute_metrics", "data_fingerprint", "events_fingerprint", "inner_user_split",
+    "load_events", "time_split", "user_fold", "user_split",
 ]

@@ -18,8 +18,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from worker.dataset import DEFAULT_HORIZON_S, LABEL_DEFINITION, bar, build_examples, user_split
-from worker.dataset.examples import DEFAULT_MAX_EVENTS, DEFAULT_WINDOW_SECONDS
+from worker.dataset import (
+    DEFAULT_HORIZON_S,
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_WINDOW_SECONDS,
+    LABEL_DEFINITION,
+    bar,
+    build_examples,
+    user_split,
+)
 from worker.errors import ConfigError
 from worker.model.config import LabelSection, ModelConfig, WindowSection
 
