@@ -24,10 +24,10 @@ from pathlib import Path
 
 import orjson
 
+from worker.dataset.loading import load_events
 from worker.ops.stack import start_redis
 from worker.scoring.pipeline import Message, Pipeline
 from worker.settings import load_settings
-from worker.training.data import load_events
 from worker.windows import RedisWindowStore
 
 
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scorer", choices=("model", "noop"), default="model")
     args = ap.parse_args(argv)
 
-    events = sorted(load_events(args.events, args.format).events,
-                    key=lambda e: (e["ts"], e["event_id"]))[:args.n]
+    events = load_events(args.events, args.format).events[:args.n]  # in event-time order
     if args.scorer == "model":
         from worker.model import default_model_path, load_model
 

@@ -1,5 +1,5 @@
-"""Candidate heads over many user splits and the time split (issue 3: does a GBDT-based or
-blended head generalise better than the shipped linear head?).
+"""Candidate heads over many user splits and the time split: does a GBDT-based or blended
+head generalise better than the shipped linear head?
 
     python -m loadtest.head_compare ../shared/data/rees46/events-dev.csv --format rees46 \
         --cache emb-cache.npz --out head-compare.json
@@ -12,10 +12,9 @@ on the train-part users before the cut, score every example after it.
 **Fairness.** Every choice a candidate makes (trees of a GBDT, the out-of-fold text score of a
 stack) uses only its fit users, through inner user folds (salt ``<salt>/inner``), never the
 scored users, except ``baseline``: the product's GBDT stopped early on the scored users
-(:func:`fit_baseline_stopped_on`, how ``train`` fitted it before it stopped on training
-users), kept to show how optimistic that is; ``baseline_inner`` is the product's GBDT as
-``train`` fits it now (:func:`fit_baseline`: stopped on inner users of the fit part,
-refitted on all of them).
+(:func:`fit_baseline_stopped_on`), kept to show how optimistic that is; ``baseline_inner``
+is the product's GBDT as ``train`` fits it (:func:`fit_baseline`: stopped on inner users of
+the fit part, refitted on all of them).
 
 **Candidates** (serving inputs only: the 42 context features and the text vector, except the
 two baselines, which also get the newest category and brand):
@@ -45,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from worker.training.examples import DEFAULT_HORIZON_S
-from worker.training.split import DEFAULT_SPLIT_SEED, time_split, user_fold, user_split
+from worker.dataset.examples import DEFAULT_HORIZON_S
+from worker.dataset.split import DEFAULT_SPLIT_SEED, time_split, user_fold, user_split
 
 SALTS = (DEFAULT_SPLIT_SEED, "alt-1", "alt-2", "alt-3")
 FOLDS = 5
@@ -280,9 +279,9 @@ def table(rows: dict[str, dict[str, Any]], *, reference: str = "baseline",
 
 def load(path: Path, fmt: str, cache: Path | None) -> Data:
     """Examples of an event file as ``train`` builds them, their inputs and text vectors."""
+    from worker.dataset import build_examples, load_events
     from worker.features import build_input
     from worker.model.modeldir import DEFAULT_ENCODER_PACKAGE, package_dir
-    from worker.training import build_examples, load_events
     from worker.training.bert import BertRun, BertSettings
 
     events = load_events(path, fmt)

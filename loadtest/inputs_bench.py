@@ -30,10 +30,10 @@ from pathlib import Path
 import orjson
 
 from loadtest.gen import CATALOG_CANDIDATES, batches, load_catalog, make_events
+from worker.dataset.examples import build_examples
+from worker.dataset.loading import load_events
 from worker.events import parse_event
 from worker.features import EventCache, build_input
-from worker.training.data import load_events
-from worker.training.examples import build_examples
 from worker.windows import MemoryWindowStore
 from worker.windows.codec import DecodedEvents, encode_event
 

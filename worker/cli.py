@@ -167,8 +167,8 @@ def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, head: str |
     """Train the intent model (and the GBDT baseline) on a file of events."""
     settings = _settings()
     _setup_logging(settings)
+    from worker.dataset.loading import load_events
     from worker.model.intent import resolve_device
-    from worker.training.data import load_events
     from worker.training.train import train as run_train
 
     if out_dir.exists() and not overwrite:
@@ -232,7 +232,7 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
     recall on the injected anomalies and false alerts per 10,000 clean events."""
     settings = _settings()
     _setup_logging(settings)
-    from worker.evaluation.replay import parse_time
+    from worker.kafka.reader import parse_time
     from worker.kafka.security import aiokafka_options
 
     if (input_path is None) == (topic is None):
@@ -264,7 +264,7 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
         raise click.UsageError("--report DIR is required to evaluate (or --anomaly-labels FILE)")
 
     from worker.evaluation.evaluate import evaluate as run_evaluate
-    from worker.evaluation.evaluate import events_from_topic
+    from worker.evaluation.replay import events_from_topic
     from worker.model import default_model_path
 
     if topic is not None:
@@ -274,7 +274,7 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
         source = {"topic": topic, "from_ms": from_ms, "to_ms": to_ms, "events": len(events),
                   "rejected": rejected}
     else:
-        from worker.training.data import load_events
+        from worker.dataset.loading import load_events
 
         loaded = load_events(input_path, fmt, max_event_bytes=settings.max_event_bytes)
         events = loaded.events

@@ -18,7 +18,7 @@ def tiny_model_dir(root: Path, version: str, seed: int) -> Path:
     from worker.features import FEATURE_NAMES
     from worker.model import ModelConfig, save_model_dir
     from worker.model.head import FusionHead
-    from worker.model.tiny import TINY_DIM, write_tiny_encoder
+    from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
 
     torch.manual_seed(seed)
     encoder = write_tiny_encoder(root / f"enc-{version}", seed=seed)

@@ -1,4 +1,4 @@
-"""worker.evaluation.replay against the real (Tansu) broker of the test session.
+"""worker.kafka.reader and worker.evaluation.replay against the real (Tansu) broker.
 
 Messages carry explicit producer timestamps (CreateTime) spread over 3 partitions; a middle
 time range must come back exactly, with no consumer group created and no committed offset
@@ -17,7 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from worker.errors import ConfigError
-from worker.evaluation.replay import ReplayRecord, read_topic_range, republish
+from worker.evaluation.replay import republish
+from worker.kafka.reader import ReplayRecord, read_topic_range
 from worker.kafka.admin import ensure_topics
 
 BASE_MS = 1_700_000_000_000

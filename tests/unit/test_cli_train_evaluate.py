@@ -9,9 +9,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.unit.test_training_train import synthetic_events
+from tests.support.synthetic import synthetic_events
+from tests.support.tiny_model import write_tiny_encoder
 from worker.cli import main
-from worker.model.tiny import write_tiny_encoder
 
 
 @pytest.fixture(scope="module")
@@ -58,5 +58,6 @@ def test_evaluate_flags_say_what_to_fix(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "either INPUT" in r.output
     r = runner.invoke(main, ["evaluate", "--topic", "t", "--speed", "2", "--report", str(tmp_path)])
     assert r.exit_code == 2 and "--speed needs --publish-to" in r.output
-    r = runner.invoke(main, ["evaluate", "--topic", "t", "--from-time", "yesterday", "--report", str(tmp_path)])
+    r = runner.invoke(main, ["evaluate", "--topic", "t", "--from-time", "yesterday",
+                             "--report", str(tmp_path)])
     assert r.exit_code != 0 and "yesterday" in r.output and "Traceback" not in r.output

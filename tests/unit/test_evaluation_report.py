@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worker.evaluation.metrics import compute_metrics
+from worker.dataset.metrics import compute_metrics
 from worker.evaluation.report import PLOTS, write_report
 
 pytest.importorskip("matplotlib")

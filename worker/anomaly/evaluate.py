@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the full result here")
     args = ap.parse_args(argv)
     try:
-        from worker.training.data import load_events
+        from worker.dataset.loading import load_events
 
         config = DetectorConfig.from_mapping(_overrides(args.overrides))
         events = load_events(args.events, args.format).events

@@ -1,24 +1,11 @@
-"""Evaluation: metrics, reports with plots, and replay of a topic's time range.
+"""Evaluation: score a replay of events (a file or a topic range) with the model and the
+GBDT baseline, and write a report with metrics and plots; re-publish a range for shadow
+tests.
 
 Nothing heavy happens at import: matplotlib is imported only when a report is written.
 """
 
-from worker.evaluation.metrics import compute_metrics
-from worker.evaluation.replay import (
-    ReplayRecord,
-    ReplayReport,
-    parse_time,
-    read_topic_range,
-    republish,
-)
+from worker.evaluation.replay import ReplayReport, events_from_topic, republish
 from worker.evaluation.report import write_report
 
-__all__ = [
-    "ReplayRecord",
-    "ReplayReport",
-    "compute_metrics",
-    "parse_time",
-    "read_topic_range",
-    "republish",
-    "write_report",
-]
+__all__ = ["ReplayReport", "events_from_topic", "republish", "write_report"]

@@ -2,7 +2,7 @@
 
 Events come from a file or from a topic range (read with its own consumer, never the
 worker's group). They go through the same window, text and model code as the worker
-(``worker.training.examples`` uses the worker's window store semantics,
+(``worker.dataset.examples`` uses the worker's window store semantics,
 ``worker.features.build_input`` builds the text, ``IntentModel.score`` scores); the GBDT
 baseline saved beside the model is scored on the same examples. Labels follow the model's
 own label definition (horizon) and window settings, read from its ``config.json``.
@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from worker.errors import BadEvent, ConfigError
-from worker.events import parse_event
+from worker.dataset import (
+    DEFAULT_HORIZON_S,
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_WINDOW_SECONDS,
+    LABEL_DEFINITION,
+    bar,
+    build_examples,
+    user_split,
+)
+from worker.errors import ConfigError
+from worker.model.config import LabelSection, ModelConfig, WindowSection
 
 log = logging.getLogger(__name__)
 
@@ -35,53 +43,28 @@ class Evaluation:
     times: dict[str, float] = field(default_factory=dict)
 
 
-async def events_from_topic(bootstrap: list[str], topic: str, *, from_ms: int | None, to_ms: int | None,
-                            max_event_bytes: int, **client_opts: object) -> tuple[list[dict], dict[str, int]]:
-    from worker.evaluation.replay import read_topic_range
-
-    events: list[dict] = []
-    rejected: Counter[str] = Counter()
-    seen: set[str] = set()
-    async for rec in read_topic_range(bootstrap, topic, from_ms=from_ms, to_ms=to_ms, **client_opts):
-        try:
-            event = parse_event(rec.value, max_bytes=max_event_bytes)
-        except BadEvent as exc:
-            rejected[exc.reason] += 1
-            continue
-        if event["event_id"] not in seen:
-            seen.add(event["event_id"])
-            events.append(event)
-    events.sort(key=lambda e: (e["ts"], e["event_id"]))
-    return events, dict(rejected)
-
-
 def evaluate(events: list[dict], *, model_dir: Path, report_dir: Path, source: dict[str, Any],
              users: Users = "all", device: str = "auto", progress: bool = True) -> Evaluation:
     from worker.evaluation.report import write_report
     from worker.features import build_input
     from worker.model import load_model, read_config
-    from worker.training.examples import build_examples
-    from worker.training.split import user_split
 
     times: dict[str, float] = {}
     config = read_config(model_dir)
-    extra = dict(config.extra)
-    horizon_s = int(extra.get("label", {}).get("horizon_s", 600))
-    window = extra.get("window", {})
-    max_events = int(window.get("max_events", 50))
-    window_seconds = int(window.get("seconds", 3600))
+    label, window = _label_and_window(config)
     t0 = time.perf_counter()
-    examples = build_examples(events, horizon_s=horizon_s, max_events=max_events, window_seconds=window_seconds)
-    split = extra.get("split", {})
+    examples = build_examples(events, horizon_s=label.horizon_s, max_events=window.max_events,
+                              window_seconds=window.seconds)
     if users != "all":
-        if not split:
+        split = config.split
+        if split is None:
             raise ConfigError(f"{model_dir}: the model records no user split; use --users all")
         examples = [e for e in examples if user_split(
-            e.user_id, seed=split.get("seed", "intent-v1"), val_frac=float(split.get("val_frac", 0.2)),
-            test_frac=float(split.get("test_frac", 0.0))) == users]
+            e.user_id, seed=split.seed, val_frac=split.val_frac,
+            test_frac=split.test_frac) == users]
     if not examples:
-        raise ConfigError("no labelled examples: the input is empty or shorter than the label horizon "
-                          f"({horizon_s}s)")
+        raise ConfigError("no labelled examples: the input is empty or shorter than the label "
+                          f"horizon ({label.horizon_s}s)")
     y = np.array([e.label for e in examples], dtype=int)
     times["examples_s"] = time.perf_counter() - t0
 
@@ -97,15 +80,16 @@ def evaluate(events: list[dict], *, model_dir: Path, report_dir: Path, source: d
 
         t0 = time.perf_counter()
         baseline = load_baseline(model_dir)
-        results["gbdt-baseline"] = (y, np.clip(baseline.predict_proba([e.window for e in examples]), 0, 1))
+        scores = baseline.predict_proba([e.window for e in examples])
+        results["gbdt-baseline"] = (y, np.clip(scores, 0, 1))
         times["baseline_s"] = time.perf_counter() - t0
 
-    trained_on = extra.get("data", {}).get("fingerprint")
+    trained_on = config.data.fingerprint if config.data is not None else None
     meta = {
         "model": {"name": model.name, "version": model.version, "dir": str(model_dir)},
         "source": source,
-        "label": extra.get("label", {"horizon_s": horizon_s}),
-        "window": {"max_events": max_events, "seconds": window_seconds},
+        "label": label.to_json(),
+        "window": window.to_json(),
         "users": users,
         "examples": len(examples),
         "distinct_users": len({e.user_id for e in examples}),
@@ -121,8 +105,6 @@ def evaluate(events: list[dict], *, model_dir: Path, report_dir: Path, source: d
 
 
 def _score(model: Any, inputs: list, *, progress: bool, chunk: int = 256) -> np.ndarray:
-    from worker.training.progress import bar
-
     out: list[float] = []
     with bar(total=len(inputs), desc="scoring", unit="win", enabled=progress) as pb:
         for i in range(0, len(inputs), chunk):
@@ -130,3 +112,12 @@ def _score(model: Any, inputs: list, *, progress: bool, chunk: int = 256) -> np.
             out.extend(model.score(part))
             pb.update(len(part))
     return np.asarray(out, dtype=float)
+
+
+def _label_and_window(config: ModelConfig) -> tuple[LabelSection, WindowSection]:
+    """The label and window the model was trained with; a directory that records none (an
+    untrained head) gets the dataset's defaults, the ones ``train`` uses."""
+    label = config.label or LabelSection(horizon_s=DEFAULT_HORIZON_S, definition=LABEL_DEFINITION)
+    window = config.window or WindowSection(max_events=DEFAULT_MAX_EVENTS,
+                                            seconds=DEFAULT_WINDOW_SECONDS)
+    return label, window

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.evaluation.metrics import calibration_bins, compute_metrics, pr_curve, roc_curve
+from worker.dataset.metrics import calibration_bins, compute_metrics, pr_curve, roc_curve
 
 __all__ = ["PLOTS", "write_report"]
 

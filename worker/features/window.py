@@ -1,12 +1,30 @@
-"""Helpers on a window (a list of normalised events, oldest first)."""
+"""Event-time order, and helpers on a window (a list of normalised events, oldest first).
+
+Event-time order is ``ts``, then ``event_id``: two events with the same timestamp always
+come out in the same order, whoever sorts them. Windows, training examples, evaluation
+replays and the detectors' state all use :func:`by_event_time`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["by_event_time", "event_time_key", "oldest_first"]
+
+
+def event_time_key(event: Mapping[str, Any]) -> tuple[int, str]:
+    """The sort key of event-time order: ``(ts, event_id)``."""
+    return event["ts"], event.get("event_id", "")
+
+
+def by_event_time(events: Iterable[dict]) -> list[dict]:
+    """A new list of ``events`` in event-time order."""
+    return sorted(events, key=event_time_key)
 
 
 def oldest_first(window: Sequence[dict]) -> list[dict]:
-    """The events in event-time order (``ts``, then ``event_id``); an empty window is a ValueError.
+    """The events in event-time order; an empty window is a ValueError.
 
     Windows from the store are already in this order; that is checked on the timestamps alone
     (C-level list operations) and the full sort runs only when they are out of order or tied,
@@ -17,4 +35,4 @@ def oldest_first(window: Sequence[dict]) -> list[dict]:
     ts = [e["ts"] for e in window]
     if ts == sorted(ts) and len(set(ts)) == len(ts):  # strictly increasing: nothing to sort
         return list(window)
-    return sorted(window, key=lambda e: (e["ts"], e.get("event_id", "")))
+    return by_event_time(window)

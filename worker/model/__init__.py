@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from worker.model.modeldir import (
+from worker.model.config import (
     FORMAT,
+    DataSection,
+    LabelSection,
     ModelConfig,
-    load_model,
-    read_config,
-    save_model_dir,
+    SplitSection,
+    WindowSection,
 )
+from worker.model.loading import load_model
+from worker.model.modeldir import read_config, save_model_dir
 from worker.model.shipped import default_model_path, init_default
 
 if TYPE_CHECKING:
@@ -23,8 +26,9 @@ if TYPE_CHECKING:
     from worker.model.intent import IntentModel
 
 __all__ = [
-    "FORMAT", "FusionHead", "IntentModel", "ModelConfig", "TextEncoder", "default_model_path",
-    "init_default", "load_model", "read_config", "save_model_dir",
+    "FORMAT", "DataSection", "FusionHead", "IntentModel", "LabelSection", "ModelConfig",
+    "SplitSection", "TextEncoder", "WindowSection", "default_model_path", "init_default",
+    "load_model", "read_config", "save_model_dir",
 ]
 
 _LAZY = {"IntentModel": "worker.model.intent", "FusionHead": "worker.model.head",

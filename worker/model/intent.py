@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 import torch
+from cachetools import LRUCache
 from torch import Tensor
 
 from worker.errors import ConfigError
 from worker.features import ModelInput
+from worker.model.config import ModelConfig
 from worker.model.encoder import TextEncoder, collate
 from worker.model.head import FusionHead
-from worker.model.modeldir import ModelConfig
 
 CPU_BATCH = 16
 CUDA_BATCH = 64
@@ -69,7 +69,7 @@ class IntentModel:
         if cache_size < 0:
             raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+        self._cache: LRUCache[str, Tensor] = LRUCache(maxsize=max(cache_size, 1))
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -90,7 +90,8 @@ class IntentModel:
         texts = [i.text for i in inputs]
         with torch.inference_mode(), self._autocast():
             vectors = self._vectors(texts)
-            features = self._to_device(torch.tensor([i.features for i in inputs], dtype=torch.float32))
+            features = self._to_device(
+                torch.tensor([i.features for i in inputs], dtype=torch.float32))
             logits = self.head(torch.stack([vectors[t] for t in texts]), features)
             return torch.sigmoid(logits.float()).tolist()
 
@@ -117,11 +118,10 @@ class IntentModel:
         out: dict[str, Tensor] = {}
         missing: list[str] = []
         for text in dict.fromkeys(texts):
-            hit = self._cache.get(text)
+            hit = self._cache.get(text)  # a hit becomes the most recently used
             if hit is None:
                 missing.append(text)
             else:
-                self._cache.move_to_end(text)
                 out[text] = hit
         self.cache_hits += len(texts) - len(missing)
         self.cache_misses += len(missing)
@@ -131,9 +131,7 @@ class IntentModel:
             for row, vector in zip(idx, pooled.clone().unbind(0), strict=True):
                 out[missing[row]] = vector
         for text in missing:
-            self._cache[text] = out[text]
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+            self._cache[text] = out[text]  # evicts the least recently used when full
         return out
 
     def _score_uncached(self, inputs: Sequence[ModelInput]) -> list[float]:

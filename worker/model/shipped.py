@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 
 from worker.features import FEATURE_NAMES
-from worker.model.modeldir import DEFAULT_ENCODER_PACKAGE, ModelConfig, save_model_dir
+from worker.model.config import DEFAULT_ENCODER_PACKAGE, ModelConfig
+from worker.model.modeldir import save_model_dir
 
 DEFAULT_NAME = "intent-minilm"
 DEFAULT_VERSION = "0.0.1-untrained"
@@ -47,7 +48,7 @@ def init_default(path: str | os.PathLike[str], *, created: str = "") -> Path:
         name=DEFAULT_NAME, version=DEFAULT_VERSION, created=created, text_dim=DEFAULT_TEXT_DIM,
         pooling="mean", max_tokens=DEFAULT_MAX_TOKENS, max_chars=DEFAULT_MAX_CHARS,
         feature_names=FEATURE_NAMES, head_hidden=DEFAULT_HIDDEN, head_dropout=DEFAULT_DROPOUT,
-        extra={"trained": False},
+        trained=False,
     )
     return save_model_dir(path, head=head, config=config,
                           encoder=DEFAULT_ENCODER_PACKAGE, overwrite=True)

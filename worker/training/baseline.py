@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from worker.dataset.examples import Example
+from worker.dataset.split import DEFAULT_SPLIT_SEED, INNER_FRAC, inner_user_split
 from worker.errors import ModelError
 from worker.features import FEATURE_NAMES, context_features
 from worker.features.window import oldest_first
-from worker.training.examples import Example
 from worker.training.metrics import count_summary
-from worker.training.split import DEFAULT_SPLIT_SEED, INNER_FRAC, inner_user_split
 
 __all__ = ["BASELINE_FEATURE_NAMES", "CATEGORICAL_NAMES", "Baseline", "baseline_features",
            "fit_baseline", "fit_baseline_stopped_on", "load_baseline", "window_categories"]
@@ -131,15 +131,15 @@ def fit_baseline(fit_examples: Sequence[Example], *, split_seed: str = DEFAULT_S
     """Fit on ``fit_examples`` alone: the number of trees is chosen on an inner split of
     their users, then the model is refitted on all of them with that many trees.
 
-    The inner split (:func:`~worker.training.split.inner_user_split`, seed ``split_seed``,
+    The inner split (:func:`~worker.dataset.split.inner_user_split`, seed ``split_seed``,
     about ``inner_frac`` of the users held out, never by row: a user's examples stay on
     one side) early-stops a probe fit on the other users (see :func:`fit_baseline_stopped_on`
     for ``stop_on``). There is deliberately no argument for validation examples: whatever
     this baseline is scored on cannot have chosen anything for it, as for the linear head,
     which fits on the training users alone.
 
-    Refit rather than keep the probe: the probe saw only ~80 % of the training users (a few
-    hundred positives on the dev data), the BERT head fits on all of them, and the tree
+    Refit rather than keep the probe: the probe saw only part of the training users, the
+    BERT head fits on all of them, and the tree
     count is the only thing the held-out users are needed for; without subsampling the
     refit is deterministic. The refit's vocabulary and class weights come from all fit
     users. When the inner split cannot stop anything (no held-out user, or one side without
@@ -192,8 +192,8 @@ def fit_baseline_stopped_on(train_examples: Sequence[Example],
     ``refit`` False: ``info["n_iter"]`` is the best count but the model keeps the
     ``n_iter_no_change`` trees after it (saves a fit when only the count is wanted).
     ``threads``: OpenMP threads while fitting (None: scikit-learn's default); one by default,
-    since more save little on tens of thousands of rows and OpenMP's spinning threads made
-    fits ten times slower on a busy machine. ``params`` override :data:`DEFAULT_PARAMS`.
+    since more save little on tens of thousands of rows and OpenMP's spinning threads slow
+    fits down badly on a busy machine. ``params`` override :data:`DEFAULT_PARAMS`.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits

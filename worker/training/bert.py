@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from worker.features import FEATURE_NAMES, ModelInput
+from worker.model.config import ModelConfig
 from worker.model.encoder import TextEncoder, load_encoder
 from worker.model.head import FusionHead
 from worker.model.intent import IntentModel, resolve_device
-from worker.model.modeldir import ENCODER_PACKAGES, ModelConfig
+from worker.model.modeldir import ENCODER_PACKAGES
 from worker.training.embed import EmbeddingCache, embed_texts, encoder_id
 from worker.training.linear import fit_linear_head
 from worker.training.loops import (

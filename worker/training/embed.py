@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from worker.training.progress import bar
+from worker.dataset.progress import bar
 
 if TYPE_CHECKING:
     from worker.model.intent import IntentModel

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from worker.dataset.progress import bar
 from worker.features import ModelInput
 from worker.model.head import FusionHead
 from worker.model.intent import IntentModel
-from worker.training.progress import bar
 
 __all__ = ["FitResult", "FitSettings", "fit_end_to_end", "fit_head", "head_logits",
            "prior_correct", "seed_everything"]

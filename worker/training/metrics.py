@@ -11,9 +11,9 @@ __all__ = ["binary_metrics", "count_summary", "paired_bootstrap"]
 
 def binary_metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> dict:
     """``n``, ``positives``, ``positive_rate``, ``roc_auc``, ``pr_auc`` (average precision)
-    and ``brier``, from :func:`worker.evaluation.metrics.compute_metrics` (one definition of
+    and ``brier``, from :func:`worker.dataset.metrics.compute_metrics` (one definition of
     each figure); the AUCs are None when ``y`` holds a single class."""
-    from worker.evaluation.metrics import compute_metrics
+    from worker.dataset.metrics import compute_metrics
 
     y = np.asarray(y, dtype=int)
     out: dict = {"n": int(len(y)), "positives": int(y.sum()),

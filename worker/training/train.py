@@ -23,32 +23,38 @@ from typing import Any
 
 import numpy as np
 
+from worker.dataset.examples import (
+    DEFAULT_HORIZON_S,
+    DEFAULT_MAX_EVENTS,
+    DEFAULT_WINDOW_SECONDS,
+    Example,
+    LabelSpec,
+    build_examples,
+)
+from worker.dataset.loading import LoadResult, events_fingerprint
+from worker.dataset.split import DEFAULT_SPLIT_SEED, time_split, user_split
 from worker.events import format_ts
 from worker.features import FEATURE_NAMES, build_input
-from worker.model.modeldir import (
+from worker.features.window import by_event_time
+from worker.model.config import (
     DEFAULT_ENCODER_PACKAGE,
-    ENCODER_PACKAGES,
+    DataSection,
+    LabelSection,
     ModelConfig,
-    package_dir,
-    save_model_dir,
-    swap_in_dir,
+    SplitSection,
+    WindowSection,
 )
-from worker.settings import Settings
+from worker.model.modeldir import ENCODER_PACKAGES, package_dir, save_model_dir, swap_in_dir
 from worker.training.baseline import fit_baseline
 from worker.training.card import model_card, write_json
-from worker.training.data import LoadResult, events_fingerprint
-from worker.training.examples import DEFAULT_HORIZON_S, Example, LabelSpec, build_examples
 from worker.training.linear import DEFAULT_C, DEFAULT_COMPONENTS
 from worker.training.metrics import binary_metrics, count_summary, paired_bootstrap
-from worker.training.split import DEFAULT_SPLIT_SEED, time_split, user_split
 
 __all__ = ["TrainReport", "train"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "intent-minilm"
-DEFAULT_MAX_EVENTS: int = Settings.model_fields["window_max_events"].default
-DEFAULT_WINDOW_SECONDS: int = Settings.model_fields["window_seconds"].default
 # Mode defaults: (epochs, batch_size, head lr)
 FROZEN_DEFAULTS = (60, 128, 1e-4)
 FINETUNE_DEFAULTS = (3, 16, 3e-4)
@@ -87,14 +93,13 @@ def train(
 
     ``head``: ``linear`` (the default with a frozen encoder; ``pca_components`` and ``l2_c``
     apply) or ``mlp`` (the default, and the only choice, when fine-tuning; the epoch, lr,
-    dropout and patience settings apply). The linear head was chosen on the REES46 dev file
-    by paired comparisons with the baseline over 20 user splits (5-fold by user, four
-    salts): mean validation PR-AUC above the GBDT's where the MLP head tied it.
+    dropout and patience settings apply). The linear head is the default because on
+    user-split comparisons with the baseline it ranks at least as well as the MLP head
+    with far fewer parameters (docs/model-selection.md has the figures).
 
-    Head defaults (small, heavily regularised: hidden 16, dropout 0.5 on the hidden layer
-    and on the text vectors, weight decay 0.1, lr 1e-4) were chosen on the REES46 dev
-    file by mean validation PR-AUC over four user splits and three seeds, not one split;
-    with lr 1e-3 the head's best epoch was the first (it memorises quickly).
+    The MLP head's defaults are small and heavily regularised (hidden 16, dropout 0.5 on
+    the hidden layer and on the text vectors, weight decay 0.1, lr 1e-4): on a few hundred
+    positives a larger or faster head memorises the training users within an epoch.
 
     ``events``: a :class:`LoadResult` (its file fingerprint is recorded) or normalised
     events (fingerprinted in memory). ``pos_weight`` None: negatives / positives of the
@@ -202,16 +207,16 @@ def train(
                     "best_epoch": bert.fit.best_epoch, "epochs_run": bert.fit.epochs_run}
     training.update({"seed": seed, "encoder_source": str(encoder_dir_or_package),
                      "command": command or _snippet(data, call)})
-    extra = {"trained": True, "data": data, "label": label.to_json(),
-             "window": {"max_events": max_events, "seconds": window_seconds},
-             "split": {"method": "sha256(seed, user_id)", "seed": split_seed,
-                       "val_frac": val_frac, "test_frac": test_frac},
-             "training": training, "counts": counts,
-             "baseline": {"files": ["baseline.joblib", "baseline.json"]}}
-    config = ModelConfig(name=name, version=version, created=created, text_dim=run.text_dim,
-                         pooling="mean", max_tokens=max_tokens, max_chars=max_chars,
-                         feature_names=FEATURE_NAMES, head_hidden=bert.model.head.hidden,
-                         head_dropout=bert.model.head.drop.p, extra=extra)
+    config = ModelConfig(
+        name=name, version=version, created=created, text_dim=run.text_dim, pooling="mean",
+        max_tokens=max_tokens, max_chars=max_chars, feature_names=FEATURE_NAMES,
+        head_hidden=bert.model.head.hidden, head_dropout=bert.model.head.drop.p, trained=True,
+        data=DataSection(**data),
+        label=LabelSection(horizon_s=label.horizon_s, definition=label.definition),
+        window=WindowSection(max_events=max_events, seconds=window_seconds),
+        split=SplitSection(seed=split_seed, val_frac=val_frac, test_frac=test_frac),
+        training=training, counts=counts,
+        baseline={"files": ["baseline.joblib", "baseline.json"]})
     encoder_ref = run.encoder_for_saving(encoder_dir_or_package)
     staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -296,7 +301,7 @@ def _cv_report(run: Any, examples: list[Example], folds: int, split_seed: str,
     them on the fold's users: per-fold metrics, means, and the paired PR-AUC difference.
     The baseline stops on an inner split of the fold's fit users, never on the scored fold
     (the MLP head, not the linear one, early-stops on the scored fold)."""
-    from worker.training.split import user_fold
+    from worker.dataset.split import user_fold
 
     pool = [i for i, e in enumerate(examples)
             if user_split(e.user_id, seed=split_seed, val_frac=val_frac,
@@ -344,7 +349,7 @@ def _data_summary(events: LoadResult | Sequence[dict]) -> dict[str, Any]:
     if isinstance(events, LoadResult):
         summary = events.summary()
     else:
-        ordered = sorted(events, key=lambda e: (e["ts"], e["event_id"]))
+        ordered = by_event_time(events)
         summary = {"source": "<in memory>", "format": "",
                    "fingerprint": events_fingerprint(ordered), "lines": len(ordered),
                    "events": len(ordered),
@@ -372,7 +377,7 @@ def _snippet(data: dict[str, Any], call: dict[str, Any]) -> str:
                      for k, v in call.items() if k == "out_dir" or v != defaults.get(k))
     if not data["format"]:
         return f"from worker.training import train\ntrain(events, {args})  # events in memory"
-    return ("from worker.training import load_events, train\n"
+    return ("from worker.dataset import load_events\nfrom worker.training import train\n"
             f"train(load_events({data['source']!r}, {data['format']!r}), {args})")
 
 

@@ -21,7 +21,8 @@ def write_tiny_encoder(path: str | os.PathLike[str], *, seed: int = 0,
     import torch
     from transformers import BertConfig, BertModel
 
-    from worker.model.modeldir import DEFAULT_ENCODER_PACKAGE, package_dir
+    from worker.model.config import DEFAULT_ENCODER_PACKAGE
+    from worker.model.modeldir import package_dir
 
     source = package_dir(DEFAULT_ENCODER_PACKAGE)
     path = Path(path)

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from worker.training.examples import Example
-from worker.training.split import inner_user_split, time_split, user_split
+from worker.dataset.examples import Example
+from worker.dataset.split import inner_user_split, time_split, user_split
 
 USERS = [f"user-{i}" for i in range(5000)]
 
@@ -74,7 +74,7 @@ def test_time_split_edge_cases() -> None:
 
 
 def test_user_fold_agrees_with_user_split() -> None:
-    from worker.training.split import user_fold
+    from worker.dataset.split import user_fold
 
     users = [f"u{i}" for i in range(2000)]
     folds = [user_fold(u, folds=5) for u in users]

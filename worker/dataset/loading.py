@@ -1,4 +1,4 @@
-"""Training data in: a file of events, validated exactly as the worker validates them.
+"""Events in from a file, validated exactly as the worker validates them.
 
 ``rees46`` rows go through the publishing adapter, are serialised with orjson (what
 ``intent-worker publish`` sends) and parsed by :func:`worker.events.parse_event`;
@@ -22,6 +22,7 @@ import orjson
 from worker.errors import BadEvent, ConfigError
 from worker.events import parse_event
 from worker.events.adapters import read_jsonl, read_rees46
+from worker.features.window import event_time_key
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "LoadResult", "data_fingerprint", "events_fingerprint",
            "load_events"]
@@ -83,7 +84,7 @@ def load_events(path: str | os.PathLike[str], fmt: Format, *,
             continue
         seen.add(key)
         events.append(event)
-    events.sort(key=lambda e: (e["ts"], e["event_id"]))
+    events.sort(key=event_time_key)
     return LoadResult(events=events, rejected=dict(rejected), duplicates=duplicates,
                       lines=lines, source=str(path), format=fmt, fingerprint=data_fingerprint(path))
 

@@ -14,11 +14,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from worker.features.window import by_event_time
+from worker.settings import Settings
 from worker.windows import MemoryWindowStore
 
-__all__ = ["DEFAULT_HORIZON_S", "LABEL_DEFINITION", "Example", "LabelSpec", "build_examples"]
+__all__ = ["DEFAULT_HORIZON_S", "DEFAULT_MAX_EVENTS", "DEFAULT_WINDOW_SECONDS",
+           "LABEL_DEFINITION", "Example", "LabelSpec", "build_examples"]
 
 DEFAULT_HORIZON_S = 600
+# The worker's own window by default: examples hold what the worker would score.
+DEFAULT_MAX_EVENTS: int = Settings.model_fields["window_max_events"].default
+DEFAULT_WINDOW_SECONDS: int = Settings.model_fields["window_seconds"].default
 LABEL_DEFINITION = (
     "One example per non-purchase event: the user's window right after that event (worker "
     "window semantics: at most max_events events spanning at most window_seconds). "
@@ -60,7 +66,7 @@ def build_examples(events: Iterable[dict], *, horizon_s: int = DEFAULT_HORIZON_S
     """
     if horizon_s < 1:
         raise ValueError(f"horizon_s must be >= 1, got {horizon_s}")
-    ordered = sorted(events, key=lambda e: (e["ts"], e["event_id"]))
+    ordered = by_event_time(events)
     if not ordered:
         return []
     horizon_ms = horizon_s * 1000

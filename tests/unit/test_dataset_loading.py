@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from worker.dataset.loading import data_fingerprint, events_fingerprint, load_events
 from worker.errors import ConfigError
-from worker.training.data import data_fingerprint, events_fingerprint, load_events
 
 HEADER = ("event_time,event_type,product_id,category_id,category_code,brand,price,user_id,"
           "user_session")

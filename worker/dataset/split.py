@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Literal
 
-from worker.training.examples import Example
+from worker.dataset.examples import Example
 
 __all__ = ["DEFAULT_SPLIT_SEED", "INNER_FRAC", "Part", "inner_user_split", "time_split",
            "user_fold", "user_split"]

@@ -1,4 +1,4 @@
-"""worker.evaluation.metrics: hand-computed values, degenerate inputs, agreement with sklearn."""
+"""worker.dataset.metrics: hand-computed values, degenerate inputs, agreement with sklearn."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from worker.evaluation.metrics import calibration_bins, compute_metrics, pr_curve, roc_curve
+from worker.dataset.metrics import calibration_bins, compute_metrics, pr_curve, roc_curve
 
 # The classic 4-sample example. Sorted by score: 0.8 (1), 0.4 (0), 0.35 (1), 0.1 (0).
 Y = [0, 0, 1, 1]

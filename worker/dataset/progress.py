@@ -8,7 +8,7 @@ from types import TracebackType
 
 __all__ = ["bar"]
 
-log = logging.getLogger("worker.training")
+log = logging.getLogger(__name__)
 LOG_EVERY_S = 10.0
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.training.examples import LABEL_DEFINITION, LabelSpec, build_examples
+from worker.dataset.examples import LABEL_DEFINITION, LabelSpec, build_examples
 
 T0 = 1_570_000_000_000
 MIN = 60_000
