@@ -148,6 +148,14 @@ def publish(file: Path, fmt: str, rate: float | None, topic: str | None, event_t
     asyncio.run(go())
 
 
+@main.command("settings-doc")
+def settings_doc() -> None:
+    """Print the settings reference (Markdown), generated from the code: docs/settings.md."""
+    from worker.ops.settings_doc import render
+
+    click.echo(render(), nl=False)
+
+
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), required=True)
