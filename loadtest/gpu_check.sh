@@ -16,7 +16,7 @@
 # when the venv's torch has no CUDA, step 1 runs with the first other python3 whose torch
 # sees a GPU (it needs only torch + transformers; without the shipped encoder package it
 # times a random MiniLM-shaped encoder, and says so), and step 2 is skipped with a note on
-# what to install (README, "GPU").
+# what to install (docs/gpu.md).
 #
 # Knobs (environment): GPU_CHECK_BUDGET_S (470), GPU_CHECK_DEVICE (auto; cpu = test the CPU
 # path here), GPU_CHECK_QUICK=1 (tiny sizes), GPU_CHECK_PYTHON (a python with the project
@@ -86,7 +86,7 @@ else
   MODEL_PY=${VENV_PY:-python3}; MDEV=cpu
   say "CUDA NOT AVAILABLE: no python here has a torch that sees a GPU" \
       "(the venv's is $(probe "${VENV_PY:-python3}" || echo none); bootstrap pins the CPU wheel:" \
-      "see README 'GPU'). Model-only falls back to a short CPU run."
+      "see docs/gpu.md). Model-only falls back to a short CPU run."
 fi
 if [ -n "$VENV_PY" ] && [ "$MDEV" = cuda ] && [ "$MODEL_PY" != "$VENV_PY" ]; then
   say "NOTE: the project venv's torch has no CUDA; the end-to-end step would run on the CPU, so it is skipped"
@@ -127,7 +127,7 @@ if [ -n "$VENV_PY" ]; then
 fi
 if [ -z "$E2E_PY" ]; then
   say "end-to-end: SKIPPED (needs the project venv with a CUDA torch: install a CUDA build of" \
-      "torch first, then ./bootstrap; README 'GPU')"
+      "torch first, then ./bootstrap; docs/gpu.md)"
 elif ! command -v redis-server >/dev/null 2>&1; then
   say "end-to-end: SKIPPED (redis-server missing; bootstrap installs it with apt as root)"
 elif [ "$(left)" -lt 90 ]; then

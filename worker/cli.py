@@ -112,7 +112,11 @@ def stack(kafka_port: int, redis_port: int) -> None:
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Messages per second (default: as fast as possible).")
 @click.option("--topic", default=None, help="Target topic (default: INTENT_TOPIC_EVENTS).")
-def publish(file: Path, fmt: str, rate: float | None, topic: str | None) -> None:
+@click.option("--event-time", is_flag=True,
+              help="Stamp each record with the event's own ts instead of the time of publishing "
+                   "(replay a file as it happened: evaluate --from-time/--to-time then select by "
+                   "event time).")
+def publish(file: Path, fmt: str, rate: float | None, topic: str | None, event_time: bool) -> None:
     """Publish a file of events, keyed by user id."""
     settings = _settings()
     from aiokafka import AIOKafkaProducer
@@ -131,13 +135,25 @@ def publish(file: Path, fmt: str, rate: float | None, topic: str | None) -> None
                                     max_batch_size=256 * 1024, **aiokafka_options(settings))
         await producer.start()
         try:
-            report = await publish_messages(producer, target, file_messages(file, fmt), rate=rate)
+            report = await publish_messages(producer, target, file_messages(file, fmt), rate=rate,
+                                            event_time=event_time)
         finally:
             await producer.stop()
         click.echo(f"published {report.messages} messages to {target} in {report.seconds:.2f}s "
                    f"({report.rate:,.0f}/s)")
+        if report.without_event_time:
+            click.echo(f"{report.without_event_time} messages had no valid ts and carry the "
+                       "time of publishing")
 
     asyncio.run(go())
+
+
+@main.command("settings-doc")
+def settings_doc() -> None:
+    """Print the settings reference (Markdown), generated from the code: docs/settings.md."""
+    from worker.ops.settings_doc import render
+
+    click.echo(render(), nl=False)
 
 
 @main.command()

@@ -1,3 +1,4 @@
+import pytest
 from click.testing import CliRunner
 
 from worker.cli import main
@@ -12,7 +13,8 @@ def test_bad_setting_is_one_clear_line(monkeypatch):
 
 
 def test_publish_needs_an_existing_file_and_a_format(tmp_path):
-    result = CliRunner().invoke(main, ["publish", str(tmp_path / "missing.jsonl"), "--format", "jsonl"])
+    missing = str(tmp_path / "missing.jsonl")
+    result = CliRunner().invoke(main, ["publish", missing, "--format", "jsonl"])
     assert result.exit_code == 2 and "does not exist" in result.output
     f = tmp_path / "x.csv"
     f.write_text("")
@@ -26,3 +28,23 @@ def test_a_bad_model_dir_is_refused_with_its_reason(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["run"])
     assert result.exit_code == 1
     assert str(tmp_path) in result.output and "Traceback" not in result.output
+
+
+def test_publish_offers_event_time() -> None:
+    result = CliRunner().invoke(main, ["publish", "--help"])
+    assert result.exit_code == 0 and "--event-time" in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(b'{"ts": "2019-10-01T02:43:37.000Z"}', 1_569_897_817_000),
+     (b'{"ts": "2019-10-01T04:43:37+02:00"}', 1_569_897_817_000),
+     (b'{"ts": 1569897817000}', 1_569_897_817_000),
+     (b'{"ts": "2019-10-01T02:43:37"}', None),  # no offset: the time is unknown
+     (b'{"ts": true}', None), (b'{"ts": -5}', None), (b'{"ts": 1.5}', None), (b'{}', None),
+     (b'[1, 2]', None), (b'{"ts": ', None), (b'', None)],
+)
+def test_event_time_of_a_message(value: bytes, expected: int | None) -> None:
+    from worker.kafka.publish import event_time_ms
+
+    assert event_time_ms(value) == expected
