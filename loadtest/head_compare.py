@@ -29,7 +29,7 @@ two baselines, which also get the newest category and brand):
 
 Summary per candidate: mean and sd of PR-AUC and ROC-AUC over the 20 splits, splits won
 against ``baseline`` and against ``linear``, the mean paired PR-AUC difference to each, the
-time split and the recorded validation split. See docs/model-selection.md for a run.
+time split and the recorded validation split. docs/benchmarks.md ("Model selection") has a run.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def train(
     apply) or ``mlp`` (the default, and the only choice, when fine-tuning; the epoch, lr,
     dropout and patience settings apply). The linear head is the default because on
     user-split comparisons with the baseline it ranks at least as well as the MLP head
-    with far fewer parameters (docs/model-selection.md has the figures).
+    with far fewer parameters (docs/benchmarks.md, "Model selection", has the figures).
 
     The MLP head's defaults are small and heavily regularised (hidden 16, dropout 0.5 on
     the hidden layer and on the text vectors, weight decay 0.1, lr 1e-4): on a few hundred
