@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import orjson
 
+from worker.caching import Generations
+
 __all__ = ["DecodedEvents", "check_limits", "decode_window", "encode_event", "join_payloads"]
 
 # Redis scores and Lua numbers are doubles: integers beyond 2**53 lose precision.
@@ -63,50 +65,41 @@ class DecodedEvents:
     here each payload is decoded once while it stays in use. Only payloads that Redis returned
     are ever looked up, so a forgotten or expired window cannot come back from the cache.
 
-    Bounded: two generations of at most ``size`` payloads each; when the newer one is full it
-    becomes the older one and the oldest generation is dropped (an entry used again is moved to
-    the newer one). ``size=0`` turns the cache off.
+    Bounded: a :class:`~worker.caching.Generations` of ``size`` payloads; ``size=0`` turns the
+    cache off.
 
     The returned event dicts are shared between windows and batches: callers must not modify
     them (nothing in the worker does; :func:`decode_window` gives fresh ones).
     """
 
+    __slots__ = ("_cache", "hits", "misses")
+
     def __init__(self, size: int) -> None:
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
-        self.size = size
-        self._new: dict[bytes | str, dict] = {}
-        self._old: dict[bytes | str, dict] = {}
+        self._cache: Generations[bytes | str, dict] = Generations(size)
         self.hits = 0
         self.misses = 0
 
+    @property
+    def size(self) -> int:
+        return self._cache.size
+
     def window(self, payloads: list[bytes | str], user_id: str) -> list[dict]:
         """The events of one window's payloads (oldest first), ``user_id`` restored."""
-        if not self.size:
+        cache = self._cache
+        if not cache.size:
             return decode_window(join_payloads(payloads), user_id)
-        new, old = self._new, self._old
-        events: list = []
-        missing: list[int] = []
-        for payload in payloads:
-            event = new.get(payload)
-            if event is None:
-                event = old.get(payload)
-                if event is not None:
-                    new[payload] = event
-            if event is None or event["user_id"] != user_id:  # the same payload of another user
-                missing.append(len(events))
-                events.append(payload)
-            else:
-                events.append(event)
+        events: list = cache.get_many(payloads)
+        missing = [i for i, event in enumerate(events)
+                   # None, or the same payload of another user
+                   if event is None or event["user_id"] != user_id]
         if missing:
-            decoded = decode_window(join_payloads([events[i] for i in missing]), user_id)
+            keys = [payloads[i] for i in missing]
+            decoded = decode_window(join_payloads(keys), user_id)
             for i, event in zip(missing, decoded, strict=True):
-                new[events[i]] = event
                 events[i] = event
+            cache.put_many(keys, decoded)
         self.hits += len(events) - len(missing)
         self.misses += len(missing)
-        if len(new) > self.size:
-            self._old, self._new = new, {}
         return events
 
 
