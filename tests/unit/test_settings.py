@@ -58,7 +58,8 @@ def test_broker_url_for_faust():
 
 def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert settings_table() in readme, "README settings table is stale: paste worker.settings.settings_table()"
+    assert settings_table() in readme, \
+        "README settings table is stale: paste worker.settings.settings_table()"
     assert len(Settings.model_fields) >= 20
 
 
@@ -72,7 +73,8 @@ def test_settings_import_nothing_above_them() -> None:
 
 def test_a_bad_anomaly_threshold_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTENT_ANOMALY_PRICE_MIN_SAMPLES", "500")
-    with pytest.raises(ConfigError, match="INTENT_ANOMALY_PRICE_STATS_CAPACITY .*INTENT_ANOMALY_PRICE_MIN_SAMPLES"):
+    with pytest.raises(ConfigError, match="INTENT_ANOMALY_PRICE_STATS_CAPACITY .*"
+                                          "INTENT_ANOMALY_PRICE_MIN_SAMPLES"):
         load_settings()
     monkeypatch.setenv("INTENT_ANOMALY_PRICE_MIN_SAMPLES", "20")
     monkeypatch.setenv("INTENT_ANOMALY_BOT_MAX_CV", "nan")

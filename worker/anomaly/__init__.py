@@ -22,7 +22,8 @@ from worker.anomaly.detectors import (
 from worker.anomaly.stats import CategoryStats, update_category_stats
 
 __all__ = [
-    "KINDS", "SEVERITIES", "Alert", "BatchDetector", "Detected", "OocCandidate", "PriorWindow", "CategoryStats", "Cooldown", "CooldownEntry",
+    "KINDS", "SEVERITIES", "Alert", "BatchDetector", "CategoryStats", "Cooldown", "CooldownEntry",
+    "Detected", "OocCandidate", "PriorWindow",
     "DetectorConfig", "ModelRef", "alert_id", "alert_record", "detect_all", "detect_bot_cadence",
     "detect_out_of_character", "detect_price_outlier", "detect_purchase_velocity",
     "ooc_candidates", "update_category_stats",

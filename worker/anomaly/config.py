@@ -3,7 +3,8 @@
 The defaults suit the REES46 clickstream with injected anomalies (``intent-worker evaluate
 --anomaly-labels`` measures them); the reasons are given per field. Times are event time
 (the ``ts`` of the events), never the wall clock. The worker's settings expose every
-threshold as ``INTENT_ANOMALY_<NAME>`` with the same defaults (:meth:`DetectorConfig.from_settings`).
+threshold as ``INTENT_ANOMALY_<NAME>`` with the same defaults
+(:meth:`DetectorConfig.from_settings`).
 """
 
 from __future__ import annotations

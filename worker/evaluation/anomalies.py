@@ -7,9 +7,10 @@
 
 The events are replayed in ``(ts, event_id)`` order, ``batch_size`` at a time, through the
 worker's own entry point (:class:`worker.anomaly.batch.BatchDetector` on a
-:class:`worker.windows.MemoryWindowStore` and its :class:`worker.anomaly.state.MemoryDetectorState`,
-which have the Redis stores' semantics): windows, category price samples read before and
-updated with each batch, the four detectors and the cooldown. The out-of-character detector needs the user's intent score just before
+:class:`worker.windows.MemoryWindowStore` and its
+:class:`worker.anomaly.state.MemoryDetectorState`, which have the Redis stores' semantics):
+windows, category price samples read before and updated with each batch, the four detectors
+and the cooldown. The out-of-character detector needs the user's intent score just before
 each candidate purchase: the score of the window's events before it, computed on demand
 (only for candidates, cached) by the ``scores`` function, or a constant stand-in.
 
