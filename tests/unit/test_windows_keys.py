@@ -82,3 +82,17 @@ def test_bad_user_id(user: object) -> None:
 def test_scan_pattern_escapes_glob_characters() -> None:
     assert KeyBuilder("iw").pattern() == "iw:{*}:*"
     assert KeyBuilder("a*b[c]").pattern() == "a\\*b\\[c\\]:{*}:*"
+
+
+def test_the_windows_package_knows_nothing_about_alerts() -> None:
+    # the detectors' state (cooldowns, price samples) lives in worker.anomaly.state
+    import re
+    from pathlib import Path
+
+    import worker.windows
+
+    package = Path(worker.windows.__file__).parent
+    found = [f"{path.name}:{n}" for path in sorted(package.glob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"cooldown|price|anomal|alert", line, re.IGNORECASE)]
+    assert found == []
