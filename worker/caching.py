@@ -12,7 +12,7 @@ Not thread-safe. ``None`` is not a storable value (it means "missing").
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Generations"]
 
@@ -26,7 +26,7 @@ class Generations(Generic[K, V]):
     ``weight`` gives an entry's share of ``size`` (default: 1 per entry).
     """
 
-    __slots__ = ("size", "_new", "_old", "_weight", "_used")
+    __slots__ = ("size", "hits", "misses", "_new", "_old", "_weight", "_used")
 
     def __init__(self, size: int, *, weight: Callable[[V], int] | None = None) -> None:
         if size < 0:
@@ -36,6 +36,8 @@ class Generations(Generic[K, V]):
         self._old: dict[K, V] = {}
         self._weight = weight
         self._used = 0  # the newer generation's total weight (with a weight function)
+        self.hits = 0  # keys found by get_many
+        self.misses = 0  # keys not found by get_many
 
     def __len__(self) -> int:
         return len(self._new.keys() | self._old.keys())
@@ -48,22 +50,42 @@ class Generations(Generic[K, V]):
                 self.put(key, value)
         return value
 
-    def get_many(self, keys: Sequence[K]) -> list[V | None]:
-        """The value of each of ``keys`` (``None`` where missing), in their order."""
-        out = list(map(self._new.get, keys))
-        if None in out and self._old:
-            old = self._old
-            promoted = False
-            for i, value in enumerate(out):
+    def get_many(self, keys: Sequence[K], make: Callable[[list[Any]], Sequence[V]] | None = None,
+                 items: Sequence[Any] | None = None) -> list[V | None]:
+        """The value of each of ``keys``, in their order; counts :attr:`hits` and :attr:`misses`.
+
+        A missing key gives ``None``, or, with ``make``, a value made and stored: ``make`` gets
+        the ``items`` (default: the keys) at the missing positions, all in one call so that it
+        can batch the work, and returns their values in that order."""
+        new = self._new
+        out = list(map(new.get, keys))
+        if None not in out:
+            self.hits += len(out)
+            return out
+        old = self._old
+        weight = self._weight
+        missing: list[int] = []
+        for i, value in enumerate(out):
+            if value is None:
+                value = old.get(keys[i])
                 if value is None:
-                    value = old.get(keys[i])
-                    if value is not None:
-                        out[i] = self._new[keys[i]] = value
-                        if self._weight is not None:
-                            self._used += self._weight(value)
-                        promoted = True
-            if promoted:
-                self._turn()
+                    missing.append(i)
+                    continue
+                out[i] = new[keys[i]] = value
+                if weight is not None:
+                    self._used += weight(value)
+        self.hits += len(out) - len(missing)
+        self.misses += len(missing)
+        if missing and make is not None:
+            source = keys if items is None else items
+            keep = self.size > 0
+            for i, value in zip(missing, make([source[i] for i in missing]), strict=True):
+                out[i] = value
+                if keep:
+                    new[keys[i]] = value
+                    if weight is not None:
+                        self._used += weight(value)
+        self._turn()
         return out
 
     def put(self, key: K, value: V) -> None:

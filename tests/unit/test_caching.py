@@ -53,3 +53,22 @@ def test_size_zero_keeps_nothing_and_drop_forgets() -> None:
     assert cache.get("a") is None and cache.get("b") == 2
     with pytest.raises(ValueError, match="size"):
         Generations(-1)
+
+
+def test_get_many_makes_the_missing_values_in_one_call_and_counts() -> None:
+    cache: Generations[str, str] = Generations(10)
+    cache.put("a", "A")
+    calls: list[list[str]] = []
+
+    def make(items: list[str]) -> list[str]:
+        calls.append(items)
+        return [f"made {item}" for item in items]
+
+    assert cache.get_many(["x", "a", "y"], make) == ["made x", "A", "made y"]
+    assert calls == [["x", "y"]] and cache.get("y") == "made y"  # stored
+    assert (cache.hits, cache.misses) == (1, 2)
+    assert cache.get_many(["a", "x"], make, ["item a", "item x"]) == ["A", "made x"]
+    assert len(calls) == 1 and (cache.hits, cache.misses) == (3, 2)
+    assert cache.get_many(["z"], make, ["item z"]) == ["made item z"]
+    off: Generations[str, str] = Generations(0)
+    assert off.get_many(["x"], make) == ["made x"] and off.get("x") is None

@@ -65,35 +65,34 @@ class EventCache:
     cache off. One cache per pipeline; not thread-safe.
     """
 
-    __slots__ = ("_cache", "hits", "misses")
+    __slots__ = ("_cache",)
 
     def __init__(self, size: int) -> None:
         self._cache: Generations[int, tuple] = Generations(size)
-        self.hits = 0
-        self.misses = 0
 
     @property
     def size(self) -> int:
         return self._cache.size
+
+    @property
+    def hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def misses(self) -> int:
+        return self._cache.misses
 
     def facts(self, events: Sequence[dict]) -> list[tuple]:
         """The facts of each of ``events``, in their order."""
         cache = self._cache
         if not cache.size:
             return list(map(event_facts, events))
-        keys = list(map(id, events))
-        out = cache.get_many(keys)  # a hit is the event's own facts (above)
-        misses = 0
-        if None in out:
-            at = [i for i, facts in enumerate(out) if facts is None]
-            made = [event_facts(events[i]) for i in at]
-            for i, facts in zip(at, made, strict=True):
-                out[i] = facts
-            cache.put_many([keys[i] for i in at], made)
-            misses = len(at)
-        self.hits += len(out) - misses
-        self.misses += misses
-        return out  # type: ignore[return-value]
+        # a hit is the event's own facts (see above)
+        return cache.get_many(list(map(id, events)), _all_facts, events)  # type: ignore[return-value]
+
+
+def _all_facts(events: Sequence[dict]) -> list[tuple]:
+    return list(map(event_facts, events))
 
 
 def window_facts(window: Sequence[dict], cache: EventCache | None = None) -> list[tuple]:

@@ -9,12 +9,15 @@ at all) and every payload is a little smaller. Decoding puts it back.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import itemgetter
 
 import orjson
 
 from worker.caching import Generations
 
 __all__ = ["DecodedEvents", "check_limits", "decode_window", "encode_event", "join_payloads"]
+
+_OWNER = itemgetter("user_id")
 
 # Redis scores and Lua numbers are doubles: integers beyond 2**53 lose precision.
 _MAX_EXACT = 2**53
@@ -72,34 +75,41 @@ class DecodedEvents:
     them (nothing in the worker does; :func:`decode_window` gives fresh ones).
     """
 
-    __slots__ = ("_cache", "hits", "misses")
+    __slots__ = ("_cache", "_other")
 
     def __init__(self, size: int) -> None:
         self._cache: Generations[bytes | str, dict] = Generations(size)
-        self.hits = 0
-        self.misses = 0
+        self._other = 0  # payloads found, but decoded for another user
 
     @property
     def size(self) -> int:
         return self._cache.size
+
+    @property
+    def hits(self) -> int:
+        return self._cache.hits - self._other
+
+    @property
+    def misses(self) -> int:
+        return self._cache.misses + self._other
 
     def window(self, payloads: list[bytes | str], user_id: str) -> list[dict]:
         """The events of one window's payloads (oldest first), ``user_id`` restored."""
         cache = self._cache
         if not cache.size:
             return decode_window(join_payloads(payloads), user_id)
-        events: list = cache.get_many(payloads)
-        missing = [i for i, event in enumerate(events)
-                   # None, or the same payload of another user
-                   if event is None or event["user_id"] != user_id]
-        if missing:
-            keys = [payloads[i] for i in missing]
+        events: list = cache.get_many(
+            payloads, lambda missing: decode_window(join_payloads(missing), user_id))
+        # the same payload stored for another user (it holds no user id): decode it for this one
+        owners = list(map(_OWNER, events))
+        if owners.count(user_id) != len(owners):
+            at = [i for i, owner in enumerate(owners) if owner != user_id]
+            keys = [payloads[i] for i in at]
             decoded = decode_window(join_payloads(keys), user_id)
-            for i, event in zip(missing, decoded, strict=True):
+            for i, event in zip(at, decoded, strict=True):
                 events[i] = event
             cache.put_many(keys, decoded)
-        self.hits += len(events) - len(missing)
-        self.misses += len(missing)
+            self._other += len(at)
         return events
 
 
