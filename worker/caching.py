@@ -59,33 +59,39 @@ class Generations(Generic[K, V]):
         can batch the work, and returns their values in that order."""
         new = self._new
         out = list(map(new.get, keys))
-        if None not in out:
+        absent = out.count(None)
+        if not absent:
             self.hits += len(out)
             return out
         old = self._old
         weight = self._weight
         missing: list[int] = []
-        for i, value in enumerate(out):
+        i = -1
+        for _ in range(absent):  # list.index finds them in C: windows miss only a few
+            i = out.index(None, i + 1)
+            value = old.get(keys[i])
             if value is None:
-                value = old.get(keys[i])
-                if value is None:
-                    missing.append(i)
-                    continue
-                out[i] = new[keys[i]] = value
-                if weight is not None:
-                    self._used += weight(value)
+                missing.append(i)
+                continue
+            out[i] = new[keys[i]] = value
+            if weight is not None:
+                self._used += weight(value)
         self.hits += len(out) - len(missing)
         self.misses += len(missing)
         if missing and make is not None:
             source = keys if items is None else items
+            made = make([source[i] for i in missing])
+            if len(made) != len(missing):
+                raise ValueError(f"make gave {len(made)} values for {len(missing)} keys")
             keep = self.size > 0
-            for i, value in zip(missing, make([source[i] for i in missing]), strict=True):
+            for i, value in zip(missing, made, strict=False):  # lengths checked above
                 out[i] = value
                 if keep:
                     new[keys[i]] = value
                     if weight is not None:
                         self._used += weight(value)
-        self._turn()
+        if (len(new) if weight is None else self._used) > self.size:
+            self._turn()
         return out
 
     def put(self, key: K, value: V) -> None:
