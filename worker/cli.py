@@ -62,6 +62,7 @@ def forget(user_ids: tuple[str, ...]) -> None:
     Uses the worker's INTENT_REDIS_* and INTENT_KEY_* settings, so pseudonymised keys are found.
     Scores and alerts already published to Kafka are not touched (see your topics' retention)."""
     settings = _settings()
+    from worker.anomaly.state import RedisDetectorState
     from worker.windows import RedisWindowStore
 
     async def go() -> None:
@@ -69,6 +70,7 @@ def forget(user_ids: tuple[str, ...]) -> None:
         await store.start()
         try:
             for user in user_ids:
+                await RedisDetectorState(store).forget(user)
                 await store.forget(user)
                 click.echo(f"forgot {user}")
         finally:
@@ -318,13 +320,14 @@ def _evaluate_anomalies(settings, events: list[dict], labels_path: Path, model_d
                         report_dir: Path | None) -> None:
     import orjson
 
-    from worker.anomaly.evaluate import evaluate_detectors, format_table, model_scores
+    from worker.anomaly.config import DetectorConfig
+    from worker.evaluation.anomalies import evaluate_detectors, format_table, model_scores
 
     try:
         labels = orjson.loads(labels_path.read_bytes())
     except orjson.JSONDecodeError as exc:
         raise click.BadParameter(f"{labels_path}: not JSON ({exc})", param_hint="--anomaly-labels") from None
-    result = evaluate_detectors(events, labels, settings.detector_config(),
+    result = evaluate_detectors(events, labels, DetectorConfig.from_settings(settings),
                                 model_scores(model_dir, device=settings.device),
                                 max_events=settings.window_max_events,
                                 window_seconds=settings.window_seconds, batch_size=settings.batch_max)

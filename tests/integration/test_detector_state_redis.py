@@ -1,4 +1,4 @@
-"""The detectors' state in the window stores: category price samples and alert cooldowns,
+"""The detectors' state beside the window stores: category price samples and alert cooldowns,
 against a real redis-server, each behaviour checked on both stores (memory and Redis)."""
 
 from __future__ import annotations
@@ -9,7 +9,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
-from worker.windows import KeyBuilder, MemoryWindowStore, PriceExchange, RedisWindowStore
+from worker.anomaly.state import (
+    MemoryDetectorState,
+    PriceExchange,
+    RedisDetectorState,
+    state_for,
+)
+from worker.windows import KeyBuilder, MemoryWindowStore, RedisWindowStore
 
 T0 = 1_700_000_000_000
 HOUR_MS = 3_600_000
@@ -22,12 +28,12 @@ def ev(event_id: str, ts: int, user: str = "u1") -> dict:
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest, redis_url: str, prefix: str, admin):
     if request.param == "memory":
-        yield MemoryWindowStore(max_events=50, span_ms=HOUR_MS, ttl_s=600)
+        yield MemoryDetectorState(MemoryWindowStore(max_events=50, span_ms=HOUR_MS, ttl_s=600))
         return
     s = RedisWindowStore(aioredis.Redis.from_url(redis_url), keys=KeyBuilder(prefix),
                          max_events=50, span_ms=HOUR_MS, ttl_s=600)
     await s.start()
-    yield s
+    yield RedisDetectorState(s)
     await s.stop()
 
 
@@ -84,34 +90,44 @@ async def test_redis_layout_ttls_and_one_round_trip(redis_url: str, prefix: str,
         await send(self, *args, **kwargs)
 
     keys = KeyBuilder(prefix)
-    store = RedisWindowStore(aioredis.Redis.from_url(redis_url), keys=keys, max_events=50,
-                             span_ms=HOUR_MS, ttl_s=600)
-    await store.start()
+    windows = RedisWindowStore(aioredis.Redis.from_url(redis_url), keys=keys, max_events=50,
+                               span_ms=HOUR_MS, ttl_s=600)
+    store = state_for(windows)
+    assert isinstance(store, RedisDetectorState)
+    await windows.start()
     try:
         monkeypatch.setattr(Connection, "send_packed_command", counting)
         batch = {f"u{i}": [ev(f"e{i}", T0, f"u{i}")] for i in range(20)}
         add = {f"cat{j}": [(T0, f"e{j}", 1.0)] for j in range(10)}
-        await store.exchange(batch, prices(read=[f"cat{j}" for j in range(10)], add=add))
+        got = await store.exchange(batch, prices(read=[f"cat{j}" for j in range(10)], add=add))
         assert sends[0] == 1  # windows and samples: one pipeline, one round trip
+        assert len(got.windows) == 20 and got.samples == {f"cat{j}": [] for j in range(10)}
         monkeypatch.undo()
-        assert 0 < await admin.pttl(keys.category("cat0")) <= 60_000
+        # the key layout: the same names as ever, so stored state stays readable
+        assert store.category_key("cat0") == f"{prefix}:cat:cat0"
+        assert store.cooldown_key("u1") == f"{prefix}:{{u1}}:a"
+        assert 0 < await admin.pttl(f"{prefix}:cat:cat0") <= 60_000
         await store.save_cooldowns({"u1": {"bot_cadence": [(T0, "x")]}})
-        assert 0 < await admin.pttl(keys.alerts("u1")) <= 600_000
-        assert await admin.hget(keys.alerts("u1"), "bot_cadence") == f"{T0}|x".encode()
+        assert 0 < await admin.pttl(f"{prefix}:{{u1}}:a") <= 600_000
+        assert await admin.hget(f"{prefix}:{{u1}}:a", "bot_cadence") == f"{T0}|x".encode()
         await store.forget("u1")
-        assert not await admin.exists(*keys.all_user_keys("u1"))
+        assert not await admin.exists(f"{prefix}:{{u1}}:a")
+        assert await admin.exists(*keys.user_keys("u1")) == 3  # the window is the window store's
+        await windows.forget("u1")
+        assert not await admin.exists(*keys.user_keys("u1"))
     finally:
-        await store.stop()
+        await windows.stop()
 
 
 async def test_category_names_with_braces_are_escaped(redis_url: str, prefix: str, admin) -> None:
-    keys = KeyBuilder(prefix)
-    assert keys.category("a{b}c") == f"{prefix}:cat:a%7Bb%7Dc"
-    store = RedisWindowStore(aioredis.Redis.from_url(redis_url), keys=keys, max_events=5,
-                             span_ms=HOUR_MS, ttl_s=60)
-    await store.start()
+    windows = RedisWindowStore(aioredis.Redis.from_url(redis_url), keys=KeyBuilder(prefix),
+                               max_events=5, span_ms=HOUR_MS, ttl_s=60)
+    store = RedisDetectorState(windows)
+    assert store.category_key("a{b}c") == f"{prefix}:cat:a%7Bb%7Dc"
+    await windows.start()
     try:
         await store.exchange({}, prices(add={"a{b}c": [(T0, "e", 3.0)]}))
         assert (await store.exchange({}, prices(read=["a{b}c"]))).samples == {"a{b}c": [3.0]}
+        assert await admin.exists(f"{prefix}:cat:a%7Bb%7Dc")
     finally:
-        await store.stop()
+        await windows.stop()

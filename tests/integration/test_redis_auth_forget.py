@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
+from worker.anomaly.state import RedisDetectorState
 from worker.cli import main
 from worker.errors import StoreError
 from worker.ops.stack import start_redis
@@ -92,12 +93,15 @@ def test_forget_command_deletes_a_users_state(redis_url, monkeypatch, secret) ->
         monkeypatch.setenv("INTENT_KEY_SECRET", secret)
     keys = KeyBuilder(prefix, secret.encode() if secret else None)
 
+    def all_user_keys(user: str) -> tuple[str, ...]:  # window, payloads, version, cooldowns
+        return (*keys.user_keys(user), keys.user_key(user, "a"))
+
     async def setup() -> None:
         store = RedisWindowStore.from_settings(load_settings())
         await store.start()
         await store.append({"alice": [ev("a", "alice")], "bob": [ev("b", "bob")]})
-        await store.save_cooldowns({"alice": {"bot_cadence": [(T0, "x")]}})
-        assert await store.client.exists(*keys.all_user_keys("alice")) == 4
+        await RedisDetectorState(store).save_cooldowns({"alice": {"bot_cadence": [(T0, "x")]}})
+        assert await store.client.exists(*all_user_keys("alice")) == 4
         if secret:  # pseudonymised: no raw user id in any key
             assert not [k async for k in store.client.scan_iter(match=f"{prefix}:*alice*")]
         await store.stop()
@@ -105,10 +109,10 @@ def test_forget_command_deletes_a_users_state(redis_url, monkeypatch, secret) ->
     async def check() -> tuple[int, int]:
         client = aioredis.Redis.from_url(redis_url)
         try:
-            return (await client.exists(*keys.all_user_keys("alice")),
+            return (await client.exists(*all_user_keys("alice")),
                     await client.exists(*keys.user_keys("bob")))
         finally:
-            await client.delete(*keys.all_user_keys("bob"))
+            await client.delete(*all_user_keys("bob"))
             await client.aclose()
 
     asyncio.run(setup())

@@ -164,13 +164,14 @@ def test_cluster_client_type_is_accepted() -> None:
 
 
 async def test_detector_state_on_the_cluster(cluster_ports: list[int]) -> None:
-    from worker.windows import PriceExchange
+    from worker.anomaly.state import PriceExchange, RedisDetectorState
 
     client = RedisCluster(host="127.0.0.1", port=cluster_ports[0])
     prefix = f"c{uuid.uuid4().hex[:10]}"
     async with RedisWindowStore(
         client, keys=KeyBuilder(prefix, b"k"), max_events=5, span_ms=1000, ttl_s=60
-    ) as store:
+    ) as windows:
+        store = RedisDetectorState(windows)
         users = {f"u{u}": [ev("a", T0, f"u{u}")] for u in range(30)}
         add = {f"cat{c}": [(T0 + c, f"e{c}", float(c))] for c in range(30)}
         read = tuple(add)
@@ -182,5 +183,6 @@ async def test_detector_state_on_the_cluster(cluster_ports: list[int]) -> None:
         assert await store.cooldowns(users) == {u: {"bot_cadence": [(T0, f"id-{u}")]} for u in users}
         for u in users:
             await store.forget(u)
+            await windows.forget(u)
         left = [k async for k in client.scan_iter(match=f"{prefix}:*")]
         assert left and all(b":cat:" in k for k in left)  # only the category samples remain

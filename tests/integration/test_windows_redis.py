@@ -500,3 +500,17 @@ async def test_a_hand_deleted_payload_is_dropped_with_the_cache_too(
     assert ids((await store.append({"u1": [ev("c", T0 + 2)]}))["u1"]) == ["b", "c"]
     assert ids((await store.append({"u1": []}))["u1"]) == ["b", "c"]
     assert store.windows.hits == 1
+
+
+async def test_extra_commands_run_in_the_windows_pipeline_and_failures_raise(
+    make_redis: Callable[..., Awaitable[RedisWindowStore]], admin: aioredis.Redis, prefix: str
+) -> None:
+    store = await make_redis()
+    windows, replies = await store.exchange(
+        {"u1": [ev("a", T0)]}, [("SET", f"{prefix}:x", "1"), ("GET", f"{prefix}:x")])
+    assert ids(windows["u1"]) == ["a"] and replies == [True, b"1"]
+    assert await store.exchange({}, [("GET", f"{prefix}:x")]) == ({}, [b"1"])
+    with pytest.raises(StoreError, match="1 of 2 commands"):  # the window was still written
+        await store.exchange({"u1": [ev("b", T0 + 1)]}, [("INCR", store.keys.window("u1"))])
+    assert ids((await store.append({"u1": []}))["u1"]) == ["a", "b"]
+    await admin.delete(f"{prefix}:x")

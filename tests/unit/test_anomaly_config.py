@@ -50,3 +50,46 @@ def test_from_mapping_converts_and_validates() -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(AttributeError):
         DetectorConfig().bot_events = 3  # type: ignore[misc]
+
+
+def test_settings_defaults_are_the_detectors_defaults() -> None:
+    from worker.settings import load_settings
+
+    assert DetectorConfig.from_settings(load_settings()) == DetectorConfig()
+
+
+PROBES = (-1, 0, 1, 2, 3, 20, 200, 201, -0.5, 0.5, 1.5, float("nan"), float("inf"))
+
+
+@pytest.mark.parametrize("name", DetectorConfig.names())
+def test_settings_accept_exactly_the_thresholds_the_detectors_accept(name: str) -> None:
+    # the settings check the bounds at load time (naming the variable); the detectors check
+    # them again: both must draw the line in the same place
+    from worker.settings import load_settings
+
+    is_int = type(getattr(DetectorConfig(), name)) is int
+    for value in PROBES:
+        if is_int and type(value) is not int:
+            continue
+        try:
+            DetectorConfig().replace(**{name: value}).validate()
+            detectors_ok = True
+        except ConfigError:
+            detectors_ok = False
+        try:
+            settings = load_settings(**{"anomaly_" + name: value})
+            settings_ok = True
+        except ConfigError:
+            settings_ok = False
+        assert settings_ok == detectors_ok, (name, value)
+        if settings_ok:
+            assert getattr(DetectorConfig.from_settings(settings), name) == value
+
+
+def test_from_settings_names_the_variable() -> None:
+    from types import SimpleNamespace
+
+    values = {"anomaly_" + n: v for n, v in DetectorConfig().thresholds().items()}
+    values["anomaly_bot_max_cv"] = float("nan")
+    with pytest.raises(ConfigError, match="INTENT_ANOMALY_BOT_MAX_CV must be a finite number"):
+        DetectorConfig.from_settings(SimpleNamespace(**values))  # type: ignore[arg-type]

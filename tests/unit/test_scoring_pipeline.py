@@ -140,16 +140,16 @@ async def test_retriable_store_failures_are_retried_until_the_batch_succeeds(pip
     from worker.scoring.pipeline import process_until_done
 
     pipe, _ = pipeline
-    real_exchange = pipe._store.exchange
+    real_append = pipe._store.append
     failures = {"left": 3}
 
-    async def flaky(batch, prices=None):
+    async def flaky(batch):
         if failures["left"]:
             failures["left"] -= 1
             raise StoreError("redis is down")
-        return await real_exchange(batch, prices)
+        return await real_append(batch)
 
-    pipe._store.exchange = flaky
+    pipe._store.append = flaky
     result = await process_until_done(pipe, msgs([ev("a1", "u1", 1_700_000_000_000)]), max_delay_s=0.01)
     assert failures["left"] == 0
     assert [orjson.loads(o.value)["event_ids"] for o in result.scores] == [["a1"]]
@@ -161,10 +161,10 @@ async def test_errors_that_retrying_cannot_fix_are_raised(pipeline):
 
     pipe, _ = pipeline
 
-    async def broken(batch, prices=None):
+    async def broken(batch):
         raise ModelError("bad model")
 
-    pipe._store.exchange = broken
+    pipe._store.append = broken
     with pytest.raises(ModelError):
         await process_until_done(pipe, msgs([ev("a1", "u1", 1_700_000_000_000)]))
 

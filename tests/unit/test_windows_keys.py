@@ -24,7 +24,13 @@ def test_layout() -> None:
     assert keys.window("u1") == "iw:{u1}:w"
     assert keys.events("u1") == "iw:{u1}:e"
     assert keys.user_keys("u1") == ("iw:{u1}:w", "iw:{u1}:e", "iw:{u1}:v")
-    assert keys.all_user_keys("u1") == ("iw:{u1}:w", "iw:{u1}:e", "iw:{u1}:v", "iw:{u1}:a")
+    assert keys.user_key("u1", "a") == "iw:{u1}:a"
+    assert keys.shared_key("cat", "a{b}c") == "iw:cat:a%7Bb%7Dc"
+    for taken in ("w", "e", "v", "", "{x}"):
+        with pytest.raises(ValueError):
+            keys.user_key("u1", taken)
+    with pytest.raises(ValueError):
+        keys.shared_key("{u1}", "x")
 
 
 @pytest.mark.parametrize("user", ["u1", "a}b", "}x", "{", "{}", "%7B", "x:y z", "élodie", "😀"])
@@ -34,8 +40,9 @@ def test_all_keys_of_a_user_share_one_slot_and_users_do_not_collide(
 ) -> None:
     keys = KeyBuilder("iw", secret)
     w, e, v = keys.user_keys(user)
-    assert {hash_tag(k) for k in keys.all_user_keys(user)} == {keys.tag(user)}
-    assert {key_slot(k.encode()) for k in keys.all_user_keys(user)} == {key_slot(w.encode())}
+    every = (*keys.user_keys(user), keys.user_key(user, "a"))
+    assert {hash_tag(k) for k in every} == {keys.tag(user)}
+    assert {key_slot(k.encode()) for k in every} == {key_slot(w.encode())}
     others = {"u1", "a}b", "}x", "{", "{}", "%7B", "%257B", "x:y z", "élodie", "😀"} - {user}
     assert w not in {keys.window(o) for o in others}
 
@@ -75,3 +82,17 @@ def test_bad_user_id(user: object) -> None:
 def test_scan_pattern_escapes_glob_characters() -> None:
     assert KeyBuilder("iw").pattern() == "iw:{*}:*"
     assert KeyBuilder("a*b[c]").pattern() == "a\\*b\\[c\\]:{*}:*"
+
+
+def test_the_windows_package_knows_nothing_about_alerts() -> None:
+    # the detectors' state (cooldowns, price samples) lives in worker.anomaly.state
+    import re
+    from pathlib import Path
+
+    import worker.windows
+
+    package = Path(worker.windows.__file__).parent
+    found = [f"{path.name}:{n}" for path in sorted(package.glob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if re.search(r"cooldown|price|anomal|alert", line, re.IGNORECASE)]
+    assert found == []

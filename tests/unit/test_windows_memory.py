@@ -180,6 +180,6 @@ def test_decoded_events_cache_reuses_payloads_and_stays_bounded() -> None:
     assert other[0]["user_id"] == "u2" and first[0]["user_id"] == "u1"
     for i in range(100):
         cache.window([payload(i)], "u1")
-    assert len(cache._new) + len(cache._old) <= 2 * 5  # two generations, each at most size + 1
+    assert len(cache._cache) <= 2 * 5 + 1  # two generations, each at most size + 1
     off = DecodedEvents(0)
     assert off.window([payload(1)], "u1") == first[:1] and off.hits == 0

@@ -1,33 +1,37 @@
-"""The detectors over one micro-batch: what to read and write, what to score, what fired.
+"""The anomaly detectors over one micro-batch: the one entry point that the worker's
+pipeline (:mod:`worker.scoring.pipeline`) and the offline evaluation
+(:mod:`worker.evaluation.anomalies`) both drive, so the figures measured offline are the
+worker's. Per batch, in this order:
 
-The worker's pipeline and the offline evaluation (:mod:`worker.anomaly.evaluate`) drive
-the same steps, so the figures measured offline are the worker's:
-
-1. :meth:`BatchDetector.price_exchange` says which category samples the batch needs (the
-   categories of its new purchases) and which prices it adds; the window store does both
-   in the windows' round trip (:meth:`worker.windows.WindowStore.exchange`).
+1. :meth:`BatchDetector.exchange` appends the batch to the windows and, in the same round
+   trip, reads the category price samples of its new purchases and adds its prices.
 2. :meth:`BatchDetector.prior_windows` lists the windows whose intent score the
    out-of-character detector needs (the window just before a candidate purchase; usually
-   none); the caller scores them with the batch's model call.
-3. :meth:`BatchDetector.detect` runs the four detectors per user.
-4. :meth:`BatchDetector.cooldown` filters the candidates against the users' cooldown
-   state (read only for users with candidates) and says what to write back once the
-   alerts are delivered.
+   none); the caller scores them (the worker: in the batch's model call).
+3. :meth:`BatchDetector.alerts` runs the four detectors per user, then filters the
+   candidates against the users' cooldown state (read only for users with candidates).
+4. Once the alerts were delivered, :meth:`BatchDetector.confirm` writes the cooldown state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from worker.anomaly.alerts import Alert, ModelRef
 from worker.anomaly.config import DetectorConfig
 from worker.anomaly.cooldown import Cooldown, CooldownEntry, CooldownKey, merge_recent
 from worker.anomaly.detectors import detect_all, ooc_candidates
+from worker.anomaly.state import CooldownState, DetectorState, Exchanged, PriceExchange
 from worker.anomaly.stats import PRICED_TYPES, CategoryStats, log_price
-from worker.windows.detector_state import CooldownState, PriceExchange
 
-__all__ = ["BatchDetector", "PriorWindow"]
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+__all__ = ["BatchDetector", "Detected", "PriorWindow"]
+
+OOC = "out_of_character_purchase"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +45,40 @@ class PriorWindow:
     window: tuple[dict, ...]
 
 
+@dataclass(slots=True)
+class Detected:
+    """One batch's alerts: every candidate, those the cooldown lets through, and the cooldown
+    state to write (per user) once those were delivered."""
+
+    candidates: list[Alert] = field(default_factory=list)
+    emitted: list[Alert] = field(default_factory=list)
+    cooldown_updates: dict[str, CooldownState] = field(default_factory=dict)
+
+
 class BatchDetector:
-    """Stateless between batches: every piece of state comes from the window store."""
+    """The detectors with their state store; nothing is kept here between batches."""
 
-    __slots__ = ("config", "stats_ttl_s", "_cooldown")
+    __slots__ = ("config", "state", "stats_ttl_s", "_cooldown")
 
-    def __init__(self, config: DetectorConfig, *, stats_ttl_s: int = 7 * 86_400,
-                 resend_delivered: bool = False) -> None:
+    def __init__(self, config: DetectorConfig, state: DetectorState, *,
+                 stats_ttl_s: int = 7 * 86_400, resend_delivered: bool = False) -> None:
         self.config = config.validate()
+        self.state = state
         self.stats_ttl_s = stats_ttl_s
         self._cooldown = Cooldown(config.cooldown_s, resend_delivered=resend_delivered)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, state: DetectorState) -> BatchDetector:
+        """The ``INTENT_ANOMALY_*`` thresholds on ``state``."""
+        return cls(DetectorConfig.from_settings(settings), state,
+                   stats_ttl_s=settings.anomaly_stats_ttl_seconds,
+                   # exactly-once: an alert counts as delivered only when its transaction
+                   # commits, which the cooldown write cannot see: resend, consumers dedupe
+                   resend_delivered=settings.processing_guarantee == "exactly_once")
+
+    async def exchange(self, new: Mapping[str, Sequence[dict]]) -> Exchanged:
+        """Append ``new`` (user -> events) to the windows, with the price samples: one trip."""
+        return await self.state.exchange(new, self.price_exchange(new))
 
     def price_exchange(self, new: Mapping[str, Sequence[dict]]) -> PriceExchange:
         """Categories of the batch's new purchases (to read) and its priced events (to add)."""
@@ -80,14 +108,42 @@ class BatchDetector:
                 out.append(PriorWindow(user, p["event_id"], p["ts"], cand.prior_window))
         return out
 
+    async def worth_scoring(self, priors: Sequence[PriorWindow]) -> list[PriorWindow]:
+        """The ``priors`` whose purchase the cooldown could still let through. For callers
+        that pay for each score (offline); skipping the others changes no alert."""
+        if not priors:
+            return []
+        users = await self.state.cooldowns({p.user_id for p in priors})
+        flat = {(user, OOC): [CooldownEntry(ts, aid) for ts, aid in kinds.get(OOC, [])]
+                for user, kinds in users.items()}
+        return [p for p in priors
+                if not self._cooldown.suppresses_all(p.user_id, OOC, [p.purchase_ts], flat)]
+
+    async def alerts(self, got: Exchanged, new: Mapping[str, Sequence[dict]], *,
+                     prior_scores: Mapping[str, float] | None = None,
+                     model: ModelRef | None = None) -> Detected:
+        """The batch's alerts after the cooldown (the state is read, not written).
+
+        ``prior_scores`` maps a candidate purchase's ``event_id`` to the score of its prior
+        window (see :meth:`prior_windows`); a purchase without one never fires."""
+        found = self.detect(got.windows, new, got.samples, prior_scores=prior_scores,
+                            model=model)
+        if not found:
+            return Detected()
+        state = await self.state.cooldowns({a.user_id for a in found})
+        emitted, updates = self.cooldown(found, state)
+        return Detected(found, emitted, updates)
+
+    async def confirm(self, updates: Mapping[str, CooldownState]) -> None:
+        """Record delivered alerts (:attr:`Detected.cooldown_updates`) in the cooldown state."""
+        if updates:
+            await self.state.save_cooldowns(updates)
+
     def detect(self, windows: Mapping[str, Sequence[dict]], new: Mapping[str, Sequence[dict]],
                samples: Mapping[str, Sequence[float]], *,
                prior_scores: Mapping[str, float] | None = None,
                model: ModelRef | None = None) -> list[Alert]:
-        """Candidate alerts of every user of the batch (no cooldown yet).
-
-        ``prior_scores`` maps a candidate purchase's ``event_id`` to the score of its prior
-        window (see :meth:`prior_windows`); a purchase without one never fires."""
+        """Candidate alerts of every user of the batch (no cooldown yet)."""
         capacity = self.config.price_stats_capacity
         stats = {c: CategoryStats.from_logs(logs, capacity) for c, logs in samples.items()}
         prior = prior_scores or {}
@@ -97,7 +153,7 @@ class BatchDetector:
                                      prior_scores=prior, model=model))
         return alerts
 
-    def cooldown(self, alerts: Sequence[Alert], state: Mapping[str, CooldownState]
+    def cooldown(self, alerts: Iterable[Alert], state: Mapping[str, CooldownState]
                  ) -> tuple[list[Alert], dict[str, CooldownState]]:
         """``(to_publish, to_save)``: the alerts the cooldown lets through, and the state to
         write back (per user) after they were delivered."""

@@ -1,19 +1,26 @@
 """Detector thresholds: one frozen object, checked once at start-up.
 
-Every default below was chosen on the REES46 dev slice with injected anomalies
-(``python -m worker.anomaly.evaluate``); the reasons are given per field. Times are
-event time (the ``ts`` of the events), never the wall clock.
+The defaults suit the REES46 clickstream with injected anomalies (``intent-worker evaluate
+--anomaly-labels`` measures them); the reasons are given per field. Times are event time
+(the ``ts`` of the events), never the wall clock. The worker's settings expose every
+threshold as ``INTENT_ANOMALY_<NAME>`` with the same defaults
+(:meth:`DetectorConfig.from_settings`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import ConfigError
+from worker.settings import env_name
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 __all__ = ["KINDS", "SEVERITIES", "DetectorConfig"]
 
@@ -46,23 +53,21 @@ class DetectorConfig:
     # -- out_of_character_purchase: a purchase of a product with no earlier event in the
     #    window, at least ``ooc_min_prior_events`` (and never fewer than 1) events into the
     #    window, and an intent score of the window just before it below ``ooc_max_score``.
-    #    The default is the 95th percentile of the shipped model's scores over the 9,073
-    #    REES46 dev example windows (model 1.1.0: 1st percentile 0.007, median 0.031, 95th
-    #    0.0695; base rate 4.3 %): windows at or above it are followed by a purchase 22 % of
-    #    the time, 5x the base rate, so there the model expected the purchase; below it, the
-    #    purchase is out of character. (Model 1.0.0's 95th percentile was 0.065.) Re-pick it
-    #    for another model: `intent-worker evaluate --anomaly-labels` shows the effect.
+    #    The default is about the 95th percentile of the shipped model's scores over the
+    #    REES46 dev example windows: windows at or above it are followed by a purchase several
+    #    times more often than the base rate, so there the model expected the purchase; below
+    #    it, the purchase is out of character. It depends on the model: re-pick it for another
+    #    one (`intent-worker evaluate --anomaly-labels` shows the effect).
     ooc_max_score: float = 0.07
     ooc_min_prior_events: int = 1
 
     # -- price_outlier: robust z of ln(price) against the category's running median and MAD
     #    of ln(price) (last ``price_stats_capacity`` prices seen in views, carts and
     #    purchases). Log prices, because prices within a category spread multiplicatively
-    #    (on raw prices, 232 of 7,779 REES46 dev events score z > 6; on log prices, 16).
-    #    Largest clean REES46 dev purchase: z = 5.4 (headphones at 0.88 against a median of
-    #    ~160). The MAD floor 0.15 means a price must be at least exp(6 * 1.4826 * 0.15) =
-    #    3.8x off the median to fire: with 0.05, a category sampled mostly from one product
-    #    flagged ordinary neighbours 1.6x off (seen on REES46 catalogue prices).
+    #    (raw prices give many more large z on clean data). The default z stays above the
+    #    largest clean REES46 dev purchase. The MAD floor 0.15 means a price must be at least
+    #    exp(6 * 1.4826 * 0.15) = 3.8x off the median to fire, so that a category sampled
+    #    mostly from one product does not flag its ordinary neighbours.
     price_max_robust_z: float = 6.0
     price_min_samples: int = 20
     price_min_mad_log: float = 0.15
@@ -103,6 +108,18 @@ class DetectorConfig:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DetectorConfig:
+        """The thresholds of ``INTENT_ANOMALY_*``, validated; an error names the variable."""
+        config = cls(**{name: getattr(settings, "anomaly_" + name) for name in cls.names()})
+        try:
+            return config.validate()
+        except ConfigError as exc:
+            # "anomaly threshold <name> must ..." -> name the environment variable
+            raise ConfigError(re.sub(r"anomaly threshold (\w+)",
+                                     lambda m: env_name("anomaly_" + m.group(1)),
+                                     str(exc))) from None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str | int | float]) -> DetectorConfig:

@@ -77,7 +77,8 @@ class Cooldown:
         return last is None or abs(alert.event_ts - last.event_ts) >= self.cooldown_ms
 
     def suppresses_all(self, user_id: str, kind: str, event_ts: Iterable[int],
-                       state: Mapping[CooldownKey, Sequence[CooldownEntry] | CooldownEntry]) -> bool:
+                       state: Mapping[CooldownKey, Sequence[CooldownEntry] | CooldownEntry]
+                       ) -> bool:
         """True when no alert of (user, kind) at any of ``event_ts`` could be emitted whatever
         its id: lets a caller skip costly work (fetching a score) for candidates."""
         recent = _entries(state.get((user_id, kind)))

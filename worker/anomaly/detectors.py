@@ -15,9 +15,7 @@ candidates; :mod:`worker.anomaly.cooldown` drops them.
 
 Cost: a detector returns at once when the batch brings nothing it looks at (velocity,
 out-of-character and price need a new purchase). :func:`detect_all` sorts the window once
-for all four. Measured on REES46 dev replayed in 256-event batches: ~15 us per event
-(pure Python, with the cooldown and the category statistics update), ~25 us with injected
-bursts and bots.
+for all four (docs/benchmarks.md has the cost per event).
 
 Severity, per kind:
 

@@ -5,16 +5,15 @@ dropped first) and the number of prices ever seen. Median and MAD are exact over
 sample, which makes them an approximation of the running median that follows drift, costs
 O(capacity) memory per category and serialises to a small dict. In the worker the sample
 lives in Redis (a sorted set per category, newest ``capacity`` by event time, read and
-written in the same round trip as the windows: :mod:`worker.windows.detector_state`) and
+written in the same round trip as the windows: :mod:`worker.anomaly.state`) and
 is rebuilt per batch with :meth:`CategoryStats.from_logs`.
 
 The sample is weighted by popularity (one entry per view, cart or purchase), like the
 purchases it judges. Its trap: a category whose recent events are mostly one product gets
 a tiny MAD, and ordinary products of it would look like outliers; the detector's MAD floor
 (``price_min_mad_log``) guards against that. A bot viewing one product thousands of times
-can fill a category's sample the same way. (One entry per product instead was measured on
-REES46 dev: recall on injected outliers fell from 1.00 to 0.94 and the largest clean
-purchase z rose from 5.4 to 6.0, so it was not kept.)
+can fill a category's sample the same way. One entry per product instead would find fewer
+injected outliers and score clean purchases higher on REES46.
 
 Prices are compared on the natural log of ``max(price, PRICE_FLOOR)``: prices within a
 category spread multiplicatively, and a floor keeps free items finite.

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from itertools import islice
 from operator import itemgetter, lt
 
+from worker.caching import Generations
+
 __all__ = ["EventCache", "window_facts"]
 
 EVENT_TYPES = ("view", "search", "add_to_cart", "remove_from_cart", "purchase", "review")
@@ -59,42 +61,38 @@ class EventCache:
     (the memory store, training) only miss, and the cache keeps up to ``2 * size`` of them alive
     (with Redis, the decoded-event cache holds the same dicts anyway).
 
-    Bounded: two generations of at most ``size`` events each, as
-    :class:`~worker.windows.codec.DecodedEvents` (an entry used again moves to the newer one);
-    ``size=0`` turns the cache off. One cache per pipeline; not thread-safe.
+    Bounded: a :class:`~worker.caching.Generations` of ``size`` events; ``size=0`` turns the
+    cache off. One cache per pipeline; not thread-safe.
     """
 
+    __slots__ = ("_cache",)
+
     def __init__(self, size: int) -> None:
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
-        self.size = size
-        self._new: dict[int, tuple] = {}
-        self._old: dict[int, tuple] = {}
-        self.hits = 0
-        self.misses = 0
+        self._cache: Generations[int, tuple] = Generations(size)
+
+    @property
+    def size(self) -> int:
+        return self._cache.size
+
+    @property
+    def hits(self) -> int:
+        return self._cache.hits
+
+    @property
+    def misses(self) -> int:
+        return self._cache.misses
 
     def facts(self, events: Sequence[dict]) -> list[tuple]:
         """The facts of each of ``events``, in their order."""
-        if not self.size:
+        cache = self._cache
+        if not cache.size:
             return list(map(event_facts, events))
-        new = self._new
-        out = list(map(new.get, map(id, events)))  # a hit is the event's own facts (above)
-        misses = 0
-        if None in out:
-            old = self._old
-            for i, facts in enumerate(out):
-                if facts is None:
-                    event = events[i]
-                    facts = old.get(id(event))
-                    if facts is None:
-                        facts = event_facts(event)
-                        misses += 1
-                    out[i] = new[id(event)] = facts
-        self.hits += len(out) - misses
-        self.misses += misses
-        if len(new) > self.size:
-            self._old, self._new = new, {}
-        return out
+        # a hit is the event's own facts (see above)
+        return cache.get_many(list(map(id, events)), _all_facts, events)  # type: ignore[return-value]
+
+
+def _all_facts(events: Sequence[dict]) -> list[tuple]:
+    return list(map(event_facts, events))
 
 
 def window_facts(window: Sequence[dict], cache: EventCache | None = None) -> list[tuple]:

@@ -20,13 +20,14 @@ import orjson
 
 from worker.anomaly.alerts import ModelRef, alert_record
 from worker.anomaly.batch import BatchDetector
+from worker.anomaly.state import CooldownState, DetectorState, Exchanged, state_for
 from worker.errors import BadEvent, IntentError
 from worker.events import dead_letter, parse_event
 from worker.features import EventCache, ModelInput, build_input
 from worker.scoring.records import score_record
 from worker.scoring.scorer import Scorer
 from worker.settings import Settings
-from worker.windows import CooldownState, Exchanged, WindowStore
+from worker.windows import WindowStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,15 +123,14 @@ class Pipeline:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, store: WindowStore, scorer: Scorer,
-                      executor: Executor | None = None) -> Pipeline:
-        """With the anomaly detectors of ``settings`` (unless ``INTENT_ANOMALY_ENABLED`` is off)."""
+                      executor: Executor | None = None,
+                      detector_state: DetectorState | None = None) -> Pipeline:
+        """With the anomaly detectors of ``settings`` (unless ``INTENT_ANOMALY_ENABLED`` is off),
+        their state kept beside ``store`` (default: :func:`~worker.anomaly.state.state_for`)."""
         detector = None
         if settings.anomaly_enabled:
-            detector = BatchDetector(
-                settings.detector_config(), stats_ttl_s=settings.anomaly_stats_ttl_seconds,
-                # exactly-once: an alert counts as delivered only when its transaction commits,
-                # which the cooldown write cannot see: resend, consumers dedupe on alert_id
-                resend_delivered=settings.processing_guarantee == "exactly_once")
+            state = detector_state if detector_state is not None else state_for(store)
+            detector = BatchDetector.from_settings(settings, state)
         return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector)
 
     async def process(self, messages: Sequence[Message]) -> BatchResult:
@@ -171,9 +171,11 @@ class Pipeline:
 
         new = {u: b.events for u, b in users.items()}
         detector = self._detector
-        prices = detector.price_exchange(new) if detector is not None else None
         t0 = time.perf_counter()
-        got = await self._store.exchange(new, prices)  # windows and price samples: one round trip
+        if detector is not None:
+            got = await detector.exchange(new)  # windows and price samples: one round trip
+        else:
+            got = Exchanged(await self._store.append(new))
         windows = got.windows
         result.store_s = time.perf_counter() - t0
 
@@ -225,14 +227,11 @@ class Pipeline:
     async def _detect(self, detector: BatchDetector, result: BatchResult,
                       new: dict[str, list[dict]], got: Exchanged, prior_scores: dict[str, float],
                       scorer: Scorer) -> None:
-        found = detector.detect(got.windows, new, got.samples, prior_scores=prior_scores,
-                                model=ModelRef(scorer.name, scorer.version))
-        if not found:
-            return
-        state = await self._store.cooldowns({a.user_id for a in found})  # only users with candidates
-        emitted, result.cooldown_updates = detector.cooldown(found, state)
+        detected = await detector.alerts(got, new, prior_scores=prior_scores,
+                                         model=ModelRef(scorer.name, scorer.version))
+        result.cooldown_updates = detected.cooldown_updates
         detected_at_ms = time.time_ns() // 1_000_000
-        for alert in emitted:
+        for alert in detected.emitted:
             record = alert_record(alert, detected_at_ms=detected_at_ms)
             result.alerts.append(Output(alert.user_id.encode(), orjson.dumps(record)))
             result.alert_kinds.append(alert.kind)
@@ -241,10 +240,10 @@ class Pipeline:
         """Call once the batch's alerts were delivered: records them in the cooldown state,
         so a redelivery of the batch does not send them again. Best effort: if this fails,
         a redelivery sends the same alert ids again (consumers dedupe on ``alert_id``)."""
-        if not result.cooldown_updates:
+        if not result.cooldown_updates or self._detector is None:
             return
         try:
-            await self._store.save_cooldowns(result.cooldown_updates)
+            await self._detector.confirm(result.cooldown_updates)
         except IntentError as exc:
             log.warning("alert cooldown state not saved (%s); a redelivery may repeat %d alerts",
                         exc, len(result.alerts))

@@ -1,12 +1,8 @@
 """Per-user rolling windows of events: the interface, a Redis store and an in-memory one."""
 
 from worker.windows.base import WindowStore
-from worker.windows.detector_state import CooldownState, Exchanged, PriceExchange
 from worker.windows.keys import KeyBuilder
 from worker.windows.memory import MemoryWindowStore
 from worker.windows.redis_store import RedisWindowStore
 
-__all__ = [
-    "CooldownState", "Exchanged", "KeyBuilder", "MemoryWindowStore", "PriceExchange",
-    "RedisWindowStore", "WindowStore",
-]
+__all__ = ["KeyBuilder", "MemoryWindowStore", "RedisWindowStore", "WindowStore"]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
-
-from worker.windows.detector_state import CooldownState, Exchanged, PriceExchange
 
 __all__ = ["WindowStore"]
 
@@ -73,28 +71,10 @@ class WindowStore(Protocol):
         """
         ...
 
-    async def exchange(self, batch: Mapping[str, Sequence[dict]],
-                       prices: PriceExchange | None = None) -> Exchanged:
-        """:meth:`append`, plus the anomaly detectors' category price samples, in the same
-        single round trip: the samples of ``prices.read`` as they were before this call,
-        then ``prices.add`` written (first write wins per event, trimmed to the newest
-        ``capacity`` by event time, TTL refreshed). See :mod:`worker.windows.detector_state`.
-        """
-        ...
-
-    async def cooldowns(self, users: Iterable[str]) -> dict[str, CooldownState]:
-        """The alert cooldown state of each of ``users`` (``{}`` for a user with none)."""
-        ...
-
-    async def save_cooldowns(self, updates: Mapping[str, CooldownState]) -> None:
-        """Write ``updates`` (user -> kind -> recently delivered [(ts, alert_id)]): each kind
-        given replaces the stored list, other kinds stay; each written user's cooldown key
-        gets the window TTL."""
-        ...
-
     async def forget(self, user_id: str) -> None:
-        """Delete everything stored for ``user_id`` (erasure requests): window, payloads and
-        alert cooldowns. Category price samples hold no user id and are kept."""
+        """Delete the window of ``user_id`` (erasure requests): its events and payloads. State
+        that other stores keep beside the window (under the same user key tag) is theirs
+        to delete."""
         ...
 
     async def ping(self) -> None:

@@ -9,10 +9,15 @@ at all) and every payload is a little smaller. Decoding puts it back.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import itemgetter
 
 import orjson
 
+from worker.caching import Generations
+
 __all__ = ["DecodedEvents", "check_limits", "decode_window", "encode_event", "join_payloads"]
+
+_OWNER = itemgetter("user_id")
 
 # Redis scores and Lua numbers are doubles: integers beyond 2**53 lose precision.
 _MAX_EXACT = 2**53
@@ -63,50 +68,48 @@ class DecodedEvents:
     here each payload is decoded once while it stays in use. Only payloads that Redis returned
     are ever looked up, so a forgotten or expired window cannot come back from the cache.
 
-    Bounded: two generations of at most ``size`` payloads each; when the newer one is full it
-    becomes the older one and the oldest generation is dropped (an entry used again is moved to
-    the newer one). ``size=0`` turns the cache off.
+    Bounded: a :class:`~worker.caching.Generations` of ``size`` payloads; ``size=0`` turns the
+    cache off.
 
     The returned event dicts are shared between windows and batches: callers must not modify
     them (nothing in the worker does; :func:`decode_window` gives fresh ones).
     """
 
+    __slots__ = ("_cache", "_other")
+
     def __init__(self, size: int) -> None:
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
-        self.size = size
-        self._new: dict[bytes | str, dict] = {}
-        self._old: dict[bytes | str, dict] = {}
-        self.hits = 0
-        self.misses = 0
+        self._cache: Generations[bytes | str, dict] = Generations(size)
+        self._other = 0  # payloads found, but decoded for another user
+
+    @property
+    def size(self) -> int:
+        return self._cache.size
+
+    @property
+    def hits(self) -> int:
+        return self._cache.hits - self._other
+
+    @property
+    def misses(self) -> int:
+        return self._cache.misses + self._other
 
     def window(self, payloads: list[bytes | str], user_id: str) -> list[dict]:
         """The events of one window's payloads (oldest first), ``user_id`` restored."""
-        if not self.size:
+        cache = self._cache
+        if not cache.size:
             return decode_window(join_payloads(payloads), user_id)
-        new, old = self._new, self._old
-        events: list = []
-        missing: list[int] = []
-        for payload in payloads:
-            event = new.get(payload)
-            if event is None:
-                event = old.get(payload)
-                if event is not None:
-                    new[payload] = event
-            if event is None or event["user_id"] != user_id:  # the same payload of another user
-                missing.append(len(events))
-                events.append(payload)
-            else:
-                events.append(event)
-        if missing:
-            decoded = decode_window(join_payloads([events[i] for i in missing]), user_id)
-            for i, event in zip(missing, decoded, strict=True):
-                new[events[i]] = event
+        events: list = cache.get_many(
+            payloads, lambda missing: decode_window(join_payloads(missing), user_id))
+        # the same payload stored for another user (it holds no user id): decode it for this one
+        owners = list(map(_OWNER, events))
+        if owners.count(user_id) != len(owners):
+            at = [i for i, owner in enumerate(owners) if owner != user_id]
+            keys = [payloads[i] for i in at]
+            decoded = decode_window(join_payloads(keys), user_id)
+            for i, event in zip(at, decoded, strict=True):
                 events[i] = event
-        self.hits += len(events) - len(missing)
-        self.misses += len(missing)
-        if len(new) > self.size:
-            self._old, self._new = new, {}
+            cache.put_many(keys, decoded)
+            self._other += len(at)
         return events
 
 

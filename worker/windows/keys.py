@@ -6,11 +6,10 @@ touches all of them runs on one node::
     {prefix}:{<tag>}:w    sorted set: score = event ts (ms), member = event_id
     {prefix}:{<tag>}:e    hash: event_id -> event JSON (orjson), user_id left out
     {prefix}:{<tag>}:v    string: the window's version token (worker/windows/window_cache.py)
-    {prefix}:{<tag>}:a    hash: alert kind -> "<event ts ms>|<alert_id>" (cooldowns)
 
-and, per product category (not personal data, so never pseudonymised)::
-
-    {prefix}:cat:<category>   sorted set: score = event ts, member = "<ln price>|<event_id>"
+Other state kept per user goes under the same tag (:meth:`KeyBuilder.user_key`), state that
+holds no user's data under ``{prefix}:<namespace>:<name>`` (:meth:`KeyBuilder.shared_key`,
+never pseudonymised).
 
 The tag is the user id with ``%``, ``{`` and ``}`` percent-escaped (a brace in
 the id would otherwise change which part of the key Redis hashes), or, when a
@@ -72,23 +71,23 @@ class KeyBuilder:
         """Hash of the user's event payloads, by event id."""
         return f"{self._prefix}:{{{self.tag(user_id)}}}:e"
 
-    def alerts(self, user_id: str) -> str:
-        """Hash of the user's alert cooldowns, by alert kind."""
-        return f"{self._prefix}:{{{self.tag(user_id)}}}:a"
-
     def user_keys(self, user_id: str) -> tuple[str, str, str]:
         """The window script's keys of the user: ``(window, events, version)``; one slot."""
         base = f"{self._prefix}:{{{self.tag(user_id)}}}:"
         return base + "w", base + "e", base + "v"
 
-    def all_user_keys(self, user_id: str) -> tuple[str, str, str, str]:
-        """Every key of the user (erasure): window, events, version, alert cooldowns."""
-        tag = self.tag(user_id)
-        return tuple(f"{self._prefix}:{{{tag}}}:{k}" for k in "weva")  # type: ignore[return-value]
+    def user_key(self, user_id: str, name: str) -> str:
+        """Another key of the user, ``{prefix}:{<tag>}:<name>``: same hash tag, same slot."""
+        if name in ("w", "e", "v") or not name or "{" in name or "}" in name:
+            raise ValueError(f"not a free user key name: {name!r}")
+        return f"{self._prefix}:{{{self.tag(user_id)}}}:{name}"
 
-    def category(self, category: str) -> str:
-        """Sorted set of a category's recent log prices (braces escaped: no hash tag)."""
-        return f"{self._prefix}:cat:{category.translate(_ESCAPES)}"
+    def shared_key(self, namespace: str, name: str) -> str:
+        """A key that holds no user's data, ``{prefix}:<namespace>:<name>`` (braces escaped in
+        ``name``: no hash tag)."""
+        if not namespace or "{" in namespace or "}" in namespace or ":" in namespace:
+            raise ValueError(f"bad key namespace: {namespace!r}")
+        return f"{self._prefix}:{namespace}:{name.translate(_ESCAPES)}"
 
     def pattern(self) -> str:
         """A SCAN ``MATCH`` pattern for every per-user key built here (operations, tests)."""

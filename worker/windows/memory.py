@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from worker.windows.codec import check_limits, decode_window, encode_event, join_payloads
-from worker.windows.detector_state import (
-    CooldownState,
-    Exchanged,
-    PriceExchange,
-    member,
-    member_log_price,
-)
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -39,9 +32,6 @@ class MemoryWindowStore:
         self.ttl_s = ttl_s
         # user_id -> event_id -> (ts, payload)
         self._users: dict[str, dict[str, tuple[int, bytes]]] = {}
-        # category -> member -> ts (the Redis sorted set); user_id -> cooldown state
-        self._categories: dict[str, dict[str, int]] = {}
-        self._cooldowns: dict[str, CooldownState] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemoryWindowStore:
@@ -74,46 +64,9 @@ class MemoryWindowStore:
 
     async def forget(self, user_id: str) -> None:
         self._users.pop(user_id, None)
-        self._cooldowns.pop(user_id, None)
 
     async def append(self, batch: Mapping[str, Sequence[dict]]) -> dict[str, list[dict]]:
         return self.append_sync(batch)
-
-    async def exchange(self, batch: Mapping[str, Sequence[dict]],
-                       prices: PriceExchange | None = None) -> Exchanged:
-        return self.exchange_sync(batch, prices)
-
-    def exchange_sync(self, batch: Mapping[str, Sequence[dict]],
-                      prices: PriceExchange | None = None) -> Exchanged:
-        """:meth:`exchange` without an event loop (offline replays)."""
-        windows = self.append_sync(batch)
-        samples: dict[str, list[float]] = {}
-        if prices is None:
-            return Exchanged(windows, samples)
-        for category in prices.read:  # before the adds, as the Redis pipeline orders them
-            stored = self._categories.get(category, {})
-            samples[category] = [member_log_price(m) for m, _ in _ordered(stored)]
-        for category, entries in prices.add.items():
-            stored = self._categories.setdefault(category, {})
-            for ts, event_id, logp in entries:
-                stored.setdefault(member(event_id, logp), ts)  # ZADD NX
-            if len(stored) > prices.capacity:
-                self._categories[category] = dict(_ordered(stored)[-prices.capacity:])
-        return Exchanged(windows, samples)
-
-    async def cooldowns(self, users: Iterable[str]) -> dict[str, CooldownState]:
-        return self.cooldowns_sync(users)
-
-    def cooldowns_sync(self, users: Iterable[str]) -> dict[str, CooldownState]:
-        return {u: {k: list(v) for k, v in self._cooldowns.get(u, {}).items()} for u in users}
-
-    async def save_cooldowns(self, updates: Mapping[str, CooldownState]) -> None:
-        self.save_cooldowns_sync(updates)
-
-    def save_cooldowns_sync(self, updates: Mapping[str, CooldownState]) -> None:
-        for user, state in updates.items():
-            if state:  # each kind's list replaces the stored one, as HSET does
-                self._cooldowns.setdefault(user, {}).update({k: list(v) for k, v in state.items()})
 
     def append_sync(self, batch: Mapping[str, Sequence[dict]]) -> dict[str, list[dict]]:
         """:meth:`append` without an event loop (offline replays: training, evaluation)."""
@@ -136,8 +89,3 @@ class MemoryWindowStore:
                 self._users.pop(user, None)
             out[user] = decode_window(join_payloads(payload for _, (_, payload) in ordered), user)
         return out
-
-
-def _ordered(stored: Mapping[str, int]) -> list[tuple[str, int]]:
-    """Sorted-set order: by score, then member bytes (code points = UTF-8 byte order)."""
-    return sorted(stored.items(), key=lambda kv: (kv[1], kv[0]))

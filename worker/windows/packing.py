@@ -1,11 +1,11 @@
 """Redis commands packed by hiredis (C) instead of redis-py's asyncio packer (Python).
 
-redis-py's asyncio connection packs every argument in Python: for the window script's
-``EVALSHA`` with a user's keys, limits and events (~20 arguments) that is ~45 µs per user
-and batch, the largest part of the store's client time. ``hiredis.pack_command`` gives the
-same bytes for ``str`` (UTF-8), ``bytes``, ``int``, ``float`` and ``memoryview`` arguments
-about ten times faster. Anything else (multi-word command names, other types, another
-encoding) goes to redis-py's own packer, which also raises its usual errors.
+redis-py's asyncio connection packs every argument in Python, and the window script's
+``EVALSHA`` carries a user's keys, limits and events (~20 arguments per user), so packing is
+a large part of the store's client time. ``hiredis.pack_command`` gives the same bytes for
+``str`` (UTF-8), ``bytes``, ``int``, ``float`` and ``memoryview`` arguments, in C. Anything
+else (multi-word command names, other types, another encoding) goes to redis-py's own packer,
+which also raises its usual errors.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Layout (see :mod:`worker.windows.keys`), the three keys with the same TTL::
                                       it is the one this store holds, the script returns
                                       event ids instead of payloads
 
-plus the detectors' state (:mod:`worker.windows.detector_state`): category price samples
-ride in the same pipeline as the windows; alert cooldowns have their own small calls.
+:meth:`RedisWindowStore.exchange` also runs a caller's extra commands in the same pipeline, so
+other state kept beside the windows travels in the windows' round trip.
 
 Equal scores are ordered by member (byte order), which is the contract's tie
 rule (by ``event_id``). Scores are doubles, exact for integer milliseconds.
@@ -29,7 +29,7 @@ by node and the parts are sent concurrently (one round trip of latency).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -45,13 +45,6 @@ from worker.windows.codec import (
     decode_window,
     encode_event,
     join_payloads,
-)
-from worker.windows.detector_state import (
-    CooldownState,
-    Exchanged,
-    PriceExchange,
-    member,
-    member_log_price,
 )
 from worker.windows.keys import KeyBuilder
 from worker.windows.packing import pack_with_hiredis
@@ -74,10 +67,9 @@ log = logging.getLogger(__name__)
 # ids...} when the caller's token was still current before this call (it holds every event:
 # its window and what it sent), else {token, '0', payloads...}; both oldest first; or an error
 # for that user alone (the others are still written). The token changes with every change of
-# the window (worker/windows/window_cache.py). (Joining the payloads into one JSON array here
-# saves the client parsing 50 bulk replies per user, but table.concat cost the single-threaded
-# server ~+50 us per 50-event window, +22%, in an A/B run; server time is the shared resource,
-# and hiredis makes the client side cheap. Python joins, then decodes once.)
+# the window (worker/windows/window_cache.py). Payloads come back as separate bulk replies, not
+# joined into one JSON array here: the single-threaded server is the shared resource, so the
+# join happens in Python (cheap with hiredis), which then decodes each window once.
 APPEND_SCRIPT = """
 local max_events = tonumber(ARGV[1])
 local span_ms = tonumber(ARGV[2])
@@ -300,7 +292,7 @@ class RedisWindowStore:
             raise StoreError(f"redis ping failed: {_describe(exc)}") from exc
 
     async def forget(self, user_id: str) -> None:
-        keys = self._keys.all_user_keys(user_id)
+        keys = self._keys.user_keys(user_id)
         self._windows.drop(user_id)
         try:
             # one multi-key DEL: every key of a user shares a hash tag, so one cluster slot
@@ -309,13 +301,17 @@ class RedisWindowStore:
             raise StoreError(f"redis delete of a user's state failed: {_describe(exc)}") from exc
 
     async def append(self, batch: Mapping[str, Sequence[dict]]) -> dict[str, list[dict]]:
-        return (await self.exchange(batch)).windows
+        return (await self.exchange(batch))[0]
 
     async def exchange(self, batch: Mapping[str, Sequence[dict]],
-                       prices: PriceExchange | None = None) -> Exchanged:
-        prices = prices if prices is not None and not prices.empty else None
-        if not batch and prices is None:
-            return Exchanged({})
+                       commands: Sequence[tuple[Any, ...]] = ()
+                       ) -> tuple[dict[str, list[dict]], list[Any]]:
+        """:meth:`append`, plus ``commands`` (Redis commands as argument tuples, such as
+        ``("ZRANGE", key, 0, -1)``) run in the same pipeline after the window script: one round
+        trip for both. Returns the windows and the commands' replies, in order. A command
+        that fails raises :class:`StoreError` once everything was sent (like a failed user)."""
+        if not batch and not commands:
+            return {}, []
         token = self._windows.next_token()
         calls: dict[str, _Call] = {}
         held: dict[str, CachedWindow | None] = {}
@@ -329,7 +325,7 @@ class RedisWindowStore:
                 args.extend((ts, event_id, payload))
                 payloads.setdefault(event_id.encode(), payload)
             calls[user] = _Call(self._keys.user_keys(user), args)
-        extra = self._price_commands(prices) if prices is not None else []
+        extra = list(commands)
         try:
             replies, extra_replies = await self._run(calls, extra, token)
             if any(isinstance(r, NoScriptError) for r in replies.values()):
@@ -365,11 +361,7 @@ class RedisWindowStore:
                     raise StoreError(
                         f"redis read of a window failed: {_describe(reply)}") from reply
                 windows[user] = self._window(user, reply, None, {})
-        samples: dict[str, list[float]] = {}
-        if prices is not None:
-            for category, members in zip(prices.read, extra_replies, strict=False):
-                samples[category] = [member_log_price(m) for m in members]
-        return Exchanged(windows, samples)
+        return windows, extra_replies
 
     def _window(self, user: str, reply: list, held: CachedWindow | None,
                 sent: Mapping[bytes, bytes]) -> list[dict] | None:
@@ -399,72 +391,12 @@ class RedisWindowStore:
         self._windows.put(user, token, ids, window)
         return window
 
-    async def cooldowns(self, users: Iterable[str]) -> dict[str, CooldownState]:
-        users = list(dict.fromkeys(users))
-        if not users:
-            return {}
-        pipe = self._client.pipeline(transaction=False)
-        for user in users:
-            pipe.hgetall(self._keys.alerts(user))
-        try:
-            replies = await pipe.execute()
-        except RedisError as exc:
-            raise StoreError(f"redis read of alert cooldowns failed: {_describe(exc)}") from exc
-        out: dict[str, CooldownState] = {}
-        for user, entries in zip(users, replies, strict=True):
-            state: CooldownState = {}
-            for kind, raw in entries.items():
-                kind = kind.decode() if isinstance(kind, bytes) else kind
-                raw = raw.decode() if isinstance(raw, bytes) else raw
-                recent = []
-                for item in raw.split(";"):
-                    ts, _, alert = item.partition("|")
-                    try:
-                        recent.append((int(ts), alert))
-                    except ValueError:
-                        log.warning("ignoring a malformed alert cooldown entry %r", item[:80])
-                state[kind] = recent
-            out[user] = state
-        return out
-
-    async def save_cooldowns(self, updates: Mapping[str, CooldownState]) -> None:
-        if not updates:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        ttl_ms = self.ttl_s * 1000
-        for user, state in updates.items():
-            if not state:
-                continue
-            key = self._keys.alerts(user)
-            pipe.hset(key, mapping={kind: ";".join(f"{ts}|{aid}" for ts, aid in recent)
-                                    for kind, recent in state.items()})
-            pipe.pexpire(key, ttl_ms)
-        try:
-            await pipe.execute()
-        except RedisError as exc:
-            raise StoreError(f"redis write of alert cooldowns failed: {_describe(exc)}") from exc
-
-    def _price_commands(self, prices: PriceExchange) -> list[tuple[Any, ...]]:
-        """Reads first, then adds: the pipeline runs in order, so reads see the state before."""
-        commands: list[tuple[Any, ...]] = [
-            ("ZRANGE", self._keys.category(c), 0, -1) for c in prices.read]
-        ttl_ms = prices.ttl_s * 1000
-        for category, entries in prices.add.items():
-            key = self._keys.category(category)
-            args: list[Any] = []
-            for ts, event_id, logp in entries:
-                args.extend((ts, member(event_id, logp)))
-            commands.append(("ZADD", key, "NX", *args))
-            commands.append(("ZREMRANGEBYRANK", key, 0, -(prices.capacity + 1)))
-            commands.append(("PEXPIRE", key, ttl_ms))
-        return commands
-
     async def _run(self, calls: Mapping[str, _Call], extra: Sequence[tuple[Any, ...]],
                    token: str) -> tuple[dict[str, Any], list[Any]]:
         """One pipeline: the script for every user, then ``extra`` commands; errors as values.
 
         On one Redis, one script call holds every user (one command to pack, send and parse:
-        redis-py's per-command cost was most of the store's client time). On a cluster a
+        redis-py's cost is per command). On a cluster a
         script's keys must share a slot: one call per user, which the cluster client routes by
         its first key and sends to each node as one pipeline."""
         pipe = self._client.pipeline(transaction=False)

@@ -11,15 +11,16 @@ the whole window, as it always did.
 Tokens are ``<instance>:<batch>``: a random id of this store object and a counter, so a token
 is never set twice on a user's keys, whoever writes them.
 
-Bounded: two generations of at most ``size`` events each (counted by window length); when the
-newer one is full it becomes the older one and the oldest is dropped (a window used again moves
-to the newer one). ``size=0`` turns the cache off: every read is a full one.
+Bounded: a :class:`~worker.caching.Generations` of ``size`` events (a window weighs its length).
+``size=0`` turns the cache off: every read is a full one.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+
+from worker.caching import Generations
 
 __all__ = ["CachedWindow", "WindowCache"]
 
@@ -36,16 +37,16 @@ class WindowCache:
     """Windows by user with their version tokens; see the module docstring."""
 
     def __init__(self, size: int) -> None:
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
-        self.size = size
+        self._cache: Generations[str, CachedWindow] = Generations(
+            size, weight=lambda cached: len(cached.events))
         self._instance = uuid.uuid4().hex[:16]
         self._batch = 0
-        self._new: dict[str, CachedWindow] = {}
-        self._old: dict[str, CachedWindow] = {}
-        self._new_events = 0
         self.hits = 0  # windows answered with ids only
         self.misses = 0  # windows sent whole
+
+    @property
+    def size(self) -> int:
+        return self._cache.size
 
     def next_token(self) -> str:
         """A token for the windows one exchange may change; never returned twice."""
@@ -53,26 +54,12 @@ class WindowCache:
         return f"{self._instance}:{self._batch}"
 
     def get(self, user_id: str) -> CachedWindow | None:
-        if not self.size:
-            return None
-        cached = self._new.get(user_id)
-        if cached is None:
-            cached = self._old.pop(user_id, None)
-            if cached is not None:
-                self._put(user_id, cached)
-        return cached
+        return self._cache.get(user_id)
 
     def put(self, user_id: str, token: str, ids: list[bytes], events: list[dict]) -> None:
         """Cache ``events`` (oldest first) under ``token``; ``ids`` are their UTF-8 event ids."""
-        if self.size:
-            self._put(user_id, CachedWindow(token, dict(zip(ids, events, strict=True))))
+        if self._cache.size:
+            self._cache.put(user_id, CachedWindow(token, dict(zip(ids, events, strict=True))))
 
     def drop(self, user_id: str) -> None:
-        self._new.pop(user_id, None)
-        self._old.pop(user_id, None)
-
-    def _put(self, user_id: str, cached: CachedWindow) -> None:
-        self._new[user_id] = cached
-        self._new_events += len(cached.events)
-        if self._new_events > self.size:
-            self._old, self._new, self._new_events = self._new, {}, 0
+        self._cache.drop(user_id)

@@ -2,14 +2,15 @@
 
     python -m loadtest.inject_anomalies ../shared/data/rees46/events-dev.csv --format rees46 \
         --out /tmp/anom/events.jsonl --labels /tmp/anom/labels.json --seed 0
-    python -m worker.anomaly.evaluate /tmp/anom/events.jsonl --labels /tmp/anom/labels.json \
+    python -m worker.evaluation.anomalies /tmp/anom/events.jsonl --labels /tmp/anom/labels.json \
         [--scorer model|constant] [--batch-size 1] [--set price_max_robust_z=7] [--json out.json]
 
 The events are replayed in ``(ts, event_id)`` order, ``batch_size`` at a time, through the
-worker's own per-batch steps (:class:`worker.anomaly.batch.BatchDetector` on a
-:class:`worker.windows.MemoryWindowStore`, which has the Redis store's semantics): windows,
-category price samples read before and updated with each batch, the four detectors and
-the cooldown. The out-of-character detector needs the user's intent score just before
+worker's own entry point (:class:`worker.anomaly.batch.BatchDetector` on a
+:class:`worker.windows.MemoryWindowStore` and its
+:class:`worker.anomaly.state.MemoryDetectorState`, which have the Redis stores' semantics):
+windows, category price samples read before and updated with each batch, the four detectors
+and the cooldown. The out-of-character detector needs the user's intent score just before
 each candidate purchase: the score of the window's events before it, computed on demand
 (only for candidates, cached) by the ``scores`` function, or a constant stand-in.
 
@@ -21,6 +22,7 @@ at all) per 10,000 clean events, alerts on anomalies of another kind, and the th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from collections import Counter
@@ -32,9 +34,9 @@ from typing import Any
 import orjson
 
 from worker.anomaly.alerts import Alert, ModelRef, alert_record
-from worker.anomaly.batch import BatchDetector
+from worker.anomaly.batch import OOC, BatchDetector
 from worker.anomaly.config import KINDS, DetectorConfig
-from worker.anomaly.cooldown import Cooldown, CooldownEntry
+from worker.anomaly.state import MemoryDetectorState
 from worker.errors import ConfigError
 from worker.windows import MemoryWindowStore
 
@@ -42,7 +44,6 @@ __all__ = ["ScoreSource", "constant_scores", "evaluate_detectors", "format_table
            "model_scores"]
 
 ScoreFn = Callable[[Sequence[Sequence[dict]]], Sequence[float]]
-OOC = "out_of_character_purchase"
 
 
 @dataclass(slots=True)
@@ -118,8 +119,7 @@ def evaluate_detectors(events: Sequence[dict], labels: Mapping[str, Any], config
     ordered = _unique_sorted(events)
     run = _Replay(config, source, max_events=max_events, span_ms=window_seconds * 1000)
     t0 = time.perf_counter()
-    for i in range(0, len(ordered), batch_size):
-        run.batch(ordered[i:i + batch_size])
+    asyncio.run(run.replay(ordered, batch_size))
     replay_s = time.perf_counter() - t0
     result = _score(run.emitted, run.candidates, ordered, labels)
     result["thresholds"] = config.thresholds()
@@ -138,48 +138,43 @@ def evaluate_detectors(events: Sequence[dict], labels: Mapping[str, Any], config
 
 
 class _Replay:
-    """The worker's per-batch steps (:class:`worker.anomaly.batch.BatchDetector`) on a memory
-    window store with the Redis store's semantics."""
+    """The worker's per-batch steps (:class:`worker.anomaly.batch.BatchDetector`) on memory
+    stores with the Redis stores' semantics."""
 
     def __init__(self, config: DetectorConfig, source: ScoreSource, *, max_events: int,
                  span_ms: int) -> None:
-        self.detector = BatchDetector(config)
+        windows = MemoryWindowStore(max_events=max_events, span_ms=span_ms)
+        self.detector = BatchDetector(config, MemoryDetectorState(windows))
         self.source = source
-        self.store = MemoryWindowStore(max_events=max_events, span_ms=span_ms)
-        self.cooldown = Cooldown(config.cooldown_s)
         self.emitted: list[Alert] = []
         self.candidates: Counter[str] = Counter()
         self.detect_s = 0.0
 
-    def batch(self, events: Sequence[dict]) -> None:
+    async def replay(self, events: Sequence[dict], batch_size: int) -> None:
+        for i in range(0, len(events), batch_size):
+            await self.batch(events[i:i + batch_size])
+
+    async def batch(self, events: Sequence[dict]) -> None:
         by_user: dict[str, list[dict]] = {}
         for e in events:
             by_user.setdefault(e["user_id"], []).append(e)
         t0, scoring = time.perf_counter(), self.source.seconds
         detector = self.detector
-        exchange = detector.price_exchange(by_user)
         t_store = time.perf_counter()
-        got = self.store.exchange_sync(by_user, exchange)
+        got = await detector.exchange(by_user)
         t_store = time.perf_counter() - t_store
         prior: dict[str, float] = {}
-        priors = detector.prior_windows(got.windows, by_user)
-        if priors:
-            # the worker scores these with the batch; skipping the ones the cooldown would
-            # drop anyway only saves time here (the result is the same)
-            state = {(user, OOC): [CooldownEntry(ts, aid) for ts, aid in kinds.get(OOC, [])]
-                     for user, kinds in self.store.cooldowns_sync({p.user_id for p in priors}).items()}
-            wanted = [p for p in priors
-                      if not self.cooldown.suppresses_all(p.user_id, OOC, [p.purchase_ts], state)]
+        # the worker scores every prior window with its batch; here each score costs a model
+        # call, so the ones the cooldown would drop anyway are skipped (same alerts)
+        wanted = await detector.worth_scoring(detector.prior_windows(got.windows, by_user))
+        if wanted:
             scores = self.source.score_many([p.window for p in wanted])
             prior = {p.purchase_id: s for p, s in zip(wanted, scores, strict=True)}
-        found = detector.detect(got.windows, by_user, got.samples, prior_scores=prior,
-                                model=self.source.model)
-        if found:
-            self.candidates.update(a.kind for a in found)
-            state = self.store.cooldowns_sync({a.user_id for a in found})
-            emitted, save = detector.cooldown(found, state)
-            self.store.save_cooldowns_sync(save)  # delivered at once, offline
-            self.emitted.extend(emitted)
+        detected = await detector.alerts(got, by_user, prior_scores=prior,
+                                         model=self.source.model)
+        self.candidates.update(a.kind for a in detected.candidates)
+        self.emitted.extend(detected.emitted)
+        await detector.confirm(detected.cooldown_updates)  # delivered at once, offline
         # detector time: everything since t0 except computing scores (the worker has them
         # from its batch's model call) and the window store's exchange
         self.detect_s += time.perf_counter() - t0 - t_store - (self.source.seconds - scoring)
@@ -300,7 +295,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m worker.anomaly.evaluate",
+    ap = argparse.ArgumentParser(prog="python -m worker.evaluation.anomalies",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("events", type=Path, help="click events (JSON Lines), e.g. from "
                     "loadtest.inject_anomalies")

@@ -1,4 +1,4 @@
-"""worker.anomaly.evaluate on injected anomalies (no model: stand-in scores)."""
+"""worker.evaluation.anomalies on injected anomalies (no model: stand-in scores)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from loadtest.inject_anomalies import InjectConfig, inject, read_clean, write_outputs
 from worker.anomaly import KINDS, DetectorConfig
-from worker.anomaly.evaluate import constant_scores, evaluate_detectors, format_table, main
+from worker.evaluation.anomalies import constant_scores, evaluate_detectors, format_table, main
 from worker.errors import ConfigError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "worker" / "data" / "sample-rees46.csv"
