@@ -22,10 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from worker.windows import MemoryWindowStore, RedisWindowStore, WindowStore
-
 __all__ = ["CooldownState", "DetectorState", "Exchanged", "PriceExchange", "member",
-           "member_log_price", "state_for"]
+           "member_log_price"]
 
 # kind -> the recently delivered alerts [(event_ts_ms, alert_id), ...], oldest first, of one user
 CooldownState = dict[str, list[tuple[int, str]]]
@@ -93,18 +91,6 @@ class DetectorState(Protocol):
         """Delete the alert cooldowns of ``user_id`` (erasure requests; the window store's
         ``forget`` deletes the window). Category price samples hold no user id and are kept."""
         ...
-
-
-def state_for(windows: WindowStore) -> DetectorState:
-    """The detector state kept beside ``windows`` (same backing store, same round trip)."""
-    from worker.anomaly.state.memory import MemoryDetectorState
-    from worker.anomaly.state.redis import RedisDetectorState
-
-    if isinstance(windows, RedisWindowStore):
-        return RedisDetectorState(windows)
-    if isinstance(windows, MemoryWindowStore):
-        return MemoryDetectorState(windows)
-    raise TypeError(f"no detector state for a {type(windows).__name__}: pass one")
 
 
 def member(event_id: str, log_price: float) -> str:
