@@ -37,7 +37,8 @@ async def retry(call: Callable[[], Awaitable[T]], *, when: Callable[[BaseExcepti
         return await call()
 
     retrying = tenacity.AsyncRetrying(
-        retry=tenacity.retry_if_exception(when),
+        # only errors: a cancellation (a BaseException) must end the retries
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, Exception) and when(exc)),
         wait=pause,
         stop=tenacity.stop_never if timeout_s is None else tenacity.stop_after_delay(timeout_s),
         before_sleep=before_sleep,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import orjson
 import pytest
@@ -121,6 +122,8 @@ class Harness:
         self.exit_codes: list[int] = []
         self.retries: list[BaseException] = []
         self.acked: list[str] = []
+        self.expected = 0
+        self.settled = asyncio.Event()  # every batch acknowledged, or the process stopped
         self.runner = BatchRunner(
             self.pipeline, self.producer, TOPICS, transactional=transactional,
             observe=observe, on_retry=self.retries.append, exit_process=self._exit,
@@ -128,24 +131,29 @@ class Harness:
 
     def _exit(self, code: int):
         self.exit_codes.append(code)
+        self.settled.set()
         raise Exited(code)
 
     def _ack(self, name: str) -> None:
         self.log.append(f"ack {name}")
         self.acked.append(name)
+        if len(self.acked) >= self.expected:
+            self.settled.set()
 
     async def run(self, *batches: list[str], overlap: bool = False) -> None:
         """Hand ``batches`` (message values) to :meth:`BatchRunner.run` as a consumer would;
         return once each was acknowledged or the runner stopped the process."""
+
+        self.expected, self.acked[:] = len(batches), []
+        self.settled.clear()
 
         async def source():
             for i, values in enumerate(batches):
                 messages = [Message(key=b"k", value=v.encode(), topic="clickstream", partition=0,
                                     offset=100 * i + j, timestamp_ms=0)
                             for j, v in enumerate(values)]
-                yield Batch(messages, lambda name="+".join(values): self._ack(name))
-            while len(self.acked) < len(batches) and not self.exit_codes:
-                await asyncio.sleep(0.001)
+                yield Batch(messages, partial(self._ack, "+".join(values)))
+            await self.settled.wait()  # then the stream ends, and with it the runner
 
         try:
             await asyncio.wait_for(

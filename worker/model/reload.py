@@ -78,13 +78,19 @@ class ModelReloader:
 
     async def watch(self, poll_s: float) -> None:
         """Check on SIGHUP (forced: reload even if unchanged) and every ``poll_s`` seconds
-        (``0``: on SIGHUP only). Polls until cancelled."""
+        (``0``: on SIGHUP only), until cancelled."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP,
                                 lambda: asyncio.ensure_future(self.check(force=True)))
-        while poll_s > 0:
-            await asyncio.sleep(poll_s)
-            await self.check()
+        try:
+            while True:
+                if poll_s > 0:
+                    await asyncio.sleep(poll_s)
+                    await self.check()
+                else:
+                    await loop.create_future()  # never done: SIGHUP only
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -289,7 +289,7 @@ class BatchRunner:
                         sum(len(records) for _, records in parts),
                         ", ".join(topic for topic, _ in parts), type(exc).__name__, pause_s)
 
-        await retry(send, when=lambda exc: isinstance(exc, Exception),
+        await retry(send, when=lambda exc: True,
                     first_s=self._first_pause_s, max_s=self._deliver_max_s, on_retry=retrying)
 
     def _record(self, messages: Sequence[Message], result: BatchResult, started: float) -> None:
