@@ -11,7 +11,7 @@ at most ``batch_wait_s`` after the first one for more, as one list on a Faust ch
 agent takes the batch (:meth:`BatchingConsumer.take`: messages of an older generation are
 skipped, the rest marked in flight, as Faust's stream does per message) and acknowledges each
 message with ``consumer.ack`` once its outputs are handed to the producer; Faust commits
-acknowledged offsets as before.
+acknowledged offsets as it does for its own streams.
 
 While the agent is busy, fetched messages keep joining the next batch until it asks (so an
 event waits at most for the batch in progress and its own), and the drain loop stops fetching
