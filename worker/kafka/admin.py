@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -32,11 +33,9 @@ async def ensure_topics(bootstrap: list[str], names: Iterable[str], *, partition
             existing = set(await admin.list_topics())
             missing = [n for n in wanted if n not in existing]
             if missing:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                     await admin.create_topics([NewTopic(n, num_partitions=partitions,
                                                         replication_factor=1) for n in missing])
-                except TopicAlreadyExistsError:
-                    pass
                 log.info("created topics %s", ", ".join(missing))
         finally:
             await admin.close()

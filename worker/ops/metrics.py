@@ -7,6 +7,7 @@ once per micro-batch from its result, never per event.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Protocol
 
@@ -95,10 +96,8 @@ class Metrics:
 
     def drop_lag(self, partitions: Iterable[tuple[str, int]]) -> None:
         for topic, partition in partitions:
-            try:
+            with contextlib.suppress(KeyError):  # never reported
                 self.lag.remove(topic, str(partition))
-            except KeyError:
-                pass  # never reported
 
     def set_model(self, name: str, version: str) -> None:
         self.model_info.clear()
@@ -190,7 +189,7 @@ class BatchObserver:
         for (topic, partition), offset in last.items():
             try:
                 high = self._highwater(topic, partition)
-            except Exception:  # noqa: BLE001 - a metric must never fail a batch
+            except Exception:  # noqa: BLE001, S112 - a metric must never fail a batch
                 continue
             if high is not None:
                 lags[(topic, partition)] = high - offset - 1
