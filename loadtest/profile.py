@@ -71,7 +71,7 @@ WORKER_PARTS = (
     ("rest of Pipeline.prepare (anomaly price exchange, grouping)", "Pipeline.prepare"),
     ("rest of Pipeline.finish (anomaly detectors, records)", "Pipeline.finish"),
     ("rest of Pipeline.process", "Pipeline.process"),
-    ("publish: Faust Topic.send per record", "create_app.<locals>.publish"),
+    ("publish: Faust Topic.send per record", "BatchRunner.publish"),
     ("aiokafka producer (sender, socket writes)", "aiokafka/producer"),
     ("Faust consumer: fetcher", "Fetcher._fetcher"),
     ("Faust consumer: batching drain", "BatchingConsumer"),
@@ -79,7 +79,7 @@ WORKER_PARTS = (
     ("Faust stream: take_events, acks", "faust/streams.py"),
     ("Faust commit", "commit"),
     ("model (executor thread)", "_run_model"),
-    ("agent: take, acks, metrics", "create_app.<locals>"),
+    ("agent: take, acks, metrics", "BatchRunner"),
     ("event loop + mode services", "mode/"),
 )
 STARTUP = "_find_and_load"  # import frames: start-up, not steady state

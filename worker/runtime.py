@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 
+from worker.backoff import retry
 from worker.errors import IntentError, ServiceUnavailable
 from worker.settings import Settings
 
@@ -42,29 +42,25 @@ def _warm(model):
 
 
 async def wait_for_redis(store, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    delay = 0.2
-    while True:
-        try:
-            await store.ping()
-            return
-        except IntentError as exc:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:  # give up only once the whole timeout has passed
-                raise ServiceUnavailable(f"Redis not reachable after {timeout_s:.0f}s: {exc}; "
-                                         "check INTENT_REDIS_URL") from None
-            wait = min(delay, remaining)  # the last try lands on the deadline
-            log.warning("Redis not reachable yet (%s); retrying in %.1fs", exc, wait)
-            await asyncio.sleep(wait)
-            delay = min(delay * 2, 5.0)
+    """Ping the store until it answers, retrying with backoff (0.2 s doubling to 5 s) for the
+    whole ``timeout_s``; then :class:`ServiceUnavailable`."""
+
+    def retrying(exc: BaseException, pause_s: float) -> None:
+        log.warning("Redis not reachable yet (%s); retrying in %.1fs", exc, pause_s)
+
+    try:
+        await retry(store.ping, when=lambda exc: isinstance(exc, IntentError), first_s=0.2,
+                    max_s=5.0, timeout_s=timeout_s, on_retry=retrying)
+    except IntentError as exc:
+        raise ServiceUnavailable(f"Redis not reachable after {timeout_s:.0f}s: {exc}; "
+                                 "check INTENT_REDIS_URL") from None
 
 
 def tune_gc(settings: Settings) -> None:
     """Raise the generation-0 collection threshold (``INTENT_GC_THRESHOLD``). The worker makes
     several short-lived dicts per event, so at Python's default (a collection every 700 net
-    allocations) the collector ran hundreds of times per second and its full passes walked the
-    window caches: 340 -> 285-290 µs of CPU per event in row b of ``loadtest.bench`` at 10,000
-    (docs/benchmarks.md). Almost everything is still freed at once by reference counting."""
+    allocations) the collector runs hundreds of times per second and its full passes walk the
+    window caches. Almost everything is still freed at once by reference counting."""
     if settings.gc_threshold:
         gc.set_threshold(settings.gc_threshold, *gc.get_threshold()[1:])
 

@@ -15,7 +15,8 @@ from worker.windows import MemoryWindowStore
 
 def app_for(**overrides):
     settings = load_settings(**overrides)
-    pipeline = Pipeline(settings, store=MemoryWindowStore.from_settings(settings), scorer=NoopScorer())
+    pipeline = Pipeline(settings, store=MemoryWindowStore.from_settings(settings),
+                        scorer=NoopScorer())
     return create_app(settings, pipeline=pipeline)
 
 

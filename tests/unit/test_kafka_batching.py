@@ -8,7 +8,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 import worker.kafka.batching as batching
-from tests.unit.test_app_config import app_for
+from worker.kafka.batching import BatchingApp
 
 TOPIC = "clickstream"
 
@@ -54,8 +54,11 @@ class Sink:
             await self._changed.wait_for(lambda: len(self.handed) >= n)
 
 
+def app_for(sink: Sink, **settings) -> BatchingApp:
+    return BatchingApp("batching-test", broker="kafka://127.0.0.1:9", sink=sink, **settings)
+
+
 async def drain(consumer, app, sink, until) -> None:
-    app.batch_sink = sink
     consumer.resume_flow()
     app.flow_control.resume()
     fetcher = Fetcher()
@@ -68,11 +71,11 @@ async def drain(consumer, app, sink, until) -> None:
 
 
 async def test_a_batch_is_cut_when_the_agent_asks_and_holds_what_arrived_meanwhile() -> None:
-    app = app_for(batch_max=4, batch_wait_ms=1)
+    sink = Sink()
+    app = app_for(sink, batch_max=4, batch_wait_s=0.001)
     consumer = app.consumer
     app.consumer_generation_id = 1
     scripted(consumer, app, list(range(6)))
-    sink = Sink()
     handed = sink.handed
 
     async def until() -> None:
@@ -91,11 +94,11 @@ async def test_a_batch_is_cut_when_the_agent_asks_and_holds_what_arrived_meanwhi
 
 async def test_a_batch_lost_on_the_way_to_the_agent_does_not_stall_the_consumer(monkeypatch):
     monkeypatch.setattr(batching, "LOST_AFTER_S", 0.1)
-    app = app_for(batch_max=2, batch_wait_ms=1)
+    sink = Sink()  # the first batch is cleared before the agent sees it: never taken
+    app = app_for(sink, batch_max=2, batch_wait_s=0.001)
     consumer = app.consumer
     app.consumer_generation_id = 1
     scripted(consumer, app, [0, 1, 2, 3])
-    sink = Sink()  # the first batch is cleared before the agent sees it: never taken
 
     async def until() -> None:
         app.want_batch()
@@ -103,3 +106,15 @@ async def test_a_batch_lost_on_the_way_to_the_agent_does_not_stall_the_consumer(
 
     await drain(consumer, app, sink, until)
     assert [[m.offset for m in batch] for _, batch in sink.handed] == [[0, 1], [2, 3]]
+
+
+def test_the_settings_are_constructor_arguments() -> None:
+    sink = Sink()
+    app = BatchingApp("batching-test", batch_max=8, batch_wait_s=0.01, fetch_max_wait_ms=100,
+                      sink=sink)
+    assert (app.batch_max, app.batch_wait_s, app.fetch_max_wait_ms) == (8, 0.01, 100)
+    assert app.batch_sink is sink and app.batches is None
+    own = BatchingApp("batching-test", batch_max=8)
+    assert own.batch_sink is not None and own.batches is not None  # its own channel
+    plain = BatchingApp("batching-test")  # message by message, like any Faust app
+    assert plain.batch_sink is None and plain.batches is None

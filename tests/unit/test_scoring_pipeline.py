@@ -135,40 +135,6 @@ async def test_latency_runs_from_the_kafka_timestamp(pipeline):
     assert 1500 <= latency < 10_000
 
 
-async def test_retriable_store_failures_are_retried_until_the_batch_succeeds(pipeline):
-    from worker.errors import StoreError
-    from worker.scoring.pipeline import process_until_done
-
-    pipe, _ = pipeline
-    real_append = pipe._store.append
-    failures = {"left": 3}
-
-    async def flaky(batch):
-        if failures["left"]:
-            failures["left"] -= 1
-            raise StoreError("redis is down")
-        return await real_append(batch)
-
-    pipe._store.append = flaky
-    result = await process_until_done(pipe, msgs([ev("a1", "u1", 1_700_000_000_000)]), max_delay_s=0.01)
-    assert failures["left"] == 0
-    assert [orjson.loads(o.value)["event_ids"] for o in result.scores] == [["a1"]]
-
-
-async def test_errors_that_retrying_cannot_fix_are_raised(pipeline):
-    from worker.errors import ModelError
-    from worker.scoring.pipeline import process_until_done
-
-    pipe, _ = pipeline
-
-    async def broken(batch):
-        raise ModelError("bad model")
-
-    pipe._store.append = broken
-    with pytest.raises(ModelError):
-        await process_until_done(pipe, msgs([ev("a1", "u1", 1_700_000_000_000)]))
-
-
 async def test_an_unexpected_error_on_one_message_dead_letters_only_that_one(pipeline, monkeypatch):
     import worker.scoring.pipeline as module
 
@@ -188,42 +154,6 @@ async def test_an_unexpected_error_on_one_message_dead_letters_only_that_one(pip
     letter = orjson.loads(result.dead_letters[0].value)
     validate("dead-letter.v1", letter)
     assert letter["detail"] == "RuntimeError: a bug" and letter["offset"] == 1
-
-
-async def test_a_batch_failing_for_good_is_split_and_only_the_culprit_dead_lettered(pipeline):
-    from worker.scoring.pipeline import process_isolating
-
-    pipe, scorer = pipeline
-    real_score = scorer.score
-
-    def score(inputs):
-        if any("poisoned" in i.text.lower() for i in inputs):
-            raise ValueError("model blew up")
-        return real_score(inputs)
-
-    scorer.score = score
-    t = 1_700_000_000_000
-    batch = msgs([ev("a1", "u1", t), ev("x1", "u9", t, product={"id": "p9", "title": "Poisoned"}),
-                  ev("b1", "u2", t)])
-    result = await process_isolating(pipe, batch)
-    assert sorted(orjson.loads(o.value)["user_id"] for o in result.scores) == ["u1", "u2"]
-    assert result.dead_letter_reasons == ["internal_error"]
-    letter = orjson.loads(result.dead_letters[0].value)
-    assert letter["offset"] == 1 and "ValueError" in letter["detail"]
-
-
-async def test_a_batch_where_every_message_fails_the_same_way_is_systemic(pipeline):
-    from worker.scoring.pipeline import SystemicFailure, process_isolating
-
-    pipe, scorer = pipeline
-
-    def broken(inputs):
-        raise RuntimeError("CUDA error: an illegal memory access was encountered")
-
-    scorer.score = broken
-    t = 1_700_000_000_000
-    with pytest.raises(SystemicFailure, match="every one of 3 messages failed with RuntimeError"):
-        await process_isolating(pipe, msgs([ev("a1", "u1", t), ev("b1", "u2", t), ev("c1", "u3", t)]))
 
 
 class SharedEventsStore(MemoryWindowStore):

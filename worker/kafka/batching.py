@@ -2,8 +2,8 @@
 
 Faust delivers every consumed message on its own: a ``wait_first`` with four futures, an
 ``Event``, a queue put, a stream step and an acknowledgement per message. For a worker that
-works in micro-batches anyway, that bookkeeping cost 5-10x what a plain aiokafka loop spends
-per message (docs/benchmarks.md). :class:`BatchingConsumer` keeps all of Faust's consumer (group
+works in micro-batches anyway, that bookkeeping costs several times what a plain aiokafka loop
+spends per message. :class:`BatchingConsumer` keeps all of Faust's consumer (group
 membership, rebalancing, offset tracking and commits, flow control, the fetcher thread) and
 changes only the drain loop: it collects fetched messages and, when the agent asks for the
 next batch (:meth:`BatchingApp.want_batch`), hands over up to ``batch_max`` of them, waiting
@@ -11,7 +11,7 @@ at most ``batch_wait_s`` after the first one for more, as one list on a Faust ch
 agent takes the batch (:meth:`BatchingConsumer.take`: messages of an older generation are
 skipped, the rest marked in flight, as Faust's stream does per message) and acknowledges each
 message with ``consumer.ack`` once its outputs are handed to the producer; Faust commits
-acknowledged offsets as before.
+acknowledged offsets as it does for its own streams.
 
 While the agent is busy, fetched messages keep joining the next batch until it asks (so an
 event waits at most for the batch in progress and its own), and the drain loop stops fetching
@@ -46,7 +46,7 @@ class BatchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        wait_ms = self.app.fetch_max_wait_ms
         if wait_ms is not None:
             consumer._fetch_max_wait_ms = int(wait_ms)  # read when the consumer starts
         return consumer
@@ -83,7 +83,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
         app = self.app
-        sink: BatchSink | None = getattr(app, "batch_sink", None)
+        sink: BatchSink | None = app.batch_sink
         if sink is None:  # a plain Faust app: message by message, as Faust does it
             await super()._drain_messages(fetcher)
             return
@@ -170,19 +170,32 @@ class BatchingTransport(faust_aiokafka.Transport):
 
 
 class BatchingApp(faust.App):
-    """A Faust app whose consumer hands ``batch_sink`` lists of up to ``batch_max`` messages.
+    """A Faust app whose consumer hands over lists of up to ``batch_max`` messages.
 
-    ``batch_sink`` is set by whoever builds the app (``worker.app.create_app``); without it
-    the app consumes message by message like any Faust app.
+    The lists go to ``sink`` if given, else to the app's own channel :attr:`batches` (an agent
+    reads it). Without ``batch_max`` the app consumes message by message like any Faust app.
+    ``fetch_max_wait_ms``: how long the broker may hold a fetch that finds no data (``None``:
+    Faust's 1500 ms).
     """
 
-    batch_sink: BatchSink | None = None
-    _wanted: asyncio.Event | None = None
-    batches_handed = 0  # sequence number of the last batch the drain loop handed over
-    batches_taken = 0  # the highest one the agent received (BatchingConsumer.take)
-    batch_max: int = 256
-    batch_wait_s: float = 0.05
-    fetch_max_wait_ms: int | None = None  # None: Faust's 1500 ms
+    def __init__(self, id: str, *, batch_max: int | None = None,  # noqa: A002 - Faust's name
+                 batch_wait_s: float = 0.05, fetch_max_wait_ms: int | None = None,
+                 sink: BatchSink | None = None, **options: Any) -> None:
+        super().__init__(id, **options)
+        self.batch_max = batch_max or 0
+        self.batch_wait_s = batch_wait_s
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.batches: faust.ChannelT | None = None
+        if batch_max and sink is None:
+            self.batches = self.channel(maxsize=1)
+            sink = self._hand_over
+        self.batch_sink: BatchSink | None = sink if batch_max else None
+        self._wanted: asyncio.Event | None = None
+        self.batches_handed = 0  # sequence number of the last batch the drain loop handed over
+        self.batches_taken = 0  # the highest one the agent received (BatchingConsumer.take)
+
+    async def _hand_over(self, batch: tuple[int, list[Any]]) -> None:
+        await self.batches.send(value=batch)
 
     def batch_wanted(self) -> asyncio.Event:
         """Set by the agent when it is ready for the next batch (:meth:`want_batch`)."""

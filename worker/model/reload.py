@@ -3,9 +3,10 @@
 :class:`ModelReloader` watches the model directory (``INTENT_MODEL_PATH``; a symlink
 switched atomically to a new version directory is the recommended deployment) and, on a
 change or on request (SIGHUP), loads the new model in a background thread and hands it
-to ``on_swap``. The pipeline reads its scorer once per batch, so the swap lands between
-batches. A directory that fails to load is refused with a clear error and the old model
-keeps serving; the same broken fingerprint is not retried until it changes again.
+to ``on_swap`` (:meth:`ModelReloader.watch` polls and listens for the signal). The
+pipeline reads its scorer once per batch, so the swap lands between batches. A directory
+that fails to load is refused with a clear error and the old model keeps serving; the same
+broken fingerprint is not retried until it changes again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,8 +41,8 @@ def fingerprint(path: Path) -> Fingerprint:
 
 
 class ModelReloader:
-    def __init__(self, path: Path, *, load: Callable[[Path], object], on_swap: Callable[[object], None],
-                 current_version: str) -> None:
+    def __init__(self, path: Path, *, load: Callable[[Path], object],
+                 on_swap: Callable[[object], None], current_version: str) -> None:
         self._path = path
         self._load = load
         self._on_swap = on_swap
@@ -73,6 +75,22 @@ class ModelReloader:
             self._on_swap(model)
             log.info("model swapped: %s -> %s (%s)", old, self._version, self._path)
             return True
+
+    async def watch(self, poll_s: float) -> None:
+        """Check on SIGHUP (forced: reload even if unchanged) and every ``poll_s`` seconds
+        (``0``: on SIGHUP only), until cancelled."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP,
+                                lambda: asyncio.ensure_future(self.check(force=True)))
+        try:
+            while True:
+                if poll_s > 0:
+                    await asyncio.sleep(poll_s)
+                    await self.check()
+                else:
+                    await loop.create_future()  # never done: SIGHUP only
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,18 +1,20 @@
 """Prometheus metrics of the worker, served at ``GET /metrics`` on ``INTENT_WEB_PORT``.
 
 One :class:`Metrics` per app, on its own registry (nothing registered at import time, so
-tests and several apps in one process do not collide). Updated once per micro-batch from
-the :class:`~worker.scoring.pipeline.BatchResult`, never per event.
+tests and several apps in one process do not collide). :class:`BatchObserver` updates them
+once per micro-batch from its result, never per event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "BatchObserver", "Metrics"]
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -24,19 +26,23 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
-        self.events_in = Counter("intent_events_in", "Messages consumed from the events topic", registry=r)
-        self.events_scored = Counter("intent_events_scored", "Valid events covered by a score record",
-                                     registry=r)
+        self.events_in = Counter("intent_events_in", "Messages consumed from the events topic",
+                                 registry=r)
+        self.events_scored = Counter("intent_events_scored",
+                                     "Valid events covered by a score record", registry=r)
         self.scores = Counter("intent_scores", "Score records published", registry=r)
         self.dead_letters = Counter("intent_dead_letters", "Messages dead-lettered, by reason",
                                     ["reason"], registry=r)
-        self.alerts = Counter("intent_alerts", "Anomaly alerts published, by kind", ["kind"], registry=r)
+        self.alerts = Counter("intent_alerts", "Anomaly alerts published, by kind", ["kind"],
+                              registry=r)
         self.batches = Counter("intent_batches", "Micro-batches processed", registry=r)
-        self.batch_retries = Counter("intent_batch_retries",
-                                     "Micro-batch attempts that failed with a retriable error", registry=r)
+        self.batch_retries = Counter(
+            "intent_batch_retries", "Micro-batch attempts that failed with a retriable error",
+            registry=r)
         self.batch_size = Histogram("intent_batch_size_events", "Messages per micro-batch",
                                     buckets=_SIZES, registry=r)
-        self.batch_seconds = Histogram("intent_batch_seconds", "Wall time of a micro-batch, end to end",
+        self.batch_seconds = Histogram("intent_batch_seconds",
+                                       "Wall time of a micro-batch, end to end",
                                        buckets=_SECONDS, registry=r)
         self.model_seconds = Histogram("intent_model_seconds", "Model time of a micro-batch",
                                        buckets=_SECONDS, registry=r)
@@ -45,26 +51,27 @@ class Metrics:
         self.redis_seconds = Histogram("intent_redis_seconds",
                                        "Window store round trip of a micro-batch", buckets=_SECONDS,
                                        registry=r)
-        self.detect_seconds = Histogram("intent_detect_seconds", "Anomaly detector time of a micro-batch",
+        self.detect_seconds = Histogram("intent_detect_seconds",
+                                        "Anomaly detector time of a micro-batch",
                                         buckets=_SECONDS, registry=r)
         self.latency = Histogram("intent_event_to_score_seconds",
                                  "Kafka timestamp of the newest covered event to score publication",
                                  buckets=_LATENCY, registry=r)
         self.lag = Gauge("intent_consumer_lag", "Messages behind the partition's high watermark",
                          ["topic", "partition"], registry=r)
-        self.text_cache = Counter("intent_text_cache", "Model inputs whose text vector came from the "
-                                  "cache (result=hit) or the encoder (result=miss)", ["result"],
-                                  registry=r)
+        self.text_cache = Counter("intent_text_cache", "Model inputs whose text vector came from "
+                                  "the cache (result=hit) or the encoder (result=miss)",
+                                  ["result"], registry=r)
         self.window_cache = Counter("intent_window_cache", "Windows Redis answered with event "
                                     "ids only, this worker holding the rest (result=hit), or "
                                     "whole (result=miss)", ["result"], registry=r)
         self.model_info = Gauge("intent_model_info", "The model serving now (value 1)",
                                 ["name", "version"], registry=r)
 
-    def observe_batch(self, *, messages: int, events: int, scores: int, latencies_s: Iterable[float],
-                      dead_letter_reasons: Iterable[str], alert_kinds: Iterable[str],
-                      batch_s: float, model_s: float, redis_s: float, detect_s: float,
-                      sequences: int) -> None:
+    def observe_batch(self, *, messages: int, events: int, scores: int,
+                      latencies_s: Iterable[float], dead_letter_reasons: Iterable[str],
+                      alert_kinds: Iterable[str], batch_s: float, model_s: float,
+                      redis_s: float, detect_s: float, sequences: int) -> None:
         self.events_in.inc(messages)
         self.events_scored.inc(events)
         self.scores.inc(scores)
@@ -89,10 +96,8 @@ class Metrics:
 
     def drop_lag(self, partitions: Iterable[tuple[str, int]]) -> None:
         for topic, partition in partitions:
-            try:
+            with contextlib.suppress(KeyError):  # never reported
                 self.lag.remove(topic, str(partition))
-            except KeyError:
-                pass  # never reported
 
     def set_model(self, name: str, version: str) -> None:
         self.model_info.clear()
@@ -100,3 +105,103 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Consumed(Protocol):
+    """Where a consumed message came from."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+class Outcome(Protocol):
+    """What a micro-batch produced (``worker.scoring.pipeline.BatchResult``)."""
+
+    scores: Sized
+    latencies_ms: Sequence[int]
+    dead_letter_reasons: Sequence[str]
+    alert_kinds: Sequence[str]
+    events: int
+    sequences: int
+    store_s: float
+    model_s: float
+    detect_s: float
+
+
+class Serving(Protocol):
+    """The scorer serving now; ``cache_hits`` and ``cache_misses`` too, if it has a cache."""
+
+    name: str
+    version: str
+
+
+class BatchObserver:
+    """Records each finished micro-batch in :class:`Metrics`.
+
+    Besides the batch's own counts: the consumer lag of the partitions it came from
+    (``highwater(topic, partition)``: the partition's high watermark, ``None`` if unknown), the
+    model serving (``scorer()``), and what the model's text cache and the window store's cache
+    (``window_cache()``: running hits and misses) gained since the last batch. A new model
+    starts its text cache's counts from zero.
+    """
+
+    def __init__(self, metrics: Metrics, *, highwater: Callable[[str, int], int | None],
+                 scorer: Callable[[], Serving],
+                 window_cache: Callable[[], tuple[int, int]] = lambda: (0, 0)) -> None:
+        self.metrics = metrics
+        self._highwater = highwater
+        self._scorer = scorer
+        self._window_cache = window_cache
+        self._serving: tuple[str, str] | None = None
+        self._text_seen = (0, 0)
+        self._windows_seen = (0, 0)
+
+    def observe(self, messages: Sequence[Consumed], result: Outcome, batch_s: float) -> None:
+        metrics = self.metrics
+        metrics.observe_batch(
+            messages=len(messages), events=result.events, scores=len(result.scores),
+            latencies_s=[ms / 1000.0 for ms in result.latencies_ms],
+            dead_letter_reasons=result.dead_letter_reasons, alert_kinds=result.alert_kinds,
+            batch_s=batch_s, model_s=result.model_s, redis_s=result.store_s,
+            detect_s=result.detect_s, sequences=result.sequences)
+        metrics.set_lag(self.lags(messages))
+        scorer = self._scorer()
+        if self._serving != (scorer.name, scorer.version):
+            self._serving = (scorer.name, scorer.version)
+            metrics.set_model(scorer.name, scorer.version)
+            self._text_seen = (0, 0)
+        text_cache = (getattr(scorer, "cache_hits", 0), getattr(scorer, "cache_misses", 0))
+        self._text_seen = _count(metrics.text_cache, self._text_seen, text_cache)
+        self._windows_seen = _count(metrics.window_cache, self._windows_seen, self._window_cache())
+
+    def lags(self, messages: Sequence[Consumed]) -> dict[tuple[str, int], int]:
+        """Messages behind the high watermark, per partition, after the last of ``messages``;
+        partitions whose watermark is unknown are left out."""
+        last: dict[tuple[str, int], int] = {}
+        for m in messages:
+            tp = (m.topic, m.partition)
+            last[tp] = max(last.get(tp, -1), m.offset)
+        lags = {}
+        for (topic, partition), offset in last.items():
+            try:
+                high = self._highwater(topic, partition)
+            except Exception:  # noqa: BLE001, S112 - a metric must never fail a batch
+                continue
+            if high is not None:
+                lags[(topic, partition)] = high - offset - 1
+        return lags
+
+    def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Stop reporting the lag of ``partitions`` (revoked: another worker's now)."""
+        self.metrics.drop_lag(partitions)
+
+
+def _count(counter: Counter, seen: tuple[int, int], now: tuple[int, int]) -> tuple[int, int]:
+    """Add what a cache's running (hits, misses) gained since ``seen`` to ``counter``."""
+    for label, total, before in zip(("hit", "miss"), now, seen, strict=True):
+        counter.labels(label).inc(max(0, total - before))
+    return now

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import orjson
 
@@ -30,7 +29,6 @@ from worker.settings import Settings
 from worker.windows import WindowStore
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,74 +277,3 @@ class Pipeline:
         )
         return Output(msg.key, orjson.dumps(record))
 
-
-class SystemicFailure(IntentError):
-    """Every message of a batch failed the same way on its own: the worker, not the input,
-    is broken. Stop without acknowledging the batch (a restart retries it)."""
-
-
-async def process_isolating(pipeline: Pipeline, messages: Sequence[Message], *,
-                            max_delay_s: float = 2.0,
-                            on_retry: Callable[[IntentError], None] | None = None) -> BatchResult:
-    """:func:`process_until_done`; if the batch fails for a reason retrying cannot fix, each
-    message is processed on its own and the ones that still fail are dead-lettered as
-    ``internal_error``, so one poisonous message never takes its batch's valid events with
-    it (Faust acknowledges a batch even when processing it raised)."""
-    try:
-        return await process_until_done(pipeline, messages, max_delay_s=max_delay_s,
-                                        on_retry=on_retry)
-    except Exception as exc:  # noqa: BLE001 - isolate below, never lose the batch
-        # the type only: an error's text may quote the event
-        log.error("batch of %d failed (%s); processing its messages one by one",
-                  len(messages), type(exc).__name__)
-    combined = BatchResult()
-    failures: list[type[BaseException]] = []
-    for msg in messages:
-        try:
-            part = await process_until_done(pipeline, [msg], max_delay_s=max_delay_s,
-                                            on_retry=on_retry)
-        except Exception as exc:  # noqa: BLE001
-            failures.append(type(exc))
-            combined.dead_letters.append(pipeline.unprocessable(msg, exc))
-            combined.dead_letter_reasons.append("internal_error")
-            continue
-        combined.merge(part)
-    if len(messages) > 1 and len(failures) == len(messages) and len(set(failures)) == 1:
-        # not a poisonous message but a broken worker (model, device): dead-lettering the
-        # whole stream would lose it; the caller must stop without acknowledging the batch
-        raise SystemicFailure(f"every one of {len(messages)} messages failed with "
-                              f"{failures[0].__name__}")
-    return combined
-
-
-async def process_until_done(pipeline: Pipeline, messages: Sequence[Message], *,
-                             max_delay_s: float = 2.0,
-                             on_retry: Callable[[IntentError], None] | None = None) -> BatchResult:
-    """Process a batch, retrying retriable failures (Redis down, ...) with backoff.
-
-    The batch is not acknowledged while this waits, so no offset moves past events
-    without outputs; the event loop stays free, so the consumer keeps heartbeating.
-    Errors that retrying cannot fix are raised.
-    """
-    return await retry_until_done(lambda: pipeline.process(messages),
-                                  what=f"batch of {len(messages)}", max_delay_s=max_delay_s,
-                                  on_retry=on_retry)
-
-
-async def retry_until_done(call: Callable[[], Awaitable[T]], *, what: str,
-                           max_delay_s: float = 2.0,
-                           on_retry: Callable[[IntentError], None] | None = None) -> T:
-    """``await call()``, called again with backoff while it raises a retriable
-    :class:`IntentError`; any other error is raised."""
-    delay = 0.1
-    while True:
-        try:
-            return await call()
-        except IntentError as exc:
-            if not exc.retriable:
-                raise
-            if on_retry is not None:
-                on_retry(exc)
-            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay_s)

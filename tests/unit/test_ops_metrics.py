@@ -1,0 +1,88 @@
+"""BatchObserver: what one finished micro-batch adds to the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worker.ops.metrics import BatchObserver, Metrics
+
+
+@dataclass
+class Msg:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Result:
+    scores: list = field(default_factory=lambda: [b"s1", b"s2"])
+    latencies_ms: list = field(default_factory=lambda: [200, 400])
+    dead_letter_reasons: list = field(default_factory=lambda: ["invalid_json"])
+    alert_kinds: list = field(default_factory=list)
+    events: int = 3
+    sequences: int = 2
+    store_s: float = 0.01
+    model_s: float = 0.1
+    detect_s: float = 0.001
+
+
+class Scorer:
+    def __init__(self, version: str, hits: int = 0, misses: int = 0) -> None:
+        self.name, self.version, self.cache_hits, self.cache_misses = "m", version, hits, misses
+
+
+def sample(metrics: Metrics, metric: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(metric, labels or None)
+    return 0.0 if value is None else value
+
+
+def observer_for(scorer: list[Scorer], windows: list[tuple[int, int]],
+                 highwater: dict[tuple[str, int], int | None]) -> BatchObserver:
+    def high(topic: str, partition: int) -> int | None:
+        if (topic, partition) not in highwater:
+            raise KeyError("not assigned")
+        return highwater[(topic, partition)]
+
+    return BatchObserver(Metrics(), highwater=high, scorer=lambda: scorer[0],
+                         window_cache=lambda: windows[0])
+
+
+def test_a_batch_is_counted_once_with_its_lag_per_partition() -> None:
+    observer = observer_for([Scorer("1")], [(0, 0)],
+                            {("t", 0): 10, ("t", 1): None})  # partition 2: raises
+    messages = [Msg("t", 0, 3), Msg("t", 0, 7), Msg("t", 1, 5), Msg("t", 2, 1)]
+    observer.observe(messages, Result(), batch_s=0.5)
+    m = observer.metrics
+    assert sample(m, "intent_events_in_total") == 4 and sample(m, "intent_scores_total") == 2
+    assert sample(m, "intent_dead_letters_total", reason="invalid_json") == 1
+    assert sample(m, "intent_consumer_lag", topic="t", partition="0") == 2  # 10 - 7 - 1
+    assert m.registry.get_sample_value("intent_consumer_lag", {"topic": "t", "partition": "1"}) \
+        is None  # watermark unknown, or the consumer failed: left out
+    observer.forget([("t", 0)])
+    assert "intent_consumer_lag{" not in m.render().decode()
+
+
+def test_cache_counters_add_what_was_gained_since_the_last_batch() -> None:
+    scorer, windows = [Scorer("1", hits=5, misses=2)], [(10, 4)]
+    observer = observer_for(scorer, windows, {})
+    observer.observe([], Result(), 0.1)
+    scorer[0].cache_hits, windows[0] = 8, (15, 4)
+    observer.observe([], Result(), 0.1)
+    m = observer.metrics
+    assert sample(m, "intent_text_cache_total", result="hit") == 8
+    assert sample(m, "intent_text_cache_total", result="miss") == 2
+    assert sample(m, "intent_window_cache_total", result="hit") == 15
+    assert sample(m, "intent_window_cache_total", result="miss") == 4
+
+
+def test_a_new_model_is_reported_and_its_cache_counts_start_from_zero() -> None:
+    scorer = [Scorer("1", hits=5)]
+    observer = observer_for(scorer, [(0, 0)], {})
+    observer.observe([], Result(), 0.1)
+    scorer[0] = Scorer("2", hits=1)  # swapped in: its own cache, counted from zero
+    observer.observe([], Result(), 0.1)
+    m = observer.metrics
+    assert sample(m, "intent_text_cache_total", result="hit") == 6
+    assert sample(m, "intent_model_info", name="m", version="2") == 1
+    assert m.registry.get_sample_value("intent_model_info", {"name": "m", "version": "1"}) is None
