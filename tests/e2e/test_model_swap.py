@@ -15,10 +15,10 @@ from tests.e2e.helpers import make_events, produce, read_topic, worker_env, work
 def tiny_model_dir(root: Path, version: str, seed: int) -> Path:
     import torch
 
+    from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
     from worker.features import FEATURE_NAMES
     from worker.model import ModelConfig, save_model_dir
     from worker.model.head import FusionHead
-    from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
 
     torch.manual_seed(seed)
     encoder = write_tiny_encoder(root / f"enc-{version}", seed=seed)
