@@ -31,7 +31,8 @@ from worker.settings import load_settings
 from worker.windows import RedisWindowStore
 
 
-async def run_once(events: list[dict], *, enabled: bool, batch: int, scorer, redis_url: str) -> dict:
+async def run_once(events: list[dict], *, enabled: bool, batch: int, scorer,
+                   redis_url: str) -> dict:
     settings = load_settings(redis_url=redis_url, key_prefix=f"ovh{uuid.uuid4().hex[:8]}",
                              anomaly_enabled=enabled)
     store = RedisWindowStore.from_settings(settings)
@@ -41,7 +42,8 @@ async def run_once(events: list[dict], *, enabled: bool, batch: int, scorer, red
     times, store_s, model_s, detect_s, seqs, alerts = [], 0.0, 0.0, 0.0, 0, 0
     try:
         for i in range(0, len(values), batch):
-            msgs = [Message(None, v, "clickstream", 0, i + j, 0) for j, v in enumerate(values[i:i + batch])]
+            msgs = [Message(None, v, "clickstream", 0, i + j, 0)
+                    for j, v in enumerate(values[i:i + batch])]
             t0 = time.perf_counter()
             result = await pipe.process(msgs)
             await pipe.confirm(result)
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in ("store_s", "model_s", "detect_s"):
         print(f"{k + ' per batch (ms)':<26}{mean(off, k) / n_batches * 1e3:>10.1f}"
               f"{mean(on, k) / n_batches * 1e3:>10.1f}")
-    print(f"{'model sequences per run':<26}{mean(off, 'sequences'):>10.0f}{mean(on, 'sequences'):>10.0f}")
+    print(f"{'model sequences per run':<26}{mean(off, 'sequences'):>10.0f}"
+          f"{mean(on, 'sequences'):>10.0f}")
     print(f"{'alerts per run':<26}{mean(off, 'alerts'):>10.0f}{mean(on, 'alerts'):>10.0f}")
     print(f"overhead of the detectors: {(b_on / b_off - 1) * 100:+.1f} % of the batch time "
           f"(detector CPU alone: {mean(on, 'detect_s') / mean(on, 'total_s') * 100:.1f} %)")

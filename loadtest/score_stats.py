@@ -29,7 +29,8 @@ def percentile(sorted_xs: list[float], q: float) -> float:
 
 
 async def collect(bootstrap: list[str], topic: str, expect: int, timeout_s: float) -> dict:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
     await consumer.start()
     counts: Counter[str] = Counter()
     latencies: list[float] = []
@@ -63,7 +64,8 @@ async def collect(bootstrap: list[str], topic: str, expect: int, timeout_s: floa
         "batches": len(batches),
         "events_per_batch_mean": round(events / len(batches), 1) if batches else None,
         "records_per_s": round(records / span, 1) if span > 0 else None,
-        "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 95, 99)} | {"max": latencies[-1] if latencies else None},
+        "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 95, 99)}
+        | {"max": latencies[-1] if latencies else None},
     }
 
 
@@ -74,7 +76,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
     settings = load_settings()
-    out = asyncio.run(collect(settings.bootstrap_list, args.topic or settings.topic_scores, args.expect, args.timeout))
+    out = asyncio.run(collect(settings.bootstrap_list, args.topic or settings.topic_scores,
+                              args.expect, args.timeout))
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
 
 

@@ -77,7 +77,8 @@ async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> 
     """Events the group has committed (sum of committed offsets; the topic starts at 0).
     A group-less-assignment consumer reading the group's offsets (Tansu has no OffsetFetch
     through the admin client)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         total = 0
@@ -89,7 +90,8 @@ async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m loadtest.soak", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m loadtest.soak",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--sample-s", type=float, default=10.0)
@@ -99,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="intent-soak-"))
     partitions = 8
     with EmbeddedStack(kafka_port=None, redis_port=None, log_dir=workdir) as stack:
-        env = {**os.environ, **stack.env(), "INTENT_SCORER": "noop", "INTENT_ANOMALY_ENABLED": "true",
-               "INTENT_WEB_PORT": str(free_port()), "INTENT_APP_ID": "soak",
+        env = {**os.environ, **stack.env(), "INTENT_SCORER": "noop",
+               "INTENT_ANOMALY_ENABLED": "true", "INTENT_WEB_PORT": str(free_port()),
+               "INTENT_APP_ID": "soak",
                "INTENT_TOPIC_PARTITIONS": str(partitions), "INTENT_LOG_LEVEL": "WARNING",
                "INTENT_WINDOW_TTL_SECONDS": "600", "INTENT_WINDOW_SECONDS": "600"}
         bootstrap = stack.env()["INTENT_KAFKA_BOOTSTRAP"]
@@ -110,18 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         samples: list[tuple[float, int, float]] = []
         try:
             time.sleep(8)  # topics created, group joined
-            print(f"publishing {args.events:,} events; worker pid {proc.pid}, log {workdir}/worker.log")
+            print(f"publishing {args.events:,} events; worker pid {proc.pid}, "
+                  f"log {workdir}/worker.log")
             pub_s = asyncio.run(publish(bootstrap, "clickstream", args.events, args.users))
             print(f"published in {pub_s:.0f}s ({args.events / pub_s:,.0f}/s)")
             start = time.monotonic()
             done = 0
             while done < args.events and time.monotonic() - start < args.timeout_s:
                 if proc.poll() is not None:
-                    raise SystemExit(f"worker exited with {proc.returncode}; see {workdir}/worker.log")
+                    raise SystemExit(
+                        f"worker exited with {proc.returncode}; see {workdir}/worker.log")
                 done = asyncio.run(committed(bootstrap, "soak", "clickstream", partitions))
-                samples.append((round(time.monotonic() - start, 1), done, round(rss_mib(proc.pid), 1)))
-                print(f"  t={samples[-1][0]:7.1f}s committed {done:>9,}  worker RSS {samples[-1][2]:7.1f} MiB",
-                      flush=True)
+                samples.append((round(time.monotonic() - start, 1), done,
+                                round(rss_mib(proc.pid), 1)))
+                print(f"  t={samples[-1][0]:7.1f}s committed {done:>9,}  "
+                      f"worker RSS {samples[-1][2]:7.1f} MiB", flush=True)
                 time.sleep(args.sample_s)
         finally:
             proc.terminate()
@@ -130,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = samples[-1][0] if samples else 0.0
     early = next((s for s in samples if s[1] >= args.events * 0.1), samples[0] if samples else None)
     result = {"events": args.events, "committed": samples[-1][1] if samples else 0,
-              "seconds": elapsed, "events_per_s": round((samples[-1][1] if samples else 0) / max(elapsed, 1e-9), 1),
+              "seconds": elapsed,
+              "events_per_s": round((samples[-1][1] if samples else 0) / max(elapsed, 1e-9), 1),
               "rss_mib_at_10pct": early[2] if early else None,
               "rss_mib_end": samples[-1][2] if samples else None,
               "rss_mib_max": max((s[2] for s in samples), default=None), "samples": samples}

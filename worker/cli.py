@@ -159,11 +159,13 @@ def settings_doc() -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("input_path", metavar="INPUT",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model directory to write.")
-@click.option("--finetune", is_flag=True, help="Train the encoder too (for a GPU); default: frozen encoder.")
+@click.option("--finetune", is_flag=True,
+              help="Train the encoder too (for a GPU); default: frozen encoder.")
 @click.option("--head", "head", type=click.Choice(["linear", "mlp"]), default=None,
               help="Head: linear (logistic regression on the features and a few principal "
                    "components of the text vectors; the default with a frozen encoder) or mlp "
@@ -176,7 +178,8 @@ def settings_doc() -> None:
               help="Label: a purchase within this many seconds after the event.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, head: str | None,
           encoder: str, name: str, model_version: str | None, horizon_s: int,
@@ -198,7 +201,8 @@ def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, head: str |
                + (f" (rejected: {events.rejected})" if events.rejected else ""))
     encoder_ref: str | Path = Path(encoder) if Path(encoder).is_dir() else encoder
     report = run_train(
-        events, out_dir=out_dir, name=name, version=model_version, encoder_dir_or_package=encoder_ref,
+        events, out_dir=out_dir, name=name, version=model_version,
+        encoder_dir_or_package=encoder_ref,
         finetune=finetune, head=head, epochs=epochs, seed=seed, horizon_s=horizon_s,
         max_events=settings.window_max_events, window_seconds=settings.window_seconds,
         device=str(resolve_device(device)), overwrite=overwrite,
@@ -227,20 +231,26 @@ def _f(x: object) -> str:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), default=None)
 @click.option("--topic", default=None, help="Replay this topic instead of a file.")
-@click.option("--from-time", default=None, help="Topic range start: RFC 3339 with offset, or epoch ms.")
+@click.option("--from-time", default=None,
+              help="Topic range start: RFC 3339 with offset, or epoch ms.")
 @click.option("--to-time", default=None, help="Topic range end (exclusive).")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=None, help="Model directory (default: INTENT_MODEL_PATH or the shipped model).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where metrics.json, the plots and index.html go.")
-@click.option("--users", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True,
+              default=None,
+              help="Model directory (default: INTENT_MODEL_PATH or the shipped model).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Where metrics.json, the plots and index.html go.")
+@click.option("--users", type=click.Choice(["all", "train", "val", "test"]), default="all",
+              show_default=True,
               help="Evaluate only the users of this part of the model's own user split.")
-@click.option("--publish-to", default=None, help="Re-publish the topic range to this topic (shadow testing).")
+@click.option("--publish-to", default=None,
+              help="Re-publish the topic range to this topic (shadow testing).")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="With --publish-to: replay at X times the original pace (default: as fast as possible).")
-@click.option("--anomaly-labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Also measure the anomaly detectors (INTENT_ANOMALY_* thresholds) against these labels "
-                   "of injected anomalies (from python -m loadtest.inject_anomalies).")
+              help="With --publish-to: replay at X times the original pace "
+                   "(default: as fast as possible).")
+@click.option("--anomaly-labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
+              help="Also measure the anomaly detectors (INTENT_ANOMALY_* thresholds) against these "
+                   "labels of injected anomalies (from python -m loadtest.inject_anomalies).")
 def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_time: str | None,
              to_time: str | None, model_dir: Path | None, report_dir: Path | None, users: str,
              publish_to: str | None, speed: float | None, anomaly_labels: Path | None) -> None:
@@ -269,11 +279,13 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
         from worker.kafka.admin import ensure_topics
 
         async def shadow() -> None:
-            await ensure_topics(settings.bootstrap_list, [publish_to], partitions=settings.topic_partitions,
+            await ensure_topics(settings.bootstrap_list, [publish_to],
+                                partitions=settings.topic_partitions,
                                 timeout_s=settings.startup_timeout_s, **aiokafka_options(settings))
-            rep = await republish(settings.bootstrap_list, topic, publish_to, from_ms=from_ms, to_ms=to_ms,
-                                  speed=speed, **aiokafka_options(settings))
-            click.echo(f"re-published {rep.messages} messages from {topic} to {publish_to} in {rep.seconds:.1f}s")
+            rep = await republish(settings.bootstrap_list, topic, publish_to, from_ms=from_ms,
+                                  to_ms=to_ms, speed=speed, **aiokafka_options(settings))
+            click.echo(f"re-published {rep.messages} messages from {topic} to {publish_to} "
+                       f"in {rep.seconds:.1f}s")
 
         asyncio.run(shadow())
         if report_dir is None:
@@ -286,9 +298,9 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
     from worker.model import default_model_path
 
     if topic is not None:
-        events, rejected = asyncio.run(events_from_topic(settings.bootstrap_list, topic, from_ms=from_ms,
-                                                         to_ms=to_ms, max_event_bytes=settings.max_event_bytes,
-                                                         **aiokafka_options(settings)))
+        events, rejected = asyncio.run(events_from_topic(
+            settings.bootstrap_list, topic, from_ms=from_ms, to_ms=to_ms,
+            max_event_bytes=settings.max_event_bytes, **aiokafka_options(settings)))
         source = {"topic": topic, "from_ms": from_ms, "to_ms": to_ms, "events": len(events),
                   "rejected": rejected}
     else:
@@ -302,17 +314,20 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
         _evaluate_anomalies(settings, events, anomaly_labels, model_dir, report_dir)
         if report_dir is None:
             return
-    result = run_evaluate(events, model_dir=model_dir, report_dir=report_dir, source=source, users=users,
-                          device=settings.device)
+    result = run_evaluate(events, model_dir=model_dir, report_dir=report_dir, source=source,
+                          users=users, device=settings.device)
     m = result.meta
     click.echo(f"{m['examples']} examples of {m['distinct_users']} users ({users}); model "
                f"{m['model']['name']} {m['model']['version']}")
     if m["includes_training_users"]:
-        click.echo("note: this input is the model's training data; use --users val for an honest figure")
-    click.echo(f"{'model':<16}{'ROC-AUC':>9}{'PR-AUC':>9}{'best F1':>9}{'P@5%':>8}{'Brier':>9}{'ECE':>8}")
+        click.echo("note: this input is the model's training data; "
+                   "use --users val for an honest figure")
+    click.echo(f"{'model':<16}{'ROC-AUC':>9}{'PR-AUC':>9}{'best F1':>9}{'P@5%':>8}{'Brier':>9}"
+               f"{'ECE':>8}")
     for name, v in result.metrics.items():
-        click.echo(f"{name:<16}{_f(v.get('roc_auc')):>9}{_f(v.get('pr_auc')):>9}{_f(v.get('best_f1')):>9}"
-                   f"{_f(v.get('precision_at_top_k', {}).get('5%')):>8}{_f(v.get('brier')):>9}{_f(v.get('ece')):>8}")
+        click.echo(f"{name:<16}{_f(v.get('roc_auc')):>9}{_f(v.get('pr_auc')):>9}"
+                   f"{_f(v.get('best_f1')):>9}{_f(v.get('precision_at_top_k', {}).get('5%')):>8}"
+                   f"{_f(v.get('brier')):>9}{_f(v.get('ece')):>8}")
     click.echo(f"report: {result.report}")
 
 
@@ -326,11 +341,13 @@ def _evaluate_anomalies(settings, events: list[dict], labels_path: Path, model_d
     try:
         labels = orjson.loads(labels_path.read_bytes())
     except orjson.JSONDecodeError as exc:
-        raise click.BadParameter(f"{labels_path}: not JSON ({exc})", param_hint="--anomaly-labels") from None
+        raise click.BadParameter(f"{labels_path}: not JSON ({exc})",
+                                 param_hint="--anomaly-labels") from None
     result = evaluate_detectors(events, labels, DetectorConfig.from_settings(settings),
                                 model_scores(model_dir, device=settings.device),
                                 max_events=settings.window_max_events,
-                                window_seconds=settings.window_seconds, batch_size=settings.batch_max)
+                                window_seconds=settings.window_seconds,
+                                batch_size=settings.batch_max)
     click.echo(format_table(result))
     if report_dir is not None:
         import json
@@ -343,19 +360,24 @@ def _evaluate_anomalies(settings, events: list[dict], labels_path: Path, model_d
 @main.command()
 @click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Events to publish (default: the bundled REES46 sample, 3,000 events).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), default="rees46", show_default=True)
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50.0, show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), default="rees46",
+              show_default=True)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50.0,
+              show_default=True,
               help="Messages per second, like a live shop.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=900, show_default=True,
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=900,
+              show_default=True,
               help="Give up after this many seconds.")
 @click.option("--anomalies/--no-anomalies", default=True, show_default=True,
               help="Mix two synthetic incidents (a purchase burst, a bot) into the stream.")
-def demo(data: Path | None, fmt: str, rate: float | None, timeout_s: float, anomalies: bool) -> None:
-    """Run the main job on the embedded stack: broker, Redis, worker, sample clickstream, summary."""
+def demo(data: Path | None, fmt: str, rate: float | None, timeout_s: float,
+         anomalies: bool) -> None:
+    """Run the main job on the embedded stack: broker, Redis, worker, sample clickstream,
+    summary."""
     from worker.demo import run_demo, sample_path
 
-    summary = run_demo(data=data or sample_path(), fmt=fmt, rate=rate, timeout_s=timeout_s, echo=click.echo,
-                       anomalies=anomalies)
+    summary = run_demo(data=data or sample_path(), fmt=fmt, rate=rate, timeout_s=timeout_s,
+                       echo=click.echo, anomalies=anomalies)
     click.echo("")
     click.echo("summary")
     for line in summary.lines():

@@ -50,12 +50,15 @@ class Summary:
 
     def lines(self) -> list[str]:
         def pct(xs: list[float], q: float) -> float:
-            return statistics.quantiles(xs, n=100, method="inclusive")[int(q) - 1] if len(xs) > 1 else (xs or [0])[0]
+            if len(xs) < 2:
+                return (xs or [0])[0]
+            return statistics.quantiles(xs, n=100, method="inclusive")[int(q) - 1]
 
         out = [
             f"events published   {self.events_published}",
             f"events scored      {self.events_scored} in {self.records} score records, "
-            f"{len(self.users)} users, {self.seconds:.1f}s ({self.events_scored / max(self.seconds, 1e-9):,.0f} events/s)",
+            f"{len(self.users)} users, {self.seconds:.1f}s "
+            f"({self.events_scored / max(self.seconds, 1e-9):,.0f} events/s)",
             f"dead letters       {self.dead_letters}",
             f"model              {', '.join(sorted(self.models)) or '-'}",
         ]
@@ -97,8 +100,8 @@ async def _follow(settings: Settings, expected: int, summary: Summary, echo: Cal
         while summary.events_scored + summary.dead_letters < expected:
             if time.monotonic() > deadline:
                 raise ServiceUnavailable(
-                    f"only {summary.events_scored + summary.dead_letters} of {expected} events came "
-                    f"back in {timeout_s:.0f}s")
+                    f"only {summary.events_scored + summary.dead_letters} of {expected} events "
+                    f"came back in {timeout_s:.0f}s")
             for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
                 for m in msgs:
                     rec = orjson.loads(m.value)
@@ -120,7 +123,8 @@ async def _follow(settings: Settings, expected: int, summary: Summary, echo: Cal
                     if rec["score"] >= 0.5 or shown < 20 or summary.records % 100 == 0:
                         shown += 1
                         echo(f"score {rec['score']:.3f}  user {rec['user_id']:>10}  "
-                             f"{len(rec['event_ids']):3d} new events  window {rec['window']['events']:3d}  "
+                             f"{len(rec['event_ids']):3d} new events  "
+                             f"window {rec['window']['events']:3d}  "
                              f"latency {rec['latency_ms']:,.0f} ms")
     finally:
         await consumer.stop()
@@ -128,7 +132,8 @@ async def _follow(settings: Settings, expected: int, summary: Summary, echo: Cal
 
 def _evidence(evidence: dict) -> str:
     shown = {k: v for k, v in evidence.items() if k not in ("event_ids", "thresholds")}
-    return f"{len(evidence['event_ids'])} events; " + ", ".join(f"{k}={v}" for k, v in shown.items())
+    return (f"{len(evidence['event_ids'])} events; "
+            + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
 
 def demo_anomalies(messages: list[tuple[bytes | None, bytes]]) -> list[tuple[bytes | None, bytes]]:
@@ -149,8 +154,8 @@ def demo_anomalies(messages: list[tuple[bytes | None, bytes]]) -> list[tuple[byt
         if isinstance(ts, int):
             times.append(ts)
     t0 = max(times) if times else 1_700_000_000_000
-    product = {"id": "demo-phone", "title": "Smartphone 256GB", "category": "electronics.smartphone",
-               "brand": "demo", "price": 899.0}
+    product = {"id": "demo-phone", "title": "Smartphone 256GB",
+               "category": "electronics.smartphone", "brand": "demo", "price": 899.0}
     out = [{"event_id": "demo-burst-v", "user_id": "demo-burst", "event_type": "view", "ts": t0,
             "product": product}]
     out += [{"event_id": f"demo-burst-p{i}", "user_id": "demo-burst", "event_type": "purchase",
@@ -162,8 +167,8 @@ def demo_anomalies(messages: list[tuple[bytes | None, bytes]]) -> list[tuple[byt
     return messages[:mid] + extra + messages[mid:]
 
 
-def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo: Callable[[str], None],
-             anomalies: bool = True) -> Summary:
+def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float,
+             echo: Callable[[str], None], anomalies: bool = True) -> Summary:
     workdir = Path(tempfile.mkdtemp(prefix="intent-demo-"))
     echo(f"starting the embedded stack (Tansu broker + redis-server); logs in {workdir}")
     with EmbeddedStack(kafka_port=None, redis_port=None, log_dir=workdir) as st:
@@ -171,8 +176,8 @@ def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo
         os.environ.update(st.env())
         settings = load_settings()
         asyncio.run(ensure_topics(settings.bootstrap_list,
-                                  [settings.topic_events, settings.topic_scores, settings.topic_alerts,
-                                   settings.topic_dlq],
+                                  [settings.topic_events, settings.topic_scores,
+                                   settings.topic_alerts, settings.topic_dlq],
                                   partitions=settings.topic_partitions, timeout_s=30))
         log_path = workdir / "worker.log"
         echo(f"starting the worker (intent-worker run); log in {log_path}")
@@ -181,8 +186,8 @@ def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float, echo
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             _wait_ready(log_path, proc, timeout_s=180, echo=echo)
-            summary = asyncio.run(_publish_and_follow(settings, data, fmt, rate, timeout_s, echo, proc,
-                                                      anomalies=anomalies))
+            summary = asyncio.run(_publish_and_follow(settings, data, fmt, rate, timeout_s, echo,
+                                                      proc, anomalies=anomalies))
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

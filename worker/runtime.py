@@ -88,9 +88,9 @@ def run_worker(settings: Settings) -> None:
                                           timeout_s=settings.startup_timeout_s,
                                           **aiokafka_options(settings)))
     if settings.anomaly_enabled and settings.anomaly_cooldown_s > settings.window_ttl_seconds:
-        log.warning("INTENT_ANOMALY_COOLDOWN_S (%gs) is longer than INTENT_WINDOW_TTL_SECONDS (%ds):"
-                    " the cooldown state expires with the user's keys, so the cooldown is at most "
-                    "the TTL for a user who goes quiet", settings.anomaly_cooldown_s,
+        log.warning("INTENT_ANOMALY_COOLDOWN_S (%gs) is longer than INTENT_WINDOW_TTL_SECONDS "
+                    "(%ds): the cooldown state expires with the user's keys, so the cooldown is "
+                    "at most the TTL for a user who goes quiet", settings.anomaly_cooldown_s,
                     settings.window_ttl_seconds)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intent-model")
     pipeline = Pipeline.from_settings(settings, store=store, scorer=scorer, executor=executor)
@@ -108,8 +108,9 @@ def run_worker(settings: Settings) -> None:
                                  on_swap=swap, current_version=scorer.version)
     app = create_app(settings, pipeline=pipeline, reloader=reloader)
     # text: Faust's own (coloured) handler; json: ours, for every logger of the process
+    json_logs = logging_config(settings) if settings.log_format == "json" else None
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,
-                          logging_config=logging_config(settings) if settings.log_format == "json" else None)
+                          logging_config=json_logs)
 
     @app.on_before_shutdown.connect
     async def _close(app: faust.App, **_: object) -> None:  # after streams drained

@@ -30,7 +30,8 @@ PRODUCTS = [
 TYPES = ["view"] * 6 + ["search", "add_to_cart", "remove_from_cart", "purchase", "review"]
 
 
-def make_events(n: int, users: int, *, seed: int = 7, start_ms: int = 1_700_000_000_000) -> list[dict]:
+def make_events(n: int, users: int, *, seed: int = 7,
+                start_ms: int = 1_700_000_000_000) -> list[dict]:
     rnd = random.Random(seed)
     events = []
     for i in range(n):
@@ -106,7 +107,8 @@ def worker_env(kafka_bootstrap: str, redis_url: str, **extra: str) -> dict[str, 
     return env
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+async def produce(bootstrap: str, topic: str,
+                  messages: list[tuple[bytes | None, bytes | None]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     try:

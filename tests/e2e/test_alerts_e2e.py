@@ -96,7 +96,8 @@ def _get_text(url: str) -> str:
 
 def _sample(text: str, name: str) -> float:
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{") and line.split(" ")[0] == name:
+        if line.startswith(name + " ") or (
+                line.startswith(name + "{") and line.split(" ")[0] == name):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in /metrics")
 
@@ -107,7 +108,8 @@ async def test_metrics_count_events_alerts_and_latency(alerts_run) -> None:
     assert _sample(text, "intent_events_scored_total") == n
     for kind in ("bot_cadence", "purchase_velocity", "price_outlier"):
         assert _sample(text, f'intent_alerts_total{{kind="{kind}"}}') == 1
-    assert _sample(text, "intent_event_to_score_seconds_count") == _sample(text, "intent_scores_total")
+    assert (_sample(text, "intent_event_to_score_seconds_count")
+            == _sample(text, "intent_scores_total"))
     assert _sample(text, "intent_batches_total") >= 2
     # one window read per score record, from the window cache (hit) or whole (miss)
     hits = _sample(text, 'intent_window_cache_total{result="hit"}')
@@ -140,4 +142,5 @@ async def test_alerts_carry_their_evidence(alerts_run) -> None:
 
 async def test_redelivered_batches_give_no_second_alert(alerts_run) -> None:
     assert len(alerts_run["after"]) == 3
-    assert {a["alert_id"] for a in alerts_run["after"]} == {a["alert_id"] for a in alerts_run["first"]}
+    assert ({a["alert_id"] for a in alerts_run["after"]}
+            == {a["alert_id"] for a in alerts_run["first"]})

@@ -15,10 +15,10 @@ from tests.e2e.helpers import make_events, produce, read_topic, worker_env, work
 def tiny_model_dir(root: Path, version: str, seed: int) -> Path:
     import torch
 
+    from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
     from worker.features import FEATURE_NAMES
     from worker.model import ModelConfig, save_model_dir
     from worker.model.head import FusionHead
-    from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
 
     torch.manual_seed(seed)
     encoder = write_tiny_encoder(root / f"enc-{version}", seed=seed)
@@ -37,7 +37,8 @@ def point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-async def test_new_model_version_is_swapped_in_without_a_restart(kafka_bootstrap, redis_url, tmp_path):
+async def test_new_model_version_is_swapped_in_without_a_restart(kafka_bootstrap, redis_url,
+                                                                 tmp_path):
     v1 = tiny_model_dir(tmp_path, "1.0.0", seed=1)
     v2 = tiny_model_dir(tmp_path, "2.0.0", seed=2)
     broken = tmp_path / "model-broken"
@@ -45,7 +46,8 @@ async def test_new_model_version_is_swapped_in_without_a_restart(kafka_bootstrap
     (broken / "head.safetensors").write_bytes(b"not a tensor file")
     current = tmp_path / "current"
     point(current, v1)
-    env = worker_env(kafka_bootstrap, redis_url, INTENT_MODEL_PATH=str(current), INTENT_MODEL_POLL_S="0.5")
+    env = worker_env(kafka_bootstrap, redis_url, INTENT_MODEL_PATH=str(current),
+                     INTENT_MODEL_POLL_S="0.5")
     topic = env["INTENT_TOPIC_EVENTS"]
     events = make_events(300, users=30, seed=11)
 
@@ -57,7 +59,8 @@ async def test_new_model_version_is_swapped_in_without_a_restart(kafka_bootstrap
 
     async def wait_covered(ids):
         return await read_topic(kafka_bootstrap, env["INTENT_TOPIC_SCORES"],
-                                until=lambda rs: {i for r in rs for i in r["event_ids"]} >= ids, timeout_s=120)
+                                until=lambda rs: {i for r in rs for i in r["event_ids"]} >= ids,
+                                timeout_s=120)
 
     log = tmp_path / "worker.log"
     with worker_process(env, log) as proc:

@@ -48,9 +48,11 @@ async def e2e_run(kafka_bootstrap, redis_url, tmp_path_factory):
         dlq = await read_topic(kafka_bootstrap, env["INTENT_TOPIC_DLQ"],
                                until=lambda r: len(r) >= n_bad, timeout_s=60)
         alive = proc.poll() is None
-        probes = {path: _get(f"http://127.0.0.1:{env['INTENT_WEB_PORT']}{path}") for path in ("/health", "/ready")}
-    return {"probes": probes, "env": env, "events": events, "scores": scores, "dlq": dlq, "alive": alive,
-            "log": log_path.read_text(errors="replace"), "returncode": proc.returncode}
+        probes = {path: _get(f"http://127.0.0.1:{env['INTENT_WEB_PORT']}{path}")
+                  for path in ("/health", "/ready")}
+    return {"probes": probes, "env": env, "events": events, "scores": scores, "dlq": dlq,
+            "alive": alive, "log": log_path.read_text(errors="replace"),
+            "returncode": proc.returncode}
 
 
 def _get(url: str) -> tuple[int, dict]:

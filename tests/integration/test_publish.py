@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from worker.cli import main
-from worker.kafka.reader import parse_time, read_topic_range
 from worker.events.adapters import read_rees46
+from worker.kafka.reader import parse_time, read_topic_range
 
 SAMPLE = Path(__file__).resolve().parents[2] / "worker" / "data" / "sample-rees46.csv"
 

@@ -42,7 +42,8 @@ async def test_password_from_the_settings(locked_redis) -> None:
 
 
 @pytest.mark.parametrize("password", [None, "wrong"])
-async def test_no_or_a_wrong_password_is_a_clear_error_without_the_secret(locked_redis, password) -> None:
+async def test_no_or_a_wrong_password_is_a_clear_error_without_the_secret(locked_redis,
+                                                                          password) -> None:
     url = f"redis://127.0.0.1:{locked_redis.port}/0"
     store = RedisWindowStore.from_settings(load_settings(redis_url=url, redis_password=password))
     with pytest.raises(StoreError, match="(?i)auth|password") as info:
@@ -60,7 +61,8 @@ async def test_an_acl_user_with_only_the_commands_it_needs(locked_redis) -> None
         "+@read", "+@write", "+@scripting", "+ping", "+@connection", "-@dangerous", "-flushall")
     try:
         store = RedisWindowStore.from_settings(
-            load_settings(redis_url=url, redis_username=user, redis_password=secret, key_prefix="iw"))
+            load_settings(redis_url=url, redis_username=user, redis_password=secret,
+                          key_prefix="iw"))
         await store.start()
         try:
             assert len((await store.append({"acl-u": [ev("a", "acl-u")]}))["acl-u"]) == 1
@@ -68,7 +70,8 @@ async def test_an_acl_user_with_only_the_commands_it_needs(locked_redis) -> None
             await store.stop()
         # the same user cannot touch keys outside its prefix
         other = RedisWindowStore.from_settings(
-            load_settings(redis_url=url, redis_username=user, redis_password=secret, key_prefix="other"))
+            load_settings(redis_url=url, redis_username=user, redis_password=secret,
+                          key_prefix="other"))
         await other.start()
         try:
             with pytest.raises(StoreError, match="(?i)NOPERM|no permissions"):

@@ -132,7 +132,7 @@ async def test_noscript_on_every_node_is_recovered(
     batch = {f"u{u}": [ev("a", T0, f"u{u}")] for u in range(30)}
     await store.append(batch)
     await store.client.script_flush()  # redis-py sends it to every primary
-    sha = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
+    sha = hashlib.sha1(APPEND_SCRIPT.encode(), usedforsecurity=False).hexdigest()  # Redis's id
     assert await store.client.script_exists(sha) == [False]
     more = {u: [ev("b", T0 + 1, u)] for u in batch}
     out = await store.append(more)
@@ -180,7 +180,8 @@ async def test_detector_state_on_the_cluster(cluster_ports: list[int]) -> None:
         got = await store.exchange(users, PriceExchange(read=read, capacity=10, ttl_s=60))
         assert got.samples == {f"cat{c}": [float(c)] for c in range(30)}
         await store.save_cooldowns({u: {"bot_cadence": [(T0, f"id-{u}")]} for u in users})
-        assert await store.cooldowns(users) == {u: {"bot_cadence": [(T0, f"id-{u}")]} for u in users}
+        assert await store.cooldowns(users) == {u: {"bot_cadence": [(T0, f"id-{u}")]}
+                                                for u in users}
         for u in users:
             await store.forget(u)
             await windows.forget(u)

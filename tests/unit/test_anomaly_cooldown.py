@@ -73,7 +73,8 @@ def test_out_of_order_alerts_long_before_the_last_one() -> None:
     sent, updates = cd.apply([old, near], state)
     assert sent == [old]
     # remembered as delivered; the distance rule still measures from the newest (T0 + 120)
-    merged = merge_recent([state[("u1", "purchase_velocity")]], updates[("u1", "purchase_velocity")])
+    merged = merge_recent([state[("u1", "purchase_velocity")]],
+                          updates[("u1", "purchase_velocity")])
     assert [e.event_ts for e in merged] == [T0, T0 + 120 * MIN]
     assert cd.apply([near], {("u1", "purchase_velocity"): merged})[0] == []
 

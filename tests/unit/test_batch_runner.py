@@ -10,6 +10,7 @@ consumer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
@@ -155,11 +156,9 @@ class Harness:
                 yield Batch(messages, partial(self._ack, "+".join(values)))
             await self.settled.wait()  # then the stream ends, and with it the runner
 
-        try:
+        with contextlib.suppress(Exited):
             await asyncio.wait_for(
                 self.runner.run(source(), want_batch=lambda: None, overlap=overlap), timeout=5)
-        except Exited:
-            pass
 
     def index(self, entry: str) -> int:
         assert entry in self.log, (entry, self.log)

@@ -27,7 +27,8 @@ async def test_demo_incidents_fire_one_alert_each() -> None:
                                   scorer=Half())
     alerts = []
     for i in range(0, len(messages), 16):  # several batches: the cooldown holds across them
-        chunk = [Message(k, v, "clickstream", 0, i + j, 0) for j, (k, v) in enumerate(messages[i:i + 16])]
+        chunk = [Message(k, v, "clickstream", 0, i + j, 0)
+                 for j, (k, v) in enumerate(messages[i:i + 16])]
         result = await pipe.process(chunk)
         await pipe.confirm(result)
         alerts += [orjson.loads(o.value) for o in result.alerts]

@@ -32,9 +32,9 @@ def test_relative_links_resolve(page: Path) -> None:
             continue
         path, _, anchor = target.partition("#")
         dest = (page.parent / path).resolve() if path else page
-        if not dest.exists():
-            broken.append(target)
-        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+        if not dest.exists() or (
+            anchor and dest.suffix == ".md" and anchor not in _anchors(dest)
+        ):
             broken.append(target)
     assert not broken, f"{page.name}: broken links {broken}"
 

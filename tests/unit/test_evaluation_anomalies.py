@@ -9,8 +9,8 @@ import pytest
 
 from loadtest.inject_anomalies import InjectConfig, inject, read_clean, write_outputs
 from worker.anomaly import KINDS, DetectorConfig
-from worker.evaluation.anomalies import constant_scores, evaluate_detectors, format_table, main
 from worker.errors import ConfigError
+from worker.evaluation.anomalies import constant_scores, evaluate_detectors, format_table, main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "worker" / "data" / "sample-rees46.csv"
 

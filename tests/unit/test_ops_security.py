@@ -55,7 +55,8 @@ def test_tls_with_a_ca_file(tmp_path: Path) -> None:
 
 
 def test_bad_security_settings_say_what_to_fix(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="needs INTENT_KAFKA_SASL_USERNAME and INTENT_KAFKA_SASL_PASSWORD"):
+    with pytest.raises(ConfigError,
+                       match="needs INTENT_KAFKA_SASL_USERNAME and INTENT_KAFKA_SASL_PASSWORD"):
         load_settings(kafka_security_protocol="SASL_SSL")
     with pytest.raises(ConfigError, match="INTENT_KAFKA_SSL_CAFILE=.*no such file"):
         load_settings(kafka_security_protocol="SSL", kafka_ssl_cafile=tmp_path / "missing.pem")
@@ -70,19 +71,21 @@ def test_bad_security_settings_say_what_to_fix(tmp_path: Path) -> None:
 
 
 def test_json_log_lines() -> None:
-    record = logging.LogRecord("worker.app", logging.WARNING, __file__, 1, "batch of %d failed", (3,), None)
+    record = logging.LogRecord("worker.app", logging.WARNING, __file__, 1, "batch of %d failed",
+                               (3,), None)
     doc = orjson.loads(JsonFormatter().format(record))
     assert doc["level"] == "WARNING" and doc["logger"] == "worker.app"
     assert doc["message"] == "batch of 3 failed" and doc["ts"].endswith("+00:00")
     config = logging_config(load_settings(log_format="json", log_level="DEBUG"))
-    assert config["formatters"]["main"]["()"] is JsonFormatter and config["root"]["level"] == "DEBUG"
+    assert config["formatters"]["main"]["()"] is JsonFormatter
+    assert config["root"]["level"] == "DEBUG"
 
 
 def test_metrics_exposition() -> None:
     m = Metrics()
-    m.observe_batch(messages=10, events=8, scores=5, latencies_s=[0.2, 0.4], dead_letter_reasons=["invalid_json"] * 2,
-                    alert_kinds=["bot_cadence"], batch_s=0.5, model_s=0.3, redis_s=0.01, detect_s=0.002,
-                    sequences=5)
+    m.observe_batch(messages=10, events=8, scores=5, latencies_s=[0.2, 0.4],
+                    dead_letter_reasons=["invalid_json"] * 2, alert_kinds=["bot_cadence"],
+                    batch_s=0.5, model_s=0.3, redis_s=0.01, detect_s=0.002, sequences=5)
     m.set_lag({("clickstream", 3): 42})
     m.set_model("intent-minilm", "1.0.0")
     text = m.render().decode()

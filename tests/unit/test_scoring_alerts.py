@@ -64,7 +64,8 @@ async def test_a_purchase_burst_is_one_alert_with_evidence() -> None:
     assert record["user_id"] == "u1" and result.alerts[0].key == b"u1"
     # fires at the 5th purchase (the default threshold), listing the five
     assert record["evidence"]["event_ids"] == [f"u1-b{i}" for i in range(5)]
-    assert result.cooldown_updates == {"u1": {"purchase_velocity": [(record_ts(record), record["alert_id"])]}}
+    assert result.cooldown_updates == {
+        "u1": {"purchase_velocity": [(record_ts(record), record["alert_id"])]}}
 
 
 def record_ts(record: dict) -> int:
@@ -88,7 +89,8 @@ async def test_an_unconfirmed_alert_is_sent_again_with_the_same_id() -> None:
     first = await pipe.process(msgs(burst()))
     again = await pipe.process(msgs(burst()))  # no confirm: the alert may never have left
     assert len(again.alerts) == 1
-    assert orjson.loads(again.alerts[0].value)["alert_id"] == orjson.loads(first.alerts[0].value)["alert_id"]
+    assert (orjson.loads(again.alerts[0].value)["alert_id"]
+            == orjson.loads(first.alerts[0].value)["alert_id"])
 
 
 async def test_the_burst_continuing_in_later_batches_stays_quiet() -> None:

@@ -38,7 +38,8 @@ def ev(eid: str, user: str, ts: int, etype: str = "view", **extra) -> bytes:
 
 
 def msgs(values: list[bytes | None], ts0: int = 1_700_000_000_000) -> list[Message]:
-    return [Message(key=b"k", value=v, topic="clickstream", partition=0, offset=i, timestamp_ms=ts0 + i)
+    return [Message(key=b"k", value=v, topic="clickstream", partition=0, offset=i,
+                    timestamp_ms=ts0 + i)
             for i, v in enumerate(values)]
 
 
@@ -53,8 +54,8 @@ def pipeline():
 async def test_one_forward_pass_per_user_per_batch(pipeline):
     pipe, scorer = pipeline
     t = 1_700_000_000_000
-    result = await pipe.process(msgs([ev("a1", "u1", t), ev("b1", "u2", t + 1), ev("a2", "u1", t + 2),
-                                      ev("a3", "u1", t + 3)]))
+    result = await pipe.process(msgs([ev("a1", "u1", t), ev("b1", "u2", t + 1),
+                                      ev("a2", "u1", t + 2), ev("a3", "u1", t + 3)]))
     assert len(scorer.calls) == 1 and len(scorer.calls[0]) == 2  # two users, one call
     records = {orjson.loads(o.value)["user_id"]: orjson.loads(o.value) for o in result.scores}
     assert records["u1"]["event_ids"] == ["a1", "a2", "a3"]
@@ -78,7 +79,8 @@ async def test_newest_event_by_event_time_names_the_record(pipeline):
 async def test_bad_messages_become_dead_letters_and_the_rest_is_scored(pipeline):
     pipe, _ = pipeline
     t = 1_700_000_000_000
-    result = await pipe.process(msgs([b"{oops", ev("a1", "u1", t), None, ev("x", "u1", t, etype="fly")]))
+    result = await pipe.process(msgs([b"{oops", ev("a1", "u1", t), None,
+                                      ev("x", "u1", t, etype="fly")]))
     reasons = [orjson.loads(o.value)["reason"] for o in result.dead_letters]
     assert reasons == ["invalid_json", "empty", "unknown_event_type"]
     offsets = [orjson.loads(o.value)["offset"] for o in result.dead_letters]
@@ -128,8 +130,8 @@ async def test_latency_runs_from_the_kafka_timestamp(pipeline):
     import time
 
     now = time.time_ns() // 1_000_000
-    m = [Message(key=None, value=ev("a1", "u1", 1_700_000_000_000), topic="t", partition=0, offset=0,
-                 timestamp_ms=now - 1500)]
+    m = [Message(key=None, value=ev("a1", "u1", 1_700_000_000_000), topic="t", partition=0,
+                 offset=0, timestamp_ms=now - 1500)]
     result = await pipe.process(m)
     latency = orjson.loads(result.scores[0].value)["latency_ms"]
     assert 1500 <= latency < 10_000

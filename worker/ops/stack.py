@@ -33,8 +33,10 @@ def wait_for_port(port: int, *, timeout_s: float, proc: subprocess.Popen | None 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise ServiceUnavailable(f"process exited with code {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            raise ServiceUnavailable(
+                f"process exited with code {proc.returncode} before listening on {port}")
+        with (contextlib.suppress(OSError),
+              socket.create_connection(("127.0.0.1", port), timeout=0.5)):
             return
         time.sleep(0.05)
     raise ServiceUnavailable(f"nothing listening on 127.0.0.1:{port} after {timeout_s:.0f}s")
@@ -54,7 +56,8 @@ def tansu_binary() -> str:
 def redis_binary() -> str:
     path = shutil.which("redis-server")
     if not path:
-        raise ConfigError("redis-server not found on PATH: install it (Debian: apt-get install -y redis-server)")
+        raise ConfigError("redis-server not found on PATH: install it "
+                          "(Debian: apt-get install -y redis-server)")
     return path
 
 
@@ -79,7 +82,7 @@ def start_tansu(port: int | None = None, *, log_path: Path | None = None) -> Pro
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 - our own broker binary, fixed argument list
         [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
          "--storage-engine", "memory://tansu/"],
         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -94,8 +97,8 @@ def start_tansu(port: int | None = None, *, log_path: Path | None = None) -> Pro
     return p
 
 
-def start_redis(port: int | None = None, *, password: str | None = None, extra: list[str] | None = None,
-                workdir: Path | None = None) -> Process:
+def start_redis(port: int | None = None, *, password: str | None = None,
+                extra: list[str] | None = None, workdir: Path | None = None) -> Process:
     port = port or free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="intent-redis-"))
     args = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -103,7 +106,8 @@ def start_redis(port: int | None = None, *, password: str | None = None, extra: 
     if password:
         args += ["--requirepass", password]
     args += extra or []
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(  # noqa: S603 - redis-server from PATH, arguments built here
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     p = Process("redis", proc, port)
     try:
         wait_for_port(port, timeout_s=10, proc=proc)

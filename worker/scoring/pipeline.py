@@ -260,7 +260,8 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, scorer.score, inputs)
 
-    def unprocessable(self, msg: Message, exc: BaseException, received_at: datetime | None = None) -> Output:
+    def unprocessable(self, msg: Message, exc: BaseException,
+                      received_at: datetime | None = None) -> Output:
         """Dead letter for a message the worker failed on for an unexpected reason (a bug, not
         bad input): reason ``internal_error``, the error's type and message as detail. Logged
         without the payload."""
