@@ -1,8 +1,8 @@
 """One micro-batch: validate -> window -> features -> model -> records -> alerts.
 
-Framework-free: the Faust agent (``worker.app``) hands in the messages of a batch
-and publishes what comes out, so this runs the same in the worker, in replays
-and in unit tests with a memory store.
+Framework-free: the batch runner (:mod:`worker.scoring.runner`) hands in the messages of a
+batch and publishes what comes out, so this runs the same in the worker, in replays and in
+unit tests with a memory store.
 """
 
 from __future__ import annotations
