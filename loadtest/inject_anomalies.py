@@ -47,6 +47,7 @@ import orjson
 from worker.errors import BadEvent, ConfigError
 from worker.events import format_ts, parse_event
 from worker.events.adapters import read_jsonl, read_rees46
+from worker.features.window import by_event_time, event_time_key
 
 __all__ = ["KINDS", "InjectConfig", "inject", "main", "read_clean", "write_outputs"]
 
@@ -114,7 +115,7 @@ def read_clean(path: str | Path, fmt: str) -> list[dict]:
         if event["event_id"] not in seen:
             seen.add(event["event_id"])
             out.append(event)
-    out.sort(key=lambda e: (e["ts"], e["event_id"]))
+    out.sort(key=event_time_key)
     if not out:
         raise ConfigError(f"{path}: no valid events")
     return out
@@ -132,7 +133,7 @@ def inject(clean: Sequence[dict], *, seed: int, config: InjectConfig | None = No
         for i in range(cfg.per_kind):
             anomalies.append(make(i))
     injected = [e for a in anomalies for e in a.pop("_events")]
-    events = sorted([*clean, *injected], key=lambda e: (e["ts"], e["event_id"]))
+    events = by_event_time([*clean, *injected])
     by_kind: dict[str, dict[str, list[str]]] = {}
     for kind in KINDS:
         mine = [a for a in anomalies if a["kind"] == kind]
@@ -235,7 +236,7 @@ class _Injector:
 
     def _anomaly(self, kind: str, i: int, user: str, new_user: bool, events: list[dict],
                  **details: Any) -> dict[str, Any]:
-        events.sort(key=lambda e: (e["ts"], e["event_id"]))
+        events.sort(key=event_time_key)
         self.claimed.setdefault(user, []).append(events[0]["ts"])
         return {"id": f"{_SHORT[kind]}-{i:04d}", "kind": kind, "user_id": user,
                 "new_user": new_user, "event_ids": [e["event_id"] for e in events],

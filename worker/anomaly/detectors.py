@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from worker.anomaly.alerts import Alert, ModelRef, alert_id
 from worker.anomaly.config import DetectorConfig
 from worker.anomaly.stats import CategoryStats
+from worker.features.window import event_time_key
 
 __all__ = [
     "OocCandidate", "detect_all", "detect_bot_cadence", "detect_out_of_character",
@@ -67,7 +68,7 @@ class _Batch:
         for a, b in zip(win, win[1:], strict=False):
             ta, tb = a["ts"], b["ts"]
             if ta > tb or (ta == tb and a["event_id"] > b["event_id"]):
-                win.sort(key=lambda e: (e["ts"], e["event_id"]))
+                win.sort(key=event_time_key)
                 break
         self.win = win
         self.new = {e["event_id"] for e in new_events}

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from worker.errors import ConfigError
+from worker.features.window import by_event_time
 
 __all__ = ["MAD_SCALE", "PRICE_FLOOR", "CategoryStats", "log_price", "update_category_stats"]
 
@@ -133,7 +134,7 @@ def update_category_stats(stats: MutableMapping[str, CategoryStats], events: Ite
     they came in.
     """
     touched: set[str] = set()
-    for event in sorted(events, key=lambda e: (e["ts"], e["event_id"])):
+    for event in by_event_time(events):
         if event.get("event_type") not in PRICED_TYPES:
             continue
         product = event.get("product") or {}

@@ -38,6 +38,7 @@ from worker.anomaly.batch import OOC, BatchDetector
 from worker.anomaly.config import KINDS, DetectorConfig
 from worker.anomaly.state import MemoryDetectorState
 from worker.errors import ConfigError
+from worker.features.window import by_event_time
 from worker.windows import MemoryWindowStore
 
 __all__ = ["ScoreSource", "constant_scores", "evaluate_detectors", "format_table", "main",
@@ -276,7 +277,7 @@ def format_table(result: Mapping[str, Any]) -> str:
 def _unique_sorted(events: Sequence[dict]) -> list[dict]:
     seen: set[tuple[str, str]] = set()
     out = []
-    for e in sorted(events, key=lambda e: (e["ts"], e["event_id"])):
+    for e in by_event_time(events):
         key = (e["user_id"], e["event_id"])
         if key not in seen:
             seen.add(key)

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Sequence
 
 from worker.events import format_ts
+from worker.features.window import event_time_key
 
 
 def score_id(model_version: str, event_ids: Sequence[str]) -> str:
@@ -38,7 +39,7 @@ def score_record(
     the newest of them by event time names the record. ``appended_at_ms`` is the
     Kafka timestamp of the newest covered message: latency runs from there.
     """
-    newest = max(covered, key=lambda e: (e["ts"], e["event_id"]))
+    newest = max(covered, key=event_time_key)
     event_ids = [e["event_id"] for e in covered]
     span_s = (window[-1]["ts"] - window[0]["ts"]) / 1000.0 if window else 0.0
     return {
