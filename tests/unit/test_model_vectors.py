@@ -3,14 +3,14 @@ per encoder; the LRU, then the store, then one encoder call off the event loop."
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support.fake_encoder import FakeEncoder
 from tests.support.tiny_model import TINY_DIM, write_tiny_encoder
 from worker.errors import StoreError
 from worker.model.phrase_encoder import TorchPhraseEncoder, encoder_fingerprint
@@ -18,25 +18,6 @@ from worker.model.vectors import STORED_DTYPE, EventVectors
 from worker.vectors import MemoryVectorStore, phrase_digest, vector_key
 
 DIM = 8
-
-
-class FakeEncoder:
-    """Deterministic vectors from (encoder id, phrase); counts calls and phrases encoded."""
-
-    def __init__(self, encoder_id: str = "fake-1", dim: int = DIM) -> None:
-        self.encoder_id = encoder_id
-        self.dim = dim
-        self.calls: list[list[str]] = []
-        self.threads: set[int] = set()
-
-    def vector(self, phrase: str) -> np.ndarray:
-        seed = hashlib.sha256(f"{self.encoder_id}|{phrase}".encode()).digest()
-        return np.random.default_rng(list(seed)).normal(size=self.dim).astype(np.float32)
-
-    def encode(self, phrases: Sequence[str]) -> np.ndarray:
-        self.calls.append(list(phrases))
-        self.threads.add(threading.get_ident())
-        return np.stack([self.vector(p) for p in phrases])
 
 
 class FailingStore(MemoryVectorStore):
