@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 from cachetools import LRUCache
 
-from worker.vectors import VectorStore, vector_key
+from worker.vectors import VectorStore, key_prefix, phrase_digest
 
 __all__ = ["STORED_DTYPE", "EventVectors", "PhraseEncoder"]
 
@@ -44,7 +44,7 @@ class PhraseEncoder(Protocol):
     @property
     def encoder_id(self) -> str:
         """Names the encoder's weights, tokenizer, pooling and token budget: equal ids mean
-        equal vectors (:func:`~worker.vectors.vector_key` checks its characters)."""
+        equal vectors (:func:`~worker.vectors.key_prefix` checks its characters)."""
         ...
 
     @property
@@ -71,7 +71,7 @@ class EventVectors:
             raise ValueError(f"ttl_s must be >= 1, got {ttl_s}")
         self.encoder = encoder
         self.encoder_id = encoder.encoder_id
-        vector_key(self.encoder_id, "")  # a bad encoder id fails here, not at the first batch
+        self._key_prefix = key_prefix(self.encoder_id)  # a bad id fails here, not in a batch
         self.dim = int(encoder.dim)
         self.store = store
         self.ttl_s = ttl_s
@@ -105,7 +105,7 @@ class EventVectors:
         missing: dict[str, str] = {}  # store key -> phrase
         use_cache = self.cache_size > 0
         for phrase in distinct:
-            key = vector_key(self.encoder_id, phrase)
+            key = self._key_prefix + phrase_digest(phrase)
             hit = self._cache.get(key) if use_cache else None
             if hit is None:
                 missing[key] = phrase

@@ -5,8 +5,9 @@ key made of the encoder's id and a hash of the phrase (:func:`vector_key`), so t
 never share a vector and a phrase is encoded once per encoder, not once per worker.
 """
 
-from worker.vectors.base import VectorStore, phrase_digest, vector_key
+from worker.vectors.base import VectorStore, key_prefix, phrase_digest, vector_key
 from worker.vectors.memory import MemoryVectorStore
 from worker.vectors.redis_store import RedisVectorStore
 
-__all__ = ["MemoryVectorStore", "RedisVectorStore", "VectorStore", "phrase_digest", "vector_key"]
+__all__ = ["MemoryVectorStore", "RedisVectorStore", "VectorStore", "key_prefix", "phrase_digest",
+           "vector_key"]

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-__all__ = ["ENCODER_ID_PATTERN", "VectorStore", "phrase_digest", "vector_key"]
+__all__ = ["ENCODER_ID_PATTERN", "VectorStore", "key_prefix", "phrase_digest", "vector_key"]
 
 # letters, digits and . _ - @ + = (no ':' to keep the key's fields apart, no braces: Redis
 # Cluster hash tags)
@@ -27,12 +27,17 @@ def phrase_digest(phrase: str) -> str:
     return hashlib.blake2b(phrase.encode(), digest_size=16, usedforsecurity=False).hexdigest()
 
 
-def vector_key(encoder_id: str, phrase: str) -> str:
-    """``<encoder id>:<phrase digest>``; a ValueError for an encoder id outside
-    :data:`ENCODER_ID_PATTERN`."""
+def key_prefix(encoder_id: str) -> str:
+    """``<encoder id>:``, the start of every key of that encoder; a ValueError for an encoder
+    id outside :data:`ENCODER_ID_PATTERN`."""
     if not ENCODER_ID_PATTERN.fullmatch(encoder_id):
         raise ValueError(f"encoder id must match {ENCODER_ID_PATTERN.pattern}, got {encoder_id!r}")
-    return f"{encoder_id}:{phrase_digest(phrase)}"
+    return f"{encoder_id}:"
+
+
+def vector_key(encoder_id: str, phrase: str) -> str:
+    """``<encoder id>:<phrase digest>`` (see :func:`key_prefix`)."""
+    return key_prefix(encoder_id) + phrase_digest(phrase)
 
 
 class VectorStore(Protocol):
