@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     embed_cache_size: int = Field(
         20_000, ge=0, description="text vectors kept for windows whose text repeats (LRU; 0 = off)"
     )
+    vector_cache_size: int = Field(
+        50_000, ge=0, le=10_000_000,
+        description="event-phrase vectors kept in process memory (LRU, float16; 0 = off, "
+                    "every lookup goes to Redis)")
+    vector_ttl_seconds: int = Field(
+        7 * 86_400, ge=1,
+        description="an event-phrase vector in Redis expires this long after its last write")
     # Batching and windows
     batch_max: int = Field(256, ge=1, le=100_000, description="events per micro-batch, at most")
     batch_wait_ms: int = Field(

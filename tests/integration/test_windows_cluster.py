@@ -9,72 +9,22 @@ every primary.
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 
-from worker.ops.stack import Process, free_port, redis_binary, start_redis
 from worker.windows import KeyBuilder, MemoryWindowStore, RedisWindowStore
 from worker.windows.redis_store import APPEND_SCRIPT
 
 T0 = 1_700_000_000_000
-NODES = 3
 
 
 def ev(event_id: str, ts: int, user: str) -> dict:
     return {"event_id": event_id, "user_id": user, "event_type": "view", "ts": ts}
-
-
-def cluster_ok(cli: str, port: int) -> bool:
-    out = subprocess.run(
-        [cli, "-p", str(port), "cluster", "info"], capture_output=True, text=True, timeout=10
-    )
-    return "cluster_state:ok" in out.stdout
-
-
-@pytest.fixture(scope="module")
-def cluster_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
-    cli = shutil.which("redis-cli")
-    if cli is None:
-        pytest.skip("redis-cli not found (needed to create a cluster)")
-    version = subprocess.run([redis_binary(), "--version"], capture_output=True, text=True).stdout
-    if int(version.split("v=")[1].split(".")[0]) < 7:
-        pytest.skip(f"redis-server >= 7 needed for --cluster-port: {version.strip()}")
-    procs: list[Process] = []
-    try:
-        for i in range(NODES):
-            workdir: Path = tmp_path_factory.mktemp(f"redis-cluster-{i}")
-            extra = [
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", str(workdir / "nodes.conf"),
-                "--cluster-port", str(free_port()),
-            ]  # fmt: skip
-            procs.append(start_redis(extra=extra, workdir=workdir))
-        ports = [p.port for p in procs]
-        subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        deadline = time.monotonic() + 30
-        while not all(cluster_ok(cli, port) for port in ports):
-            if time.monotonic() > deadline:
-                pytest.fail("redis cluster did not reach cluster_state:ok in 30s")
-            time.sleep(0.1)
-        yield ports
-    finally:
-        for p in procs:
-            p.stop()
 
 
 @pytest.fixture
@@ -109,18 +59,19 @@ async def cluster_store(
 
 
 async def test_batch_over_many_users_matches_the_memory_store(
-    cluster_store: tuple[RedisWindowStore, list],
+    cluster_store: tuple[RedisWindowStore, list], cluster_ports: list[int]
 ) -> None:
     store, sends = cluster_store
+    nodes = len(cluster_ports)
     memory = MemoryWindowStore(max_events=4, span_ms=1000)
     batch = {
         f"u{u}": [ev(f"e{i}", T0 + (i * 337) % 1500, f"u{u}") for i in range(7)] for u in range(100)
     }
     slots = {store.client.keyslot(store.keys.window(u)) for u in batch}
-    assert len(slots) > NODES  # the users really are spread over the cluster
+    assert len(slots) > nodes  # the users really are spread over the cluster
     sends[0] = 0
     assert await store.append(batch) == await memory.append(batch)
-    assert sends[0] <= NODES  # one pipeline per node, sent concurrently: one round trip of time
+    assert sends[0] <= nodes  # one pipeline per node, sent concurrently: one round trip of time
     assert await store.append(batch) == await memory.append(batch)  # redelivery
     assert store.windows.hits == len(batch)
 

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from worker.features import FEATURE_NAMES, ModelInput, build_input, build_text
-from worker.features.text import QUERY_MAX_CHARS, REVIEW_MAX_CHARS, SEPARATOR
+from worker.features.phrase import QUERY_MAX_CHARS, REVIEW_MAX_CHARS
+from worker.features.text import SEPARATOR
 
 T0 = 1_570_000_000_000  # 2019-10-02T07:06:40Z, epoch ms
 

@@ -39,6 +39,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import ConfigError, StoreError
+from worker.redis_client import RedisClient, redis_client
 from worker.windows.codec import (
     DecodedEvents,
     check_limits,
@@ -176,8 +177,6 @@ end
 return replies
 """
 
-RedisClient = aioredis.Redis | RedisCluster
-
 
 class RedisWindowStore:
     """:class:`~worker.windows.base.WindowStore` on Redis or Redis Cluster.
@@ -223,17 +222,8 @@ class RedisWindowStore:
             keys = KeyBuilder(settings.key_prefix, secret)
         except ValueError as exc:
             raise ConfigError(f"INTENT_KEY_PREFIX={settings.key_prefix!r}: {exc}") from None
-        options: dict[str, Any] = {}
-        if settings.redis_username:
-            options["username"] = settings.redis_username
-        if settings.redis_password is not None:
-            options["password"] = settings.redis_password.get_secret_value()
-        if settings.redis_tls_ca_file is not None:
-            options["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
-        use_cluster = settings.redis_cluster if cluster is None else cluster
-        factory = RedisCluster.from_url if use_cluster else aioredis.Redis.from_url
         return cls(
-            factory(settings.redis_url, **options),
+            redis_client(settings, cluster=cluster),
             keys=keys,
             max_events=settings.window_max_events,
             span_ms=settings.window_seconds * 1000,
