@@ -102,7 +102,9 @@ class OnnxPhraseEncoder:
 
     ``onnx_path``: a file written by :func:`export_onnx`; ``encoder_dir``: the directory it was
     exported from (its tokenizer and config are used; its fingerprint must match the file's).
-    ``threads``: ONNX Runtime's intra-op threads (None: its default, all cores). The id is
+    ``threads``: ONNX Runtime's intra-op threads (None: its default, all cores); ``spin``: let
+    them busy-wait between calls (faster back-to-back calls, but they burn the cores the
+    event loop and other work share). The id is
     ``<name>-onnx-<int8|fp32>-<digest>-<pooling>-<max_tokens>``, the digest over the encoder's
     fingerprint and the ONNX file's bytes. Blocking; one thread at a time.
     """
@@ -110,8 +112,8 @@ class OnnxPhraseEncoder:
     def __init__(self, onnx_path: str | os.PathLike[str], encoder_dir: str | os.PathLike[str],
                  *, name: str | None = None, pooling: str = "mean",
                  max_tokens: int = PHRASE_MAX_TOKENS, batch_size: int | None = None,
-                 threads: int | None = None, providers: Sequence[str] = ("CPUExecutionProvider",)
-                 ) -> None:
+                 threads: int | None = None, spin: bool = False,
+                 providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if max_tokens < 2:
@@ -137,6 +139,9 @@ class OnnxPhraseEncoder:
         options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
+        if not spin:  # idle pool threads sleep instead of spinning on cores the loop needs
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(onnx_path), sess_options=options,
                                                 providers=list(providers))
