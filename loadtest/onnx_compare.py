@@ -23,7 +23,8 @@ best kept (a busy spell of a shared host spoils one run, not an encoder).
 Scores: the shipped head on every example's context features and window vector from each
 encoder (torch's is what ``IntentModel.score`` computes, checked on a sample): the absolute
 score differences to torch (max, mean) and PR-AUC on the model's validation users, each
-difference set against ``--bound`` (0.005). Prints one JSON object.
+difference set against ``--bound`` (0.005). ``--throughput-only`` skips cosines and scores
+(a second run at other thread counts, say). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -188,6 +189,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["torch_cache"] = cached[1]
             log(f"windows: torch vectors from {args.torch_cache}: {cached[1]}")
         for name, enc in encoders.items():
+            if args.throughput_only:
+                break
             if name == "torch" and cached is not None:
                 vectors[name] = cached[0]
                 continue
@@ -197,9 +200,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {"texts": len(texts), "max_tokens": max_tokens,
                                "tokens_mean": round(float(np.mean(
                                    [len(t) for t in encoders["torch"].encoder.encode(
-                                       texts, max_tokens)])), 1),
-                               "cosine_to_torch": {n: cosine_stats(v, vectors["torch"])
-                                                   for n, v in vectors.items() if n != "torch"}}
+                                       texts, max_tokens)])), 1)}
+        if vectors:
+            row["cosine_to_torch"] = {n: cosine_stats(v, vectors["torch"])
+                                      for n, v in vectors.items() if n != "torch"}
         report["sets"][set_name] = row
         if set_name == "windows":
             window_vectors = vectors
@@ -214,6 +218,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["throughput"][set_name][f"batch_{batch}"] = rates
             log(f"{set_name} batch {batch}: {rates}")
 
+    if args.throughput_only:
+        return report
     metrics_file = model_dir / "metrics.json"
     recorded = (json.loads(metrics_file.read_text())["val"]["bert"]["pr_auc"]
                 if metrics_file.is_file() else None)
@@ -273,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="largest PR-AUC difference to torch that passes")
     parser.add_argument("--work-dir", default=None, help="where the ONNX files go (default: "
                         "a new temporary directory)")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only the throughput runs (no cosines, no scores)")
     parser.add_argument("--torch-cache", default=None,
                         help="torch's window vectors from a training embedding cache (.npz) "
                         "instead of encoding them again (a sample is re-encoded and checked)")
