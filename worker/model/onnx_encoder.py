@@ -54,14 +54,17 @@ def export_onnx(encoder_dir: str | os.PathLike[str], out_path: str | os.PathLike
     """Export the transformer of ``encoder_dir`` to ``out_path`` (one self-contained file).
 
     ``quantize``: ``int8`` (dynamic quantisation, signed int8 weights) or ``none`` (float32).
-    ``per_channel``: int8 weights with a scale per output channel (on MiniLM-L6 per-tensor
-    scales gave phrase vectors a mean cosine of about 0.967 to torch's, per-channel 0.992).
+    ``per_channel``: int8 weights with a scale per output channel (on MiniLM-L6 and the REES46
+    dev slice, per-tensor scales gave window-text vectors a mean cosine of 0.952 to torch's,
+    per-channel 0.992; docs/benchmarks.md).
     Writes atomically (a temporary file beside ``out_path``, renamed); returns ``out_path``.
     A missing ``onnx``/``onnxruntime`` is a ModelError that names the extra.
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
     onnx = _require("onnx")
+    if quantize == "int8":
+        _require("onnxruntime")
     import torch
     from transformers import AutoModel
 
