@@ -52,19 +52,33 @@ class TextEncoder(nn.Module):
 
 def load_encoder(directory: Path, *, pooling: str = "mean") -> TextEncoder:
     """Tokenizer and model from a local directory (never the network); errors are ModelError."""
-    from transformers import AutoModel, AutoTokenizer
+
+    from transformers import AutoModel
+
+    directory = Path(directory)
+    tokenizer = load_tokenizer(directory)
+    try:
+        model = AutoModel.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"cannot load the encoder from {directory}: {exc}") from exc
+    return TextEncoder(model.float().eval(), tokenizer, pooling=pooling)
+
+
+def load_tokenizer(directory: Path) -> object:
+    """The encoder directory's tokenizer, set to cut and pad on the right (never the network);
+    errors are ModelError. Other runtimes of the same weights tokenize with it too."""
+    from transformers import AutoTokenizer
 
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         raise ModelError(f"encoder directory {directory} has no config.json")
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        model = AutoModel.from_pretrained(directory, local_files_only=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"cannot load the encoder from {directory}: {exc}") from exc
     tokenizer.truncation_side = "right"  # the text is newest first: drop the oldest events
     tokenizer.padding_side = "right"
-    return TextEncoder(model.float().eval(), tokenizer, pooling=pooling)
+    return tokenizer
 
 
 def encode(tokenizer: object, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
