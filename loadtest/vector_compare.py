@@ -18,11 +18,15 @@ pooling, the model's token budget; the same vector cache as the window texts).
   event's vector (each PCA fitted on the fit rows) and the cosine of the newest event's
   vector to the mean of the others (:func:`pooled_stats`; half-life fixed, not tuned);
 - ``pooled_noprice``: the same over phrases without the price;
+- ``pooled_k8``: ``pooled`` with 8 components of each vector;
+- ``pooled_hl``: ``pooled`` with the half-life picked among :data:`HALF_LIVES_S` (inf: a
+  plain mean) by mean PR-AUC over 5 inner user folds of the fit users;
 - ``gru``: a GRU (hidden 64) over the window's events, oldest to newest, each
   ``[16 PCs of its vector, event type one-hot, log age to the newest, log price, has a price,
   same product / category as the newest]``, its last state concatenated with the standardised
   features into one logit; early-stopped (PR-AUC) on the users
   :func:`~worker.dataset.inner_user_split` holds out of the fit users, then scored as is;
+- ``gru_loss``: the same GRU early-stopped on the held-out log-loss instead;
 - ``text``: today's head (head_compare's ``linear``: features + 4 PCs of the window text);
 - ``features``: the ablation, the same linear head without any text (0 components);
 - ``baseline``: the product GBDT as ``train`` fits it (head_compare's ``baseline_inner``:
@@ -56,8 +60,10 @@ from worker.dataset.split import DEFAULT_SPLIT_SEED
 __all__ = ["ALL", "HALF_LIFE_S", "Candidates", "EventTable", "Vectors", "compare", "event_phrase",
            "fit_pca", "main", "pooled_stats", "summary", "table"]
 
-ALL = ("baseline", "features", "text", "pooled", "pooled_noprice", "gru")
+ALL = ("baseline", "features", "text", "pooled", "pooled_noprice", "pooled_k8", "pooled_hl",
+       "gru", "gru_loss")
 HALF_LIFE_S = 300.0  # recency weight of an event: 0.5 ** (age to the newest / HALF_LIFE_S)
+HALF_LIVES_S = (60.0, 300.0, 1800.0, math.inf)  # pooled_hl picks one on inner user folds
 POOL_COMPONENTS = 4
 SEQ_COMPONENTS = 16
 C = 0.01
@@ -111,7 +117,7 @@ def layer_norm(v: np.ndarray) -> np.ndarray:
 
 
 def recency_weights(ages_s: np.ndarray, half_life_s: float = HALF_LIFE_S) -> np.ndarray:
-    """``0.5 ** (age / half_life)``, normalised to sum to one."""
+    """``0.5 ** (age / half_life)``, normalised to sum to one (equal for an infinite one)."""
     w = np.power(0.5, np.asarray(ages_s, dtype=np.float64) / half_life_s)
     return w / w.sum()
 
@@ -273,9 +279,17 @@ class VectorCandidates:
         self.y = data.text.labels
         self.k = pool_components
         self.seed = seed
-        self.pooled: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for price, t in data.tables.items():
-            self.pooled[price] = _pool_all(t, data.phrase_vectors[price], half_life_s)
+        self.half_life_s = half_life_s
+        self._pooled: dict[tuple[str, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def pooled(self, price: str, half_life_s: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean, newest, cosine) of every example's window, computed once per setting."""
+        key = (price, half_life_s)
+        if key not in self._pooled:
+            self._pooled[key] = _pool_all(self.d.tables[price], self.d.phrase_vectors[price],
+                                          half_life_s)
+        return self._pooled[key]
 
     def fit(self, name: str, fit_idx: np.ndarray, salt: str, stop_idx: np.ndarray) -> Scores:
         if name == "baseline":
@@ -284,16 +298,41 @@ class VectorCandidates:
             return self.text.fit("linear", fit_idx, salt, stop_idx)
         if name == "features":
             return self._linear([], fit_idx)
-        if name in ("pooled", "pooled_noprice"):
-            price = "bucket" if name == "pooled" else "none"
-            mean, newest, cos = self.pooled[price]
-            blocks = [fit_pca(mean, fit_idx, self.k), fit_pca(newest, fit_idx, self.k)]
-            return self._linear([lambda i, b=blocks[0]: b(mean[i]),
-                                 lambda i, b=blocks[1]: b(newest[i]),
-                                 lambda i: cos[i, None]], fit_idx)
-        if name == "gru":
-            return self._gru(fit_idx, salt)
+        if name in ("pooled", "pooled_noprice", "pooled_k8"):
+            price = "none" if name == "pooled_noprice" else "bucket"
+            k = 8 if name == "pooled_k8" else self.k
+            return self._pooled_head(price, self.half_life_s, k, fit_idx)
+        if name == "pooled_hl":
+            return self._pooled_hl(fit_idx, salt)
+        if name in ("gru", "gru_loss"):
+            return self._gru(fit_idx, salt, stop="pr_auc" if name == "gru" else "loss")
         raise ValueError(f"unknown candidate {name!r}; known: {ALL}")
+
+    def _pooled_head(self, price: str, half_life_s: float, k: int, fit_idx: np.ndarray
+                     ) -> Scores:
+        mean, newest, cos = self.pooled(price, half_life_s)
+        blocks = [fit_pca(mean, fit_idx, k), fit_pca(newest, fit_idx, k)]
+        return self._linear([lambda i, b=blocks[0]: b(mean[i]),
+                             lambda i, b=blocks[1]: b(newest[i]),
+                             lambda i: cos[i, None]], fit_idx)
+
+    def _pooled_hl(self, fit_idx: np.ndarray, salt: str) -> Scores:
+        """``pooled`` at the half-life with the best mean PR-AUC over inner user folds."""
+        from sklearn.metrics import average_precision_score
+
+        inner = self.text._inner(fit_idx, salt)
+        means = []
+        for hl in HALF_LIVES_S:
+            scores = []
+            for k in range(5):
+                tr, ho = fit_idx[inner != k], fit_idx[inner == k]
+                p = self._pooled_head("bucket", hl, self.k, tr)(ho)
+                scores.append(average_precision_score(self.y[ho], p))
+            means.append(float(np.mean(scores)))
+        best = HALF_LIVES_S[int(np.argmax(means))]
+        score = self._pooled_head("bucket", best, self.k, fit_idx)
+        score.info = {"half_life_s": best if math.isfinite(best) else "inf"}  # type: ignore[attr-defined]
+        return score
 
     def _linear(self, blocks: list[Callable[[np.ndarray], np.ndarray]], fit_idx: np.ndarray
                 ) -> Scores:
@@ -309,7 +348,7 @@ class VectorCandidates:
                                                            self.y[fit_idx])
         return lambda idx: model.decision_function(scaler.transform(inputs(idx)))
 
-    def _gru(self, fit_idx: np.ndarray, salt: str) -> Scores:
+    def _gru(self, fit_idx: np.ndarray, salt: str, stop: str) -> Scores:
         from worker.dataset.split import inner_user_split
 
         ex = self.d.text.examples
@@ -319,7 +358,7 @@ class VectorCandidates:
         tr = np.array([position[id(e)] for e in inner_fit])
         ho = np.array([position[id(e)] for e in hold])
         return fit_gru(self.d.tables["bucket"], self.d.phrase_vectors["bucket"], self.x, self.y,
-                       fit_idx, tr, ho, seed=self.seed)
+                       fit_idx, tr, ho, seed=self.seed, stop=stop)
 
 
 def _pool_all(t: EventTable, vectors: np.ndarray, half_life_s: float
@@ -351,14 +390,19 @@ def sequence_inputs(t: EventTable, projected: np.ndarray) -> np.ndarray:
 
 def fit_gru(t: EventTable, vectors: np.ndarray, x: np.ndarray, y: np.ndarray,
             fit_idx: np.ndarray, train_idx: np.ndarray, hold_idx: np.ndarray, *, seed: int = 0,
-            epochs: int = GRU_EPOCHS, patience: int = GRU_PATIENCE) -> Scores:
+            epochs: int = GRU_EPOCHS, patience: int = GRU_PATIENCE, stop: str = "pr_auc"
+            ) -> Scores:
     """The ``gru`` candidate: PCA and standardisation fitted on ``fit_idx``'s events and rows,
-    trained on ``train_idx``, early-stopped on ``hold_idx`` (PR-AUC), the best epoch kept."""
+    trained on ``train_idx``, early-stopped on ``hold_idx`` (``stop``: PR-AUC, or ``loss``,
+    the log-loss), the best epoch kept."""
     import torch
     from sklearn.decomposition import PCA
-    from sklearn.metrics import average_precision_score
+    from sklearn.metrics import average_precision_score, log_loss
     from sklearn.preprocessing import StandardScaler
     from torch import nn
+
+    if stop not in ("pr_auc", "loss"):
+        raise ValueError(f"stop must be 'pr_auc' or 'loss', got {stop!r}")
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -403,8 +447,8 @@ def fit_gru(t: EventTable, vectors: np.ndarray, x: np.ndarray, y: np.ndarray,
                 out.append(net(trim(part), xf_t[part]).numpy())
         return np.concatenate(out).astype(float)
 
-    best, best_state, bad = -1.0, None, 0
-    for _ in range(epochs):
+    best, best_state, bad, best_epoch = -math.inf, None, 0, 0
+    for epoch in range(epochs):
         net.train()
         order = rng.permutation(train_idx)
         for s in range(0, len(order), GRU_BATCH):
@@ -413,9 +457,11 @@ def fit_gru(t: EventTable, vectors: np.ndarray, x: np.ndarray, y: np.ndarray,
             loss = loss_fn(net(trim(part), xf_t[part]), y_t[part])
             loss.backward()
             opt.step()
-        score = float(average_precision_score(y[hold_idx], predict(hold_idx)))
+        logits = predict(hold_idx)
+        score = (float(average_precision_score(y[hold_idx], logits)) if stop == "pr_auc" else
+                 -float(log_loss(y[hold_idx], 1 / (1 + np.exp(-logits)), labels=[0, 1])))
         if score > best:
-            best, bad = score, 0
+            best, bad, best_epoch = score, 0, epoch + 1
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
         else:
             bad += 1
@@ -423,6 +469,7 @@ def fit_gru(t: EventTable, vectors: np.ndarray, x: np.ndarray, y: np.ndarray,
                 break
     assert best_state is not None
     net.load_state_dict(best_state)
+    predict.info = {"epochs": best_epoch}  # type: ignore[attr-defined]
     return predict
 
 
@@ -446,10 +493,12 @@ def compare(data: Vectors, names: Sequence[str], *, salts: Sequence[str] = SALTS
             row = {}
             for cand in names:
                 t0 = time.perf_counter()
-                p = cands.fit(cand, fit_idx, salt, stop_idx)(score_idx)
+                score = cands.fit(cand, fit_idx, salt, stop_idx)
+                p = score(score_idx)
                 row[cand] = {"pr_auc": float(average_precision_score(y, p)),
                              "roc_auc": float(roc_auc_score(y, p)),
-                             "seconds": round(time.perf_counter() - t0, 2)}
+                             "seconds": round(time.perf_counter() - t0, 2),
+                             **getattr(score, "info", {})}
             out[name] = row
             if log:
                 log(f"{name}: " + " ".join(f"{c}={m['pr_auc']:.3f}" for c, m in row.items()))
@@ -557,7 +606,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     seconds = time.perf_counter() - t0
     print(f"{seconds:.0f}s")
     if args.out:
-        settings = {"half_life_s": HALF_LIFE_S, "pool_components": POOL_COMPONENTS, "C": C,
+        settings = {"half_life_s": HALF_LIFE_S, "half_lives_s": [str(h) for h in HALF_LIVES_S],
+                    "pool_components": POOL_COMPONENTS, "C": C,
                     "seq_components": SEQ_COMPONENTS, "gru_hidden": GRU_HIDDEN,
                     "gru_epochs": GRU_EPOCHS, "gru_patience": GRU_PATIENCE,
                     "gru_batch": GRU_BATCH, "gru_lr": GRU_LR, "seed": 0}
