@@ -7,7 +7,8 @@ sub-batch to its own longest sequence (dynamic padding).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -16,6 +17,8 @@ from torch import nn
 from worker.errors import ModelError
 
 POOLINGS = ("mean", "cls")
+CPU_BATCH = 16  # sequences per forward pass on a CPU
+CUDA_BATCH = 64  # and on a CUDA device
 
 
 class TextEncoder(nn.Module):
@@ -94,6 +97,28 @@ def collate(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, to
     padded = [list(row) + [pad_id] * (width - len(row)) for row in ids]
     mask = [[1] * len(row) + [0] * (width - len(row)) for row in ids]
     return torch.tensor(padded, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
+
+
+def length_batches(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int
+                   ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """``(indices, input_ids, attention_mask)`` per sub-batch of ``batch_size``, longest
+    sequences first, each padded to its own longest (:func:`collate`), on the CPU."""
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        input_ids, mask = collate([ids[i] for i in idx], pad_id)
+        yield idx, input_ids, mask
+
+
+def default_batch(device: torch.device) -> int:
+    return CUDA_BATCH if device.type == "cuda" else CPU_BATCH
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; nothing on a CPU."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:

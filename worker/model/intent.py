@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator, Sequence
 
@@ -13,11 +12,8 @@ from torch import Tensor
 from worker.errors import ConfigError
 from worker.features import ModelInput
 from worker.model.config import ModelConfig
-from worker.model.encoder import TextEncoder, collate
+from worker.model.encoder import TextEncoder, autocast, collate, default_batch, length_batches
 from worker.model.head import FusionHead
-
-CPU_BATCH = 16
-CUDA_BATCH = 64
 
 
 def resolve_device(device: str) -> torch.device:
@@ -54,7 +50,7 @@ class IntentModel:
                  max_chars: int | None = None, batch_size: int | None = None,
                  cache_size: int = 20_000) -> None:
         if batch_size is None:
-            batch_size = CUDA_BATCH if device.type == "cuda" else CPU_BATCH
+            batch_size = default_batch(device)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.config = config
@@ -88,7 +84,7 @@ class IntentModel:
         if self.cache_size == 0:
             return self._score_uncached(inputs)
         texts = [i.text for i in inputs]
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device):
             vectors = self._vectors(texts)
             features = self._to_device(
                 torch.tensor([i.features for i in inputs], dtype=torch.float32))
@@ -136,7 +132,7 @@ class IntentModel:
 
     def _score_uncached(self, inputs: Sequence[ModelInput]) -> list[float]:
         parts, order = [], []
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device):
             for idx, input_ids, mask in self._batches([i.text for i in inputs]):
                 features = self._to_device(
                     torch.tensor([inputs[i].features for i in idx], dtype=torch.float32))
@@ -154,7 +150,7 @@ class IntentModel:
         if not texts:
             return torch.empty((0, self.encoder.dim))
         parts, order = [], []
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast(self.device):
             for idx, input_ids, mask in self._batches(texts):
                 parts.append(self.encoder(input_ids, mask).float())
                 order.extend(idx)
@@ -175,18 +171,10 @@ class IntentModel:
     def _batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], Tensor, Tensor]]:
         """(indices, input_ids, attention_mask) per sub-batch, longest first, on the device."""
         ids = self.encoder.encode(texts, self.max_tokens)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            input_ids, mask = collate([ids[i] for i in idx], self.encoder.pad_id)
+        for idx, input_ids, mask in length_batches(ids, self.batch_size, self.encoder.pad_id):
             yield idx, self._to_device(input_ids), self._to_device(mask)
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()

@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from worker.errors import ModelError
-from worker.model.encoder import POOLINGS, collate, encode, load_tokenizer
-from worker.model.intent import CPU_BATCH
+from worker.model.encoder import CPU_BATCH, POOLINGS, encode, length_batches, load_tokenizer
 from worker.model.phrase_encoder import PHRASE_MAX_TOKENS, encoder_fingerprint
 
 __all__ = ["QUANTIZE_MODES", "OnnxPhraseEncoder", "export_onnx"]
@@ -185,10 +184,7 @@ class OnnxPhraseEncoder:
         if not phrases:
             return out
         ids = encode(self.tokenizer, phrases, self.max_tokens)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            input_ids, mask = collate([ids[i] for i in idx], self.pad_id)
+        for idx, input_ids, mask in length_batches(ids, self.batch_size, self.pad_id):
             hidden = self.session.run([_OUTPUT], {"input_ids": input_ids.numpy(),
                                                   "attention_mask": mask.numpy()})[0]
             out[idx] = pool(torch.from_numpy(hidden), mask, self.pooling).numpy()

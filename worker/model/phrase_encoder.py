@@ -9,7 +9,6 @@ another budget gets new keys in the shared store.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 from collections.abc import Sequence
@@ -19,8 +18,7 @@ import numpy as np
 import torch
 
 from worker.errors import ModelError
-from worker.model.encoder import TextEncoder, collate
-from worker.model.intent import CPU_BATCH, CUDA_BATCH
+from worker.model.encoder import TextEncoder, autocast, default_batch, length_batches
 
 __all__ = ["PHRASE_MAX_TOKENS", "TorchPhraseEncoder", "encoder_fingerprint"]
 
@@ -65,7 +63,7 @@ class TorchPhraseEncoder:
         self.encoder = encoder.eval()
         self.device = next(encoder.parameters()).device
         if batch_size is None:
-            batch_size = CUDA_BATCH if self.device.type == "cuda" else CPU_BATCH
+            batch_size = default_batch(self.device)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -99,16 +97,9 @@ class TorchPhraseEncoder:
         if not phrases:
             return out
         ids = self.encoder.encode(phrases, self.max_tokens)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                input_ids, mask = collate([ids[i] for i in idx], self.encoder.pad_id)
+        batches = length_batches(ids, self.batch_size, self.encoder.pad_id)
+        with torch.inference_mode(), autocast(self.device):
+            for idx, input_ids, mask in batches:
                 pooled = self.encoder(input_ids.to(self.device), mask.to(self.device))
                 out[idx] = pooled.float().cpu().numpy()
         return out
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
