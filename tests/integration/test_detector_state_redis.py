@@ -7,8 +7,8 @@ import random
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
 
+from tests.support.redis_spy import count_all_sends
 from worker.anomaly.state import (
     MemoryDetectorState,
     PriceExchange,
@@ -82,13 +82,6 @@ async def test_cooldowns_round_trip_and_forget(store) -> None:
 
 async def test_redis_layout_ttls_and_one_round_trip(redis_url: str, prefix: str, admin,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    sends = [0]
-    send = Connection.send_packed_command
-
-    async def counting(self, *args, **kwargs):
-        sends[0] += 1
-        await send(self, *args, **kwargs)
-
     keys = KeyBuilder(prefix)
     windows = RedisWindowStore(aioredis.Redis.from_url(redis_url), keys=keys, max_events=50,
                                span_ms=HOUR_MS, ttl_s=600)
@@ -96,7 +89,7 @@ async def test_redis_layout_ttls_and_one_round_trip(redis_url: str, prefix: str,
     assert isinstance(store, RedisDetectorState)
     await windows.start()
     try:
-        monkeypatch.setattr(Connection, "send_packed_command", counting)
+        sends = count_all_sends(monkeypatch)
         batch = {f"u{i}": [ev(f"e{i}", T0, f"u{i}")] for i in range(20)}
         add = {f"cat{j}": [(T0, f"e{j}", 1.0)] for j in range(10)}
         got = await store.exchange(batch, prices(read=[f"cat{j}" for j in range(10)], add=add))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import Connection, ConnectionPool
 
 from tests.support.fake_encoder import FakeEncoder
+from tests.support.redis_spy import count_all_sends, counting_client
 from worker.errors import StoreError
 from worker.model.vectors import EventVectors
 from worker.ops.stack import free_port
@@ -21,19 +21,6 @@ from worker.vectors import RedisVectorStore, phrase_digest, vector_key
 
 DIM = 384  # MiniLM's size: 768 bytes a vector
 PHRASES = [f"viewed electronics smartphone, brand{i}, price {i}-{2 * i}" for i in range(1, 201)]
-
-
-def counting_client(redis_url: str) -> tuple[aioredis.Redis, list[int]]:
-    """A client whose connections count their requests: a pipeline is one send."""
-    sends = [0]
-
-    class CountingConnection(Connection):
-        async def send_packed_command(self, *args: object, **kwargs: object) -> None:
-            sends[0] += 1
-            await super().send_packed_command(*args, **kwargs)
-
-    pool = ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
-    return aioredis.Redis.from_pool(pool), sends
 
 
 @pytest.fixture
@@ -117,14 +104,7 @@ async def cluster_vectors(cluster_ports: list[int], monkeypatch: pytest.MonkeyPa
                           ) -> AsyncIterator[tuple[RedisVectorStore, list]]:
     """A store on the cluster and a count of requests to any node (the async RedisCluster
     takes no connection_class, so Connection is patched for this test only)."""
-    sends = [0]
-    send = Connection.send_packed_command
-
-    async def counting_send(self: Connection, *args: object, **kwargs: object) -> None:
-        sends[0] += 1
-        await send(self, *args, **kwargs)
-
-    monkeypatch.setattr(Connection, "send_packed_command", counting_send)
+    sends = count_all_sends(monkeypatch)
     client = RedisCluster(host="127.0.0.1", port=cluster_ports[0])
     async with RedisVectorStore(client, prefix=f"c{uuid.uuid4().hex[:10]}") as store:
         yield store, sends

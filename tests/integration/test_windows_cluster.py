@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import Connection
 
+from tests.support.redis_spy import count_all_sends
 from worker.windows import KeyBuilder, MemoryWindowStore, RedisWindowStore
 from worker.windows.redis_store import APPEND_SCRIPT
 
@@ -36,14 +36,7 @@ async def cluster_store(
     The async RedisCluster takes no connection_class, so the count patches Connection
     for this test only (nothing else talks to Redis meanwhile).
     """
-    sends = [0]
-    send = Connection.send_packed_command
-
-    async def counting_send(self: Connection, *args: object, **kwargs: object) -> None:
-        sends[0] += 1
-        await send(self, *args, **kwargs)
-
-    monkeypatch.setattr(Connection, "send_packed_command", counting_send)
+    sends = count_all_sends(monkeypatch)
     client = RedisCluster(host="127.0.0.1", port=cluster_ports[0])
     store = RedisWindowStore(
         client,

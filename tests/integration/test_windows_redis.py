@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from tests.support.redis_spy import counting_client
 from worker.errors import ConfigError, StoreError
 from worker.ops.stack import free_port
 from worker.settings import load_settings
@@ -277,26 +277,6 @@ async def test_pseudonymised_keys_and_values_hold_no_raw_user_id(
         assert user.encode() not in dump
     await store.forget("alice@example.com")
     assert len([k async for k in admin.scan_iter(match=f"{prefix}:*")]) == 3 * (len(users) - 1)
-
-
-def counting_client(redis_url: str) -> tuple[aioredis.Redis, list[int]]:
-    """A client whose connections count their writes to the socket.
-
-    redis-py sends each request as one ``send_packed_command`` and then reads its
-    replies: a pipeline is one send however many commands it holds, so the count
-    is the number of round trips. One EVALSHA per user without a pipeline would
-    count 100 here, and redis-py's own ``Script`` in a pipeline 2 (it sends
-    ``SCRIPT EXISTS`` first).
-    """
-    sends = [0]
-
-    class CountingConnection(Connection):
-        async def send_packed_command(self, *args: object, **kwargs: object) -> None:
-            sends[0] += 1
-            await super().send_packed_command(*args, **kwargs)
-
-    pool = ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
-    return aioredis.Redis.from_pool(pool), sends  # the client owns (and closes) the pool
 
 
 async def commandstats(admin: aioredis.Redis) -> dict[str, int]:
