@@ -129,8 +129,8 @@ class Settings(BaseSettings):
         description="window events kept in memory between batches, so Redis sends a window "
                     "only when another writer changed it, and their share of the model inputs "
                     "(two generations of this many; 0 turns the caches off)")
-    # Anomaly alerts. The defaults and bounds are worker.anomaly.config.DetectorConfig's (a
-    # test checks that they agree); the reasons for each default are given there.
+    # Anomaly alerts. worker.anomaly.config.DetectorConfig takes its defaults from here and
+    # checks the same bounds (a test checks that they agree); it gives each default's reason.
     anomaly_enabled: bool = Field(True, description="run the anomaly detectors and publish alerts")
     anomaly_velocity_min_purchases: int = Field(
         5, ge=2,

@@ -14,18 +14,20 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from worker.errors import ConfigError
-from worker.settings import env_name
-
-if TYPE_CHECKING:
-    from worker.settings import Settings
+from worker.settings import Settings, env_name
 
 __all__ = ["KINDS", "SEVERITIES", "DetectorConfig"]
 
 KINDS = ("purchase_velocity", "bot_cadence", "out_of_character_purchase", "price_outlier")
 SEVERITIES = ("low", "medium", "high")
+
+
+def _default(name: str) -> Any:
+    """The default of ``INTENT_ANOMALY_<NAME>``: the settings hold the one copy of each."""
+    return Settings.model_fields["anomaly_" + name].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,18 +39,19 @@ class DetectorConfig:
 
     # -- purchase_velocity: >= min purchases, or >= min spend, within span (event time).
     #    REES46 dev: at most 3 purchases and 2,260 spend by one user in any 10 minutes.
-    velocity_min_purchases: int = 5
-    velocity_min_spend: float = 5000.0  # price units of the shop; REES46 items reach ~2,600
-    velocity_span_s: float = 600.0
+    velocity_min_purchases: int = _default("velocity_min_purchases")
+    # spend in price units of the shop; REES46 items reach ~2,600
+    velocity_min_spend: float = _default("velocity_min_spend")
+    velocity_span_s: float = _default("velocity_span_s")
 
     # -- bot_cadence: over the last ``bot_events`` events of the window, the gaps are too
     #    short (median < bot_max_median_gap_s) or too regular (coefficient of variation
     #    < bot_max_cv while the mean gap is < bot_max_mean_gap_s). REES46 dev users: the
     #    smallest median over 12 events is 2 s, the smallest CV 0.18.
-    bot_events: int = 12
-    bot_max_median_gap_s: float = 0.5
-    bot_max_cv: float = 0.05
-    bot_max_mean_gap_s: float = 10.0
+    bot_events: int = _default("bot_events")
+    bot_max_median_gap_s: float = _default("bot_max_median_gap_s")
+    bot_max_cv: float = _default("bot_max_cv")
+    bot_max_mean_gap_s: float = _default("bot_max_mean_gap_s")
 
     # -- out_of_character_purchase: a purchase of a product with no earlier event in the
     #    window, at least ``ooc_min_prior_events`` (and never fewer than 1) events into the
@@ -58,8 +61,8 @@ class DetectorConfig:
     #    times more often than the base rate, so there the model expected the purchase; below
     #    it, the purchase is out of character. It depends on the model: re-pick it for another
     #    one (`intent-worker evaluate --anomaly-labels` shows the effect).
-    ooc_max_score: float = 0.07
-    ooc_min_prior_events: int = 1
+    ooc_max_score: float = _default("ooc_max_score")
+    ooc_min_prior_events: int = _default("ooc_min_prior_events")
 
     # -- price_outlier: robust z of ln(price) against the category's running median and MAD
     #    of ln(price) (last ``price_stats_capacity`` prices seen in views, carts and
@@ -68,13 +71,13 @@ class DetectorConfig:
     #    largest clean REES46 dev purchase. The MAD floor 0.15 means a price must be at least
     #    exp(6 * 1.4826 * 0.15) = 3.8x off the median to fire, so that a category sampled
     #    mostly from one product does not flag its ordinary neighbours.
-    price_max_robust_z: float = 6.0
-    price_min_samples: int = 20
-    price_min_mad_log: float = 0.15
-    price_stats_capacity: int = 200
+    price_max_robust_z: float = _default("price_max_robust_z")
+    price_min_samples: int = _default("price_min_samples")
+    price_min_mad_log: float = _default("price_min_mad_log")
+    price_stats_capacity: int = _default("price_stats_capacity")
 
     # -- cooldown: per (user, kind), at most one alert per this much event time.
-    cooldown_s: float = 1800.0
+    cooldown_s: float = _default("cooldown_s")
 
     def validate(self) -> DetectorConfig:
         """Return self, or raise :class:`ConfigError` naming the first bad threshold."""
