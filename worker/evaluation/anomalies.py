@@ -91,7 +91,8 @@ def model_scores(model_dir: str | Path | None = None, *, device: str = "cpu") ->
     model = load_model(model_dir or default_model_path(), device=device)
 
     def fn(windows: Sequence[Sequence[dict]]) -> list[float]:
-        return model.score([build_input(w, max_chars=model.max_chars) for w in windows])
+        return model.score([build_input(w, max_chars=model.max_chars,
+                                        phrase_price=model.phrase_price) for w in windows])
 
     return ScoreSource(fn, f"model {model.name} {model.version}",
                        ModelRef(model.name, model.version))

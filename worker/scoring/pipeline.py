@@ -24,7 +24,7 @@ from worker.errors import BadEvent, IntentError
 from worker.events import dead_letter, parse_event
 from worker.features import EventCache, ModelInput, build_input
 from worker.scoring.records import score_record
-from worker.scoring.scorer import Scorer
+from worker.scoring.scorer import AsyncScorer, Scorer
 from worker.settings import Settings
 from worker.windows import WindowStore
 
@@ -178,15 +178,17 @@ class Pipeline:
         result.store_s = time.perf_counter() - t0
 
         cache = self._event_cache
-        inputs: list[ModelInput] = [build_input(windows[u], max_chars=scorer.max_chars, cache=cache)
+        max_chars, price = scorer.max_chars, getattr(scorer, "phrase_price", None)
+        inputs: list[ModelInput] = [build_input(windows[u], max_chars=max_chars,
+                                                phrase_price=price, cache=cache)
                                     for u in users]
         # out-of-character candidates need the score of the window before the purchase:
         # scored in the same model call (usually none; purchases of unseen products only)
         t_detect = time.perf_counter()
         priors = detector.prior_windows(windows, new) if detector is not None else []
         result.detect_s = time.perf_counter() - t_detect
-        inputs.extend(build_input(list(p.window), max_chars=scorer.max_chars, cache=cache)
-                      for p in priors)
+        inputs.extend(build_input(list(p.window), max_chars=max_chars, phrase_price=price,
+                                  cache=cache) for p in priors)
         result.sequences = len(inputs)
         return Prepared(result, scorer, users, new, got, priors, inputs)
 
@@ -256,6 +258,8 @@ class Pipeline:
         await self._store.ping()
 
     async def _run_model(self, scorer: Scorer, inputs: list[ModelInput]) -> list[float]:
+        if isinstance(scorer, AsyncScorer):  # event vectors: store I/O, encodes in its executor
+            return await scorer.score_async(inputs)
         # Off the event loop: the consumer keeps heartbeating during a long forward pass.
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, scorer.score, inputs)

@@ -13,7 +13,9 @@ class Scorer(Protocol):
     """Turns model inputs into purchase probabilities.
 
     ``score`` is synchronous and is called off the event loop (in a worker thread);
-    it returns exactly one probability in [0, 1] per input, in input order.
+    it returns exactly one probability in [0, 1] per input, in input order. The inputs carry
+    what the scorer reads: the window text when ``max_chars`` > 0, the event sequence when
+    ``phrase_price`` is set (an optional attribute; absent means None).
     """
 
     name: str
@@ -23,12 +25,27 @@ class Scorer(Protocol):
     def score(self, inputs: Sequence[ModelInput]) -> list[float]: ...
 
 
+@runtime_checkable
+class AsyncScorer(Protocol):
+    """A scorer whose inputs need I/O (event vectors from a shared store): the pipeline awaits
+    ``score_async`` on the event loop instead of running ``score`` in a thread; the scorer
+    runs its own blocking work (the encoder) in its executor."""
+
+    name: str
+    version: str
+    max_chars: int
+    phrase_price: str
+
+    async def score_async(self, inputs: Sequence[ModelInput]) -> list[float]: ...
+
+
 class NoopScorer:
     """Scores every input 0.5 without a model: measures the pipeline's own cost."""
 
     name = "noop"
     version = "0"
     max_chars = 768
+    phrase_price = None
 
     def score(self, inputs: Sequence[ModelInput]) -> list[float]:
         return [0.5] * len(inputs)

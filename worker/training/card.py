@@ -8,7 +8,8 @@ from typing import Any
 
 __all__ = ["model_card", "write_json"]
 
-ROWS = (("bert", "BERT encoder + fusion head"),
+ROWS = (("bert", "BERT encoder + head"),
+        ("features_only", "ablation: the same head, context features only"),
         ("baseline", "GBDT baseline (HistGradientBoosting)"))
 
 
@@ -21,18 +22,28 @@ def model_card(config: dict, metrics: dict) -> str:
     data, label, training = config["data"], config["label"], config["training"]
     window, split = config["window"], config["split"]
     encoder = config["encoder"].get("package") or "its copy in encoder/"
-    linear = training.get("head") == "linear"
-    head = (f"a linear head (logistic regression on the {len(config['feature_names'])} context "
-            f"features and the first {training.get('pca_components')} principal components of "
-            "the text vectors)" if linear else
-            f"a fusion head (hidden {config['head']['hidden']}, dropout "
-            f"{config['head']['dropout']})")
+    pooled = training.get("window_model") == "pooled"
+    linear = pooled or training.get("head") == "linear"
+    n_features = len(config["feature_names"])
+    if pooled:
+        head = (f"a linear head over event vectors: each event's phrase (no age, price "
+                f"{training['phrase_price']}) encoded once; per window the recency-weighted mean "
+                f"(half-life {training['half_life_s']:g} s) and the newest event's vector, "
+                f"{training['components']} principal components of each, the newest event's "
+                f"cosine to the others, and the {n_features} context features")
+    elif linear:
+        head = (f"a linear head (logistic regression on the {n_features} context "
+                f"features and the first {training.get('pca_components')} principal components "
+                "of the window-text vectors)")
+    else:
+        head = (f"a fusion head (hidden {config['head']['hidden']}, dropout "
+                f"{config['head']['dropout']}) over the window text and the context features")
     lines = [
         f"# {config['name']} {config['version']}",
         "",
         "Purchase-intent model for intent-worker: a BERT text encoder "
-        f"({encoder}, {config['pooling']}-pooled, {training['mode']}) and {head} over the "
-        "window text and the context features. `baseline.joblib` holds a GBDT baseline "
+        f"({encoder}, {config['pooling']}-pooled, {training['mode']}) and {head}. "
+        "`baseline.joblib` holds a GBDT baseline "
         "trained on the same examples, kept for comparison only (the worker does not use it).",
         f"Created {config['created']}.",
         "",
@@ -81,16 +92,34 @@ def model_card(config: dict, metrics: dict) -> str:
                   f"{block['bert']['positives']} positives", "",
                   "| model | ROC-AUC | PR-AUC | Brier |", "|---|---:|---:|---:|"]
         for model, name in ROWS:
-            m = block[model]
-            lines.append(f"| {name} | {_num(m['roc_auc'])} | {_num(m['pr_auc'])} | "
-                         f"{_num(m['brier'])} |")
+            m = block.get(model)
+            if m is not None:
+                lines.append(f"| {name} | {_num(m['roc_auc'])} | {_num(m['pr_auc'])} | "
+                             f"{_num(m['brier'])} |")
         ci = block.get("bootstrap") or {}
         if ci.get("pr_auc_diff_bert_minus_baseline_ci95"):
             lo, hi = ci["pr_auc_diff_bert_minus_baseline_ci95"]
             lines += ["", f"PR-AUC difference BERT - baseline, 95% user bootstrap interval: "
                       f"[{lo:+.3f}, {hi:+.3f}]"]
         lines.append("")
-    if linear:
+    if pooled:
+        info = training.get("pooled") or {}
+        phrases = training.get("phrases") or {}
+        variance = {k: sum(v) for k, v in (info.get("explained_variance_ratio") or {}).items()}
+        how = (
+            f"Mode {training['mode']}, pooled window model: {phrases.get('distinct_phrases', '?')} "
+            f"distinct event phrases over {phrases.get('events_in_windows', '?')} window events "
+            "encoded once (vectors rounded to float16, as the worker stores them), "
+            "layer-normalised; per window the statistics above "
+            "(`worker.model.pooled.pool`, the serving code); principal axes fitted on the "
+            f"training users (variance kept: mean {variance.get('mean', 0):.0%}, newest "
+            f"{variance.get('newest', 0):.0%}); everything standardised and fitted by "
+            f"scikit-learn LogisticRegression (L2, C {training['l2_c']}, no class weights: "
+            "scores are probabilities at the training base rate). Projection, scaling and "
+            "coefficients are folded into `pooled.safetensors` (weights on the full vectors). "
+            "No epochs, no early stopping: the validation users choose nothing for this model. "
+            "The ablation row refits the same head without the vectors.")
+    elif linear:
         info = training.get("linear") or {}
         variance = sum(info.get("explained_variance_ratio") or [])
         how = (
@@ -171,17 +200,23 @@ def _cv_lines(cv: dict | None) -> list[str]:
     lines = [title + ":", "", "| model | PR-AUC mean ± sd | ROC-AUC mean ± sd | Brier mean |",
              "|---|---:|---:|---:|"]
     for model, name in ROWS:
-        m = cv[model]
+        m = cv.get(model)
+        if m is None:
+            continue
         lines.append(f"| {name} | {m['pr_auc']['mean']:.3f} ± {m['pr_auc']['sd']:.3f} | "
                      f"{m['roc_auc']['mean']:.3f} ± {m['roc_auc']['sd']:.3f} | "
                      f"{m['brier']['mean']:.3f} |")
-    d = cv["pr_auc_diff_bert_minus_baseline"]
-    per_fold = ", ".join(f"{r['bert']['pr_auc'] - r['baseline']['pr_auc']:+.3f}"
-                         for r in cv["per_fold"])
-    lines += ["", f"PR-AUC difference BERT - baseline: mean {d['mean']:+.3f}, 95% t interval "
-              f"over folds [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}], ahead on "
-              f"{d['folds_bert_ahead']} of {d['folds_compared']} folds (per fold: {per_fold}).",
-              ""]
+    lines.append("")
+    for other, label in (("baseline", "baseline"), ("features_only", "the ablation")):
+        d = cv.get(f"pr_auc_diff_bert_minus_{other}")
+        if d is None:
+            continue
+        per_fold = ", ".join(f"{r['bert']['pr_auc'] - r[other]['pr_auc']:+.3f}"
+                             for r in cv["per_fold"])
+        lines += [f"PR-AUC difference BERT - {label}: mean {d['mean']:+.3f}, 95% t interval "
+                  f"over folds [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}], ahead on "
+                  f"{d['folds_bert_ahead']} of {d['folds_compared']} folds (per fold: "
+                  f"{per_fold}).", ""]
     return lines
 
 

@@ -1,11 +1,17 @@
-"""``train``: events -> labelled examples -> user split -> BERT fusion model + GBDT baseline
+"""``train``: events -> labelled examples -> user split -> BERT model + GBDT baseline
 -> a model directory with ``metrics.json``, a model card and the baseline.
 
-Default (frozen encoder): every distinct window text is embedded once, then only the head
-is fitted: by default the linear head (:mod:`worker.training.linear`, a logistic regression on
-the context features and a few principal components of the text vectors), or, with
-``head="mlp"``, the fusion MLP trained by AdamW with early stopping. ``finetune=True`` trains
-encoder and MLP head end to end (slow on a CPU).
+Two window models (``window_model``):
+
+- ``pooled`` (the default): each distinct event phrase is encoded once by the frozen encoder
+  and a linear head is fitted on pooled statistics of the windows' event vectors and the
+  context features (:mod:`worker.training.pooled`); the worker then encodes only phrases it
+  has never seen. The cross-validation report includes the ablation: the same head on the
+  context features alone.
+- ``text``: the window rendered as one text with ages. Frozen encoder: every distinct window
+  text is embedded once, then only the head is fitted: the linear head
+  (:mod:`worker.training.linear`) or, with ``head="mlp"``, the fusion MLP trained by AdamW with
+  early stopping. ``finetune=True`` trains encoder and MLP head end to end (slow on a CPU).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from worker.model.config import (
     LabelSection,
     ModelConfig,
     SplitSection,
+    WindowModelSection,
     WindowSection,
 )
 from worker.model.modeldir import ENCODER_PACKAGES, package_dir, save_model_dir, swap_in_dir
@@ -49,6 +56,7 @@ from worker.training.baseline import fit_baseline
 from worker.training.card import model_card, write_json
 from worker.training.linear import DEFAULT_C, DEFAULT_COMPONENTS
 from worker.training.metrics import binary_metrics, count_summary, paired_bootstrap
+from worker.training.pooled import DEFAULT_HALF_LIFE_S, DEFAULT_POOLED_COMPONENTS, PooledRun
 
 __all__ = ["TrainReport", "train"]
 
@@ -88,8 +96,14 @@ def train(
     device: str = "cpu", embedding_cache: str | os.PathLike[str] | None = None,
     overwrite: bool = False, progress: bool = True, command: str | None = None,
     head: str | None = None, pca_components: int = DEFAULT_COMPONENTS, l2_c: float = DEFAULT_C,
+    window_model: str = "pooled", pooled_components: int = DEFAULT_POOLED_COMPONENTS,
+    half_life_s: float = DEFAULT_HALF_LIFE_S, phrase_price: str = "bucket",
+    phrase_max_tokens: int = 64,
 ) -> TrainReport:
     """Train and write a model directory at ``out_dir``; see the module docstring.
+
+    ``window_model``: ``pooled`` (the default; ``pooled_components``, ``half_life_s``,
+    ``phrase_price``, ``phrase_max_tokens`` and ``l2_c`` apply) or ``text`` (the options below).
 
     ``head``: ``linear`` (the default with a frozen encoder; ``pca_components`` and ``l2_c``
     apply) or ``mlp`` (the default, and the only choice, when fine-tuning; the epoch, lr,
@@ -112,6 +126,11 @@ def train(
     call = {k: v for k, v in locals().items() if k not in ("events", "progress", "command")}
     from worker.training.bert import BertRun, BertSettings
 
+    if window_model not in ("pooled", "text"):
+        raise ValueError(f"window_model must be pooled or text, got {window_model!r}")
+    if window_model == "pooled" and (finetune or head is not None):
+        raise ValueError("--finetune and --head apply to the text window model "
+                         "(window_model='text'); the pooled model has its own linear head")
     head = head or ("mlp" if finetune else "linear")
     if head not in ("linear", "mlp"):
         raise ValueError(f"head must be linear or mlp, got {head!r}")
@@ -142,23 +161,53 @@ def train(
     if counts["train"]["positives"] == 0 or counts["train"]["positives"] == len(parts["train"]):
         raise ValueError(f"the training part needs both classes: {counts['train']}")
 
-    d_epochs, d_batch, d_lr = FINETUNE_DEFAULTS if finetune else FROZEN_DEFAULTS
-    settings = BertSettings(
-        epochs=epochs or d_epochs, batch_size=batch_size or d_batch, lr=lr or d_lr,
-        encoder_lr=encoder_lr, weight_decay=weight_decay, patience=patience, seed=seed,
-        input_dropout=input_dropout, pos_weight=pos_weight, head_hidden=head_hidden,
-        head_dropout=head_dropout, max_tokens=max_tokens, max_chars=max_chars,
-        finetune=finetune, device=device, head=head, pca_components=pca_components,
-        l2_c=l2_c,
-    )
-    inputs = [build_input(e.window, max_chars=max_chars) for e in examples]
-    run = BertRun(_encoder_dir(encoder_dir_or_package), inputs, labels, settings,
-                  progress=progress, embedding_cache=embedding_cache)
-    times["embed_s"] = run.prepare()
+    if window_model == "pooled":
+        inputs = [build_input(e.window, max_chars=0, phrase_price=phrase_price)  # type: ignore[arg-type]
+                  for e in examples]
+        pooled_run = PooledRun(_encoder_dir(encoder_dir_or_package), inputs, labels,
+                               components=pooled_components, c=l2_c, half_life_s=half_life_s,
+                               phrase_max_tokens=phrase_max_tokens, device=device,
+                               encoder_name=str(encoder_dir_or_package))
+        times["embed_s"] = pooled_run.prepare()
+        t0 = time.perf_counter()
+        main = pooled_run.fit(parts["train"])
+        times["fit_bert_s"] = time.perf_counter() - t0
+        predict = main.predict
+        fitters: dict[str, Fitter] = {
+            "bert": lambda fit, stop: (pooled_run.fit(fit).predict, {}),
+            "features_only": lambda fit, stop: (pooled_run.fit(fit, text=False).predict, {})}
+        stopped_on = "nothing: the pooled head has no epochs and no early stopping"
+        best_epoch, fit_record = 0, {}
+        text_dim = pooled_run.text_dim
+    else:
+        d_epochs, d_batch, d_lr = FINETUNE_DEFAULTS if finetune else FROZEN_DEFAULTS
+        settings = BertSettings(
+            epochs=epochs or d_epochs, batch_size=batch_size or d_batch, lr=lr or d_lr,
+            encoder_lr=encoder_lr, weight_decay=weight_decay, patience=patience, seed=seed,
+            input_dropout=input_dropout, pos_weight=pos_weight, head_hidden=head_hidden,
+            head_dropout=head_dropout, max_tokens=max_tokens, max_chars=max_chars,
+            finetune=finetune, device=device, head=head, pca_components=pca_components,
+            l2_c=l2_c,
+        )
+        inputs = [build_input(e.window, max_chars=max_chars) for e in examples]
+        run = BertRun(_encoder_dir(encoder_dir_or_package), inputs, labels, settings,
+                      progress=progress, embedding_cache=embedding_cache)
+        times["embed_s"] = run.prepare()
+        t0 = time.perf_counter()
+        bert = run.fit(parts["train"], parts["val"])
+        times["fit_bert_s"] = time.perf_counter() - t0
+        predict = bert.predict
 
-    t0 = time.perf_counter()
-    bert = run.fit(parts["train"], parts["val"])
-    times["fit_bert_s"] = time.perf_counter() - t0
+        def refit(fit: Sequence[int], stop: Sequence[int]) -> tuple[ScoreFn, dict[str, Any]]:
+            result = run.fit(fit, stop, progress=False, fresh=True)
+            return result.predict, {"bert_best_epoch": result.fit.best_epoch}
+
+        fitters = {"bert": refit}
+        stopped_on = _bert_stopped_on(head)
+        best_epoch = bert.fit.best_epoch
+        fit_record = {"best_epoch": bert.fit.best_epoch, "epochs_run": bert.fit.epochs_run,
+                      "history": bert.fit.history}
+        text_dim = run.text_dim
 
     t0 = time.perf_counter()
     baseline = fit_baseline([examples[i] for i in parts["train"]], split_seed=split_seed,
@@ -169,22 +218,21 @@ def train(
     for part in ("val", "test"):
         idx = parts[part]
         if idx:
-            metrics[part] = _compare(examples, idx, bert.predict(idx),
+            metrics[part] = _compare(examples, idx, predict(idx),
                                      baseline.predict_proba([examples[i].window for i in idx]),
                                      seed)
     if time_frac:
         t0 = time.perf_counter()
-        metrics["time_split"] = _time_report(run, examples, time_frac, horizon_s, split_seed,
-                                             val_frac, test_frac, seed)
+        metrics["time_split"] = _time_report(fitters["bert"], examples, time_frac, horizon_s,
+                                             split_seed, val_frac, test_frac, seed)
         times["time_split_s"] = time.perf_counter() - t0
     if cv_folds:
         t0 = time.perf_counter()
-        metrics["user_cv"] = _cv_report(run, examples, cv_folds, split_seed, val_frac,
-                                        test_frac, seed)
+        metrics["user_cv"] = _cv_report(fitters, stopped_on, examples, cv_folds, split_seed,
+                                        val_frac, test_frac, seed)
         times["user_cv_s"] = time.perf_counter() - t0
-    metrics["training"] = {"head": head, "best_epoch": bert.fit.best_epoch,
-                           "epochs_run": bert.fit.epochs_run, "history": bert.fit.history,
-                           "bert": {"stopped_on": _bert_stopped_on(head)},
+    metrics["training"] = {"window_model": window_model, "head": head, **fit_record,
+                           "bert": {"stopped_on": stopped_on},
                            "baseline": {k: baseline.info[k] for k in (
                                "n_iter", "scoring", "stopped_on", "inner_split", "params")}}
 
@@ -192,8 +240,14 @@ def train(
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     version = version or f"{created[:10].replace('-', '')}.{data['fingerprint'][7:15]}"
     mode = "fine-tuned" if finetune else "frozen-encoder"
-    if head == "linear":
+    if window_model == "pooled":
         training: dict[str, Any] = {
+            "mode": mode, "window_model": "pooled", "components": pooled_components,
+            "l2_c": l2_c, "half_life_s": half_life_s, "phrase_price": phrase_price,
+            "phrase_max_tokens": phrase_max_tokens, "class_weight": None,
+            "pooled": main.info, "phrases": pooled_run.info}
+    elif head == "linear":
+        training = {
             "mode": mode, "head": head, "pca_components": pca_components, "l2_c": l2_c,
             "class_weight": None, "linear": bert.info}
     else:
@@ -207,21 +261,32 @@ def train(
                     "best_epoch": bert.fit.best_epoch, "epochs_run": bert.fit.epochs_run}
     training.update({"seed": seed, "encoder_source": str(encoder_dir_or_package),
                      "command": command or _snippet(data, call)})
+    if window_model == "pooled":
+        model_head: Any = main.head
+        shape = {"window_model": WindowModelSection(
+            kind="pooled", half_life_s=half_life_s, phrase_price=phrase_price,
+            phrase_max_tokens=phrase_max_tokens)}
+        encoder_ref: Any = (encoder_dir_or_package if isinstance(encoder_dir_or_package, str)
+                            and encoder_dir_or_package in ENCODER_PACKAGES
+                            else _encoder_dir(encoder_dir_or_package))
+    else:
+        model_head = bert.model.head
+        shape = {"head_hidden": model_head.hidden, "head_dropout": model_head.drop.p}
+        encoder_ref = run.encoder_for_saving(encoder_dir_or_package)
     config = ModelConfig(
-        name=name, version=version, created=created, text_dim=run.text_dim, pooling="mean",
-        max_tokens=max_tokens, max_chars=max_chars, feature_names=FEATURE_NAMES,
-        head_hidden=bert.model.head.hidden, head_dropout=bert.model.head.drop.p, trained=True,
+        name=name, version=version, created=created, text_dim=text_dim, pooling="mean",
+        max_tokens=max_tokens, max_chars=max_chars, feature_names=FEATURE_NAMES, **shape,
+        trained=True,
         data=DataSection(**data),
         label=LabelSection(horizon_s=label.horizon_s, definition=label.definition),
         window=WindowSection(max_events=max_events, seconds=window_seconds),
         split=SplitSection(seed=split_seed, val_frac=val_frac, test_frac=test_frac),
         training=training, counts=counts,
         baseline={"files": ["baseline.joblib", "baseline.json"]})
-    encoder_ref = run.encoder_for_saving(encoder_dir_or_package)
     staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        save_model_dir(staging, head=bert.model.head, config=config, encoder=encoder_ref)
+        save_model_dir(staging, head=model_head, config=config, encoder=encoder_ref)
         baseline.save(staging)
         write_json(staging / "metrics.json", metrics)
         saved = (staging / "config.json").read_text(encoding="utf-8")
@@ -236,7 +301,7 @@ def train(
     times["total_s"] = time.perf_counter() - t_start
     log.info("model written to %s in %.1fs", out_dir, times["total_s"])
     return TrainReport(out_dir=out_dir, name=name, version=version, counts=counts,
-                       metrics=metrics, best_epoch=bert.fit.best_epoch,
+                       metrics=metrics, best_epoch=best_epoch,
                        times={k: round(v, 3) for k, v in times.items()})
 
 
@@ -256,12 +321,12 @@ def _bert_stopped_on(head: str) -> str:
     return "the validation users (best epoch by PR-AUC; in user_cv the fold's users)"
 
 
-def _time_report(run: Any, examples: list[Example], frac: float, horizon_s: int,
+def _time_report(fitter: Fitter, examples: list[Example], frac: float, horizon_s: int,
                  split_seed: str, val_frac: float, test_frac: float, seed: int) -> dict:
     """Refit both models on the train-part users' examples before a time cut and score every
     example after it. The baseline stops on an inner split of those fit users, as in the
-    main fit; the val-part users' examples before the cut are passed to the BERT run, whose
-    MLP head early-stops on them (the linear head ignores them)."""
+    main fit; the val-part users' examples before the cut are passed to the BERT fit, which
+    early-stops on them when it has epochs (the MLP head; the linear heads ignore them)."""
     position = {id(e): i for i, e in enumerate(examples)}
     before, after, cut = time_split(examples, frac, horizon_s=horizon_s)
 
@@ -284,23 +349,25 @@ def _time_report(run: Any, examples: list[Example], frac: float, horizon_s: int,
     if not test_idx or fit_labels != {0, 1}:
         out["skipped"] = "not enough examples on one side of the cut"
         return out
-    bert = run.fit(fit_idx, stop_idx, progress=False, fresh=True)
+    predict, info = fitter(fit_idx, stop_idx)
     baseline = fit_baseline([examples[i] for i in fit_idx], split_seed=split_seed,
                             random_state=seed)
-    out.update(_compare(examples, test_idx, bert.predict(test_idx),
+    out.update(_compare(examples, test_idx, predict(test_idx),
                         baseline.predict_proba([examples[i].window for i in test_idx]), seed))
-    out["fits"] = {"bert_best_epoch": bert.fit.best_epoch,
-                   "baseline_n_iter": baseline.info["n_iter"],
+    out["fits"] = {**info, "baseline_n_iter": baseline.info["n_iter"],
                    "baseline_stopped_on": baseline.info["stopped_on"]}
     return out
 
 
-def _cv_report(run: Any, examples: list[Example], folds: int, split_seed: str,
-               val_frac: float, test_frac: float, seed: int) -> dict[str, Any]:
-    """Refit both models on each of ``folds`` user folds (test users left out) and compare
-    them on the fold's users: per-fold metrics, means, and the paired PR-AUC difference.
-    The baseline stops on an inner split of the fold's fit users, never on the scored fold
-    (the MLP head, not the linear one, early-stops on the scored fold)."""
+def _cv_report(fitters: dict[str, Fitter], stopped_on: str, examples: list[Example],
+               folds: int, split_seed: str, val_frac: float, test_frac: float,
+               seed: int) -> dict[str, Any]:
+    """Refit the models (``fitters``: ``bert`` and, for the pooled model, the
+    ``features_only`` ablation) and the baseline on each of ``folds`` user folds (test users
+    left out) and compare them on the fold's users: per-fold metrics, means, and the paired
+    PR-AUC differences of ``bert`` to each other model. The baseline stops on an inner split of
+    the fold's fit users, never on the scored fold (the MLP head, not the linear ones,
+    early-stops on the scored fold)."""
     from worker.dataset.split import user_fold
 
     pool = [i for i, e in enumerate(examples)
@@ -315,33 +382,39 @@ def _cv_report(run: Any, examples: list[Example], folds: int, split_seed: str,
         y_val = {examples[i].label for i in val_idx}
         if y_fit != {0, 1} or y_val != {0, 1}:
             continue
-        bert = run.fit(fit_idx, val_idx, progress=False, fresh=True)
+        y = [examples[i].label for i in val_idx]
+        row: dict[str, Any] = {"fold": k}
+        for name, fitter in fitters.items():
+            predict, _ = fitter(fit_idx, val_idx)
+            row[name] = binary_metrics(y, predict(val_idx))
         baseline = fit_baseline([examples[i] for i in fit_idx], split_seed=split_seed,
                                 random_state=seed)
-        y = [examples[i].label for i in val_idx]
-        rows.append({"fold": k, "bert": binary_metrics(y, bert.predict(val_idx)),
-                     "baseline": binary_metrics(y, baseline.predict_proba(
-                         [examples[i].window for i in val_idx])),
-                     "baseline_n_iter": baseline.info["n_iter"]})
+        row["baseline"] = binary_metrics(y, baseline.predict_proba(
+            [examples[i].window for i in val_idx]))
+        row["baseline_n_iter"] = baseline.info["n_iter"]
+        rows.append(row)
     out: dict[str, Any] = {"folds": folds, "seed": split_seed, "per_fold": rows,
                            "baseline_stopped_on": "inner split of each fold's fit users",
-                           "bert_stopped_on": _bert_stopped_on(run.s.head)}
+                           "bert_stopped_on": stopped_on}
     if len(rows) < 2:
         out["skipped"] = "fewer than two folds hold both classes"
         return out
-    for model in ("bert", "baseline"):
+    models = [*fitters, "baseline"]
+    for model in models:
         for metric in ("pr_auc", "roc_auc", "brier"):
             values = np.array([r[model][metric] for r in rows], dtype=float)
             out.setdefault(model, {})[metric] = {"mean": float(values.mean()),
                                                  "sd": float(values.std(ddof=1))}
-    diffs = np.array([r["bert"]["pr_auc"] - r["baseline"]["pr_auc"] for r in rows])
     from scipy.stats import t as student_t
 
-    half = float(student_t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
-    out["pr_auc_diff_bert_minus_baseline"] = {
-        "mean": float(diffs.mean()), "ci95": [float(diffs.mean() - half),
-                                              float(diffs.mean() + half)],
-        "folds_bert_ahead": int((diffs > 0).sum()), "folds_compared": len(diffs)}
+    for other in models[1:]:
+        diffs = np.array([r["bert"]["pr_auc"] - r[other]["pr_auc"] for r in rows])
+        half = float(student_t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1)
+                     / np.sqrt(len(diffs)))
+        out[f"pr_auc_diff_bert_minus_{other}"] = {
+            "mean": float(diffs.mean()), "ci95": [float(diffs.mean() - half),
+                                                  float(diffs.mean() + half)],
+            "folds_bert_ahead": int((diffs > 0).sum()), "folds_compared": len(diffs)}
     return out
 
 
@@ -382,3 +455,5 @@ def _snippet(data: dict[str, Any], call: dict[str, Any]) -> str:
 
 
 ScoreFn = Callable[[Sequence[int]], np.ndarray]
+# (fit rows, early-stopping rows) -> (predict, facts about the fit)
+Fitter = Callable[[Sequence[int], Sequence[int]], tuple[ScoreFn, dict[str, Any]]]
