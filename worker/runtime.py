@@ -19,20 +19,34 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def make_scorer(settings: Settings):
-    """The configured scorer: the model at INTENT_MODEL_PATH (or the shipped default), or no-op."""
+def make_scorer(settings: Settings, *, vector_store=None, executor=None):
+    """The configured scorer: the model at INTENT_MODEL_PATH (or the shipped default), or no-op.
+    A pooled model shares its event vectors through ``vector_store`` and encodes in
+    ``executor`` (the worker's one model thread)."""
     from worker.scoring.scorer import NoopScorer
 
     if settings.scorer == "noop":
         return NoopScorer()
-    from worker.model import default_model_path, load_model
+    from worker.model import default_model_path
 
     path = settings.model_path or default_model_path()
-    model = load_model(path, device=settings.device, cache_size=settings.embed_cache_size,
-                       threads=settings.model_threads())
+    model = load_configured(settings, path, vector_store=vector_store, executor=executor,
+                            threads=settings.model_threads())
     log.info("model warmed up in %.2fs", model.warm_up())
-    log.info("loaded model %s %s from %s on %s", model.name, model.version, path, model.device)
+    log.info("loaded model %s %s (%s) from %s on %s", model.name, model.version,
+             model.config.kind, path, model.device)
     return model
+
+
+def load_configured(settings: Settings, path, *, vector_store=None, executor=None,
+                    threads: int | None = None):
+    """The model directory at ``path`` loaded with the worker's settings (either kind)."""
+    from worker.model import load_model
+
+    return load_model(path, device=settings.device, cache_size=settings.embed_cache_size,
+                      threads=threads, vector_store=vector_store,
+                      vector_cache_size=settings.vector_cache_size,
+                      vector_ttl_s=settings.vector_ttl_seconds, executor=executor)
 
 
 def _warm(model):
@@ -73,16 +87,20 @@ def run_worker(settings: Settings) -> None:
     from worker.kafka.security import aiokafka_options
     from worker.ops.logs import logging_config, setup_logging
     from worker.scoring.pipeline import Pipeline
+    from worker.vectors import RedisVectorStore
     from worker.windows import RedisWindowStore
 
     setup_logging(settings)
     tune_gc(settings)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    scorer = make_scorer(settings)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intent-model")
+    vectors = RedisVectorStore.from_settings(settings)  # used by pooled models only
+    scorer = make_scorer(settings, vector_store=vectors, executor=executor)
     store = RedisWindowStore.from_settings(settings)
     loop.run_until_complete(wait_for_redis(store, settings.startup_timeout_s))
     loop.run_until_complete(store.start())
+    loop.run_until_complete(vectors.start())
     loop.run_until_complete(ensure_topics(settings.bootstrap_list, topic_names(settings),
                                           partitions=settings.topic_partitions,
                                           timeout_s=settings.startup_timeout_s,
@@ -92,19 +110,20 @@ def run_worker(settings: Settings) -> None:
                     "(%ds): the cooldown state expires with the user's keys, so the cooldown is "
                     "at most the TTL for a user who goes quiet", settings.anomaly_cooldown_s,
                     settings.window_ttl_seconds)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intent-model")
     pipeline = Pipeline.from_settings(settings, store=store, scorer=scorer, executor=executor)
     reloader = None
     if settings.scorer == "model":
-        from worker.model import default_model_path, load_model
+        from worker.model import default_model_path
         from worker.model.reload import ModelReloader
 
         def swap(model: object) -> None:
             pipeline.scorer = model  # read once per batch: lands between batches
 
+        # either kind may replace either kind: the pipeline asks each batch's scorer what
+        # inputs it reads, and pooled models key their vectors by encoder
         reloader = ModelReloader(settings.model_path or default_model_path(),
-                                 load=lambda p: _warm(load_model(p, device=settings.device,
-                                                                 cache_size=settings.embed_cache_size)),
+                                 load=lambda p: _warm(load_configured(
+                                     settings, p, vector_store=vectors, executor=executor)),
                                  on_swap=swap, current_version=scorer.version)
     app = create_app(settings, pipeline=pipeline, reloader=reloader)
     # text: Faust's own (coloured) handler; json: ours, for every logger of the process
@@ -115,6 +134,7 @@ def run_worker(settings: Settings) -> None:
     @app.on_before_shutdown.connect
     async def _close(app: faust.App, **_: object) -> None:  # after streams drained
         await store.stop()
+        await vectors.stop()
         executor.shutdown(wait=False, cancel_futures=True)
         if reloader is not None:
             reloader.close()

@@ -86,3 +86,29 @@ def test_a_new_model_is_reported_and_its_cache_counts_start_from_zero() -> None:
     assert sample(m, "intent_text_cache_total", result="hit") == 6
     assert sample(m, "intent_model_info", name="m", version="2") == 1
     assert m.registry.get_sample_value("intent_model_info", {"name": "m", "version": "1"}) is None
+
+
+@dataclass
+class Vectors:
+    process_hits: int = 0
+    store_hits: int = 0
+    encoded: int = 0
+
+
+def test_event_vector_sources_are_counted_per_batch_and_restart_with_a_new_model() -> None:
+    scorer = Scorer("1")
+    scorer.vectors = Vectors(process_hits=4, store_hits=2, encoded=3)
+    holder = [scorer]
+    observer = observer_for(holder, [(0, 0)], {})
+    observer.observe([], Result(), 0.1)
+    scorer.vectors.process_hits, scorer.vectors.encoded = 10, 4
+    observer.observe([], Result(), 0.1)
+    m = observer.metrics
+    assert sample(m, "intent_event_vectors_total", source="process") == 10
+    assert sample(m, "intent_event_vectors_total", source="redis") == 2
+    assert sample(m, "intent_event_vectors_total", source="encoder") == 4
+    fresh = Scorer("2")
+    fresh.vectors = Vectors(process_hits=1)
+    holder[0] = fresh
+    observer.observe([], Result(), 0.1)
+    assert sample(m, "intent_event_vectors_total", source="process") == 11

@@ -31,7 +31,7 @@ def fingerprint(path: Path) -> Fingerprint:
     """What identifies a deployed model directory: where it resolves to and its files' stats."""
     real = Path(os.path.realpath(path))
     stats: list[object] = [str(real)]
-    for name in (CONFIG_FILE, "head.safetensors"):
+    for name in (CONFIG_FILE, "head.safetensors", "pooled.safetensors"):
         try:
             st = (real / name).stat()
             stats.append((name, st.st_mtime_ns, st.st_size))

@@ -62,6 +62,10 @@ class Metrics:
         self.text_cache = Counter("intent_text_cache", "Model inputs whose text vector came from "
                                   "the cache (result=hit) or the encoder (result=miss)",
                                   ["result"], registry=r)
+        self.event_vectors = Counter(
+            "intent_event_vectors", "Distinct event phrases of a batch whose vector came from "
+            "this process (source=process), the shared Redis store (source=redis) or the "
+            "encoder (source=encoder); pooled models only", ["source"], registry=r)
         self.window_cache = Counter("intent_window_cache", "Windows Redis answered with event "
                                     "ids only, this worker holding the rest (result=hit), or "
                                     "whole (result=miss)", ["result"], registry=r)
@@ -133,7 +137,8 @@ class Outcome(Protocol):
 
 
 class Serving(Protocol):
-    """The scorer serving now; ``cache_hits`` and ``cache_misses`` too, if it has a cache."""
+    """The scorer serving now; ``cache_hits`` and ``cache_misses`` too, if it has a text cache,
+    and ``vectors`` (:class:`~worker.model.vectors.EventVectors`) if it reads event vectors."""
 
     name: str
     version: str
@@ -144,9 +149,9 @@ class BatchObserver:
 
     Besides the batch's own counts: the consumer lag of the partitions it came from
     (``highwater(topic, partition)``: the partition's high watermark, ``None`` if unknown), the
-    model serving (``scorer()``), and what the model's text cache and the window store's cache
-    (``window_cache()``: running hits and misses) gained since the last batch. A new model
-    starts its text cache's counts from zero.
+    model serving (``scorer()``), and what the model's text cache or event vectors and the
+    window store's cache (``window_cache()``: running hits and misses) gained since the last
+    batch. A new model starts its caches' counts from zero.
     """
 
     def __init__(self, metrics: Metrics, *, highwater: Callable[[str, int], int | None],
@@ -158,6 +163,7 @@ class BatchObserver:
         self._window_cache = window_cache
         self._serving: tuple[str, str] | None = None
         self._text_seen = (0, 0)
+        self._vectors_seen = (0, 0, 0)
         self._windows_seen = (0, 0)
 
     def observe(self, messages: Sequence[Consumed], result: Outcome, batch_s: float) -> None:
@@ -173,9 +179,14 @@ class BatchObserver:
         if self._serving != (scorer.name, scorer.version):
             self._serving = (scorer.name, scorer.version)
             metrics.set_model(scorer.name, scorer.version)
-            self._text_seen = (0, 0)
+            self._text_seen, self._vectors_seen = (0, 0), (0, 0, 0)
         text_cache = (getattr(scorer, "cache_hits", 0), getattr(scorer, "cache_misses", 0))
         self._text_seen = _count(metrics.text_cache, self._text_seen, text_cache)
+        vectors = getattr(scorer, "vectors", None)
+        if vectors is not None:
+            now = (vectors.process_hits, vectors.store_hits, vectors.encoded)
+            self._vectors_seen = _count(metrics.event_vectors, self._vectors_seen, now,
+                                        ("process", "redis", "encoder"))
         self._windows_seen = _count(metrics.window_cache, self._windows_seen, self._window_cache())
 
     def lags(self, messages: Sequence[Consumed]) -> dict[tuple[str, int], int]:
@@ -200,8 +211,10 @@ class BatchObserver:
         self.metrics.drop_lag(partitions)
 
 
-def _count(counter: Counter, seen: tuple[int, int], now: tuple[int, int]) -> tuple[int, int]:
-    """Add what a cache's running (hits, misses) gained since ``seen`` to ``counter``."""
-    for label, total, before in zip(("hit", "miss"), now, seen, strict=True):
+def _count(counter: Counter, seen: tuple[int, ...], now: tuple[int, ...],
+           labels: tuple[str, ...] = ("hit", "miss")) -> tuple[int, ...]:
+    """Add what running counts (by default a cache's hits and misses) gained since ``seen`` to
+    ``counter``, one label each."""
+    for label, total, before in zip(labels, now, seen, strict=True):
         counter.labels(label).inc(max(0, total - before))
     return now
