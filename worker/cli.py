@@ -150,6 +150,58 @@ def publish(file: Path, fmt: str, rate: float | None, topic: str | None, event_t
     asyncio.run(go())
 
 
+@main.command("embed-catalog")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Model directory (overrides INTENT_MODEL_PATH; default: the shipped model).")
+@click.option("--event-types", default=",".join(("view", "add_to_cart", "remove_from_cart",
+                                                 "purchase")), show_default=True,
+              help="Comma-separated event types to render each product under.")
+def embed_catalog(file: Path, model_path: Path | None, event_types: str) -> None:
+    """Pre-warm the shared event-vector store (Redis) from a product catalogue: JSONL, one
+    product per line (schemas/catalog-product.v1.json). Needs a pooled model; uses the worker's
+    INTENT_REDIS_* and INTENT_KEY_PREFIX settings, so the worker finds the vectors."""
+    settings = _settings(model_path=model_path)
+    from worker.events.parse import EVENT_TYPES
+    from worker.model import default_model_path, read_config
+    from worker.model.catalog import catalogue_phrases, embed_phrases, read_catalogue
+    from worker.runtime import load_configured
+    from worker.vectors import RedisVectorStore
+
+    types = [t.strip() for t in event_types.split(",") if t.strip()]
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if not types or unknown:
+        raise click.BadParameter(f"unknown event types {unknown}; choose from "
+                                 f"{sorted(EVENT_TYPES)}", param_hint="--event-types")
+    path = settings.model_path or default_model_path()
+    if read_config(path).kind != "pooled":
+        raise click.ClickException(f"the model at {path} reads whole window texts (kind text): "
+                                   "embed-catalog warms the event vectors of pooled models")
+    catalogue = read_catalogue(file)
+    for number, reason in catalogue.skipped[:5]:
+        click.echo(f"{file}:{number}: skipped: {reason}", err=True)
+    if len(catalogue.skipped) > 5:
+        click.echo(f"... and {len(catalogue.skipped) - 5} more lines skipped", err=True)
+    if not catalogue.products:
+        raise click.ClickException(f"{file}: no valid product lines (see above)")
+
+    async def go() -> tuple[int, int, int]:
+        store = RedisVectorStore.from_settings(settings)
+        await store.start()
+        try:
+            model = load_configured(settings, path, vector_store=store)
+            phrases = catalogue_phrases(catalogue.products, price=model.phrase_price,
+                                        event_types=types)
+            found, encoded = await embed_phrases(model.vectors, phrases)
+            return len(phrases), found, encoded
+        finally:
+            await store.stop()
+
+    phrases, found, encoded = asyncio.run(go())
+    click.echo(f"{len(catalogue.products)} products, {phrases} phrases: {encoded} encoded and "
+               f"stored, {found} already there; {len(catalogue.skipped)} lines skipped")
+
+
 @main.command("settings-doc")
 def settings_doc() -> None:
     """Print the settings reference (Markdown), generated from the code: docs/settings.md."""

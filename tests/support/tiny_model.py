@@ -38,3 +38,23 @@ def write_tiny_encoder(path: str | os.PathLike[str], *, seed: int = 0,
         model = BertModel(config)
     model.save_pretrained(path)
     return path
+
+
+def write_tiny_pooled_model(path: str | os.PathLike[str], encoder_dir: str | os.PathLike[str],
+                            *, seed: int = 0, version: str = "1.0.0",
+                            name: str = "tiny-pooled") -> Path:
+    """A pooled model directory over the tiny encoder (copied in) with a random head."""
+    import numpy as np
+
+    from worker.features import FEATURE_NAMES
+    from worker.model import ModelConfig, save_model_dir
+    from worker.model.config import WindowModelSection
+    from worker.model.pooled import PooledHead
+
+    rng = np.random.default_rng(seed)
+    head = PooledHead(rng.normal(scale=0.1, size=len(FEATURE_NAMES)),
+                      rng.normal(scale=0.1, size=TINY_DIM), rng.normal(scale=0.1, size=TINY_DIM),
+                      0.5, -2.0)
+    config = ModelConfig(name=name, version=version, text_dim=TINY_DIM, max_tokens=32,
+                         max_chars=200, window_model=WindowModelSection(kind="pooled"))
+    return save_model_dir(path, head=head, config=config, encoder=Path(encoder_dir))

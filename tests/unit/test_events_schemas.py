@@ -12,7 +12,7 @@ from worker.events import schemas
 from worker.events.deadletter import REASONS
 from worker.events.parse import EVENT_TYPES
 
-NAMES = ["click-event.v1", "intent-score.v1", "dead-letter.v1"]
+NAMES = ["click-event.v1", "intent-score.v1", "dead-letter.v1", "catalog-product.v1"]
 
 
 def _objects(node: object):
@@ -39,6 +39,13 @@ def test_schema_is_standard_and_documented(name: str) -> None:
             assert sub.get("additionalProperties") is False, sub
         for field, spec in sub.get("properties", {}).items():
             assert spec.get("description"), (name, field)
+
+
+def test_catalogue_product_is_the_click_events_product() -> None:
+    product = schemas.load_schema("click-event.v1")["properties"]["product"]
+    catalogue = schemas.load_schema("catalog-product.v1")
+    for key in ("type", "required", "additionalProperties", "properties"):
+        assert catalogue[key] == product[key], key
 
 
 def test_enums_match_the_code() -> None:
