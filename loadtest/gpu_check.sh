@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# GPU check of issue 5, in one call of about 8 minutes at most, from the repository root:
+# The GPU check, in one call of about 8 minutes at most, from the repository root:
 #
 #   1. model-only throughput (loadtest.model_bench --synthetic): MiniLM-L6 (the shipped model)
 #      and a BERT-base-sized encoder (random weights) at 64 and 128 tokens, batch 256/512/1024,
 #      bf16 autocast, inference_mode, warm-up, CUDA-synchronised timing;
-#   2. the worker end to end with the real model on the GPU (loadtest.bench, rows a-d), then
-#      row c again with INTENT_PIPELINE_OVERLAP=off (on by default with CUDA) if time is left.
+#   1b. event-phrase encodes (loadtest.phrase_vectors): every distinct phrase of the REES46 dev
+#      slice (or the bundled sample) through the pooled model's phrase encoder on the device,
+#      each phrase once, as the worker's EventVectors encodes its unseen phrases;
+#   2. the worker end to end with the shipped model on the GPU (loadtest.bench, rows a-d: the
+#      pooled model over event vectors, so row c reports encoder sequences per event and the
+#      vector hit rates), then row c again with INTENT_PIPELINE_OVERLAP=off (on by default with
+#      CUDA) if time is left.
 #
-# Results go to $OUT (default ./gpu-check-out): summary.txt, model_only.json, bench.json,
-# bench-table.md, bench-overlap-off.md, bench-logs.tar.gz, env.txt, gpu_check.log (8 files,
-# no deeper folders).
+# Results go to $OUT (default ./gpu-check-out): summary.txt, model_only.json, phrases.json,
+# bench.json, bench-table.md, bench-overlap-off.md, bench-logs.tar.gz, env.txt, gpu_check.log
+# (9 files, no deeper folders).
 #
 # Python: the project's .venv when it imports the project, else ./bootstrap is tried (it needs
 # a package index). bootstrap installs the CPU wheel of torch, so CUDA is checked explicitly:
@@ -116,6 +121,18 @@ for r in doc["results"]:
         print(f"{r['encoder']:9s} tokens={r['tokens']:4d} batch={r['batch_size']:5d} "
               f"{r['seq_per_s']:12,.0f} seq/s {r['ms_per_batch']:9.2f} ms/batch  [{r['weights']}]")
 EOF
+fi
+
+# --- 1b. event-phrase encodes -------------------------------------------------------------
+PHRASE_DATA=../shared/data/rees46/events-dev.csv
+[ -f "$PHRASE_DATA" ] || PHRASE_DATA=worker/data/sample-rees46.csv
+if [ -n "$VENV_PY" ] && [ "$(left)" -ge 120 ]; then
+  PDEV=$MDEV; [ "$MODEL_PY" = "$VENV_PY" ] || PDEV=cpu
+  say "phrase encodes: loadtest.phrase_vectors $PHRASE_DATA --price bucket --device $PDEV"
+  timeout "$(cap 90)" "$VENV_PY" -m loadtest.phrase_vectors "$PHRASE_DATA" --format rees46 \
+    --price bucket --device "$PDEV" >"$OUT/phrases.json" 2>>"$OUT/gpu_check.log" \
+    && grep -E '"(distinct_phrases|phrases_per_event|device|encode_s|vectors_per_s)"' \
+      "$OUT/phrases.json" >>"$SUMMARY" || say "phrase step failed or timed out"
 fi
 
 # --- 2. the worker end to end -----------------------------------------------------------

