@@ -154,7 +154,7 @@ class Settings(BaseSettings):
         10.0, ge=0, allow_inf_nan=False,
         description="...when the mean gap is below this (s)")
     anomaly_ooc_max_score: float = Field(
-        0.07, ge=0, le=1, allow_inf_nan=False,
+        0.08, ge=0, le=1, allow_inf_nan=False,
         description="out-of-character: prior intent score below this (suits the shipped model)")
     anomaly_ooc_min_prior_events: int = Field(
         1, ge=0,

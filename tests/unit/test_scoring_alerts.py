@@ -103,7 +103,7 @@ async def test_the_burst_continuing_in_later_batches_stays_quiet() -> None:
 
 
 async def test_out_of_character_scores_the_prior_window_in_the_same_model_call() -> None:
-    pipe, scorer, _ = make(score=0.01)  # below the default 0.07: out of character
+    pipe, scorer, _ = make(score=0.01)  # below the default 0.08: out of character
     events = [event("v1", "u1", T0, pid="p1"), event("v2", "u1", T0 + 60_000, pid="p1"),
               event("x1", "u1", T0 + 120_000, "purchase", pid="p-never-seen")]
     result = await pipe.process(msgs(events))

@@ -35,7 +35,7 @@ def default_model_path() -> Path:
 
 
 def init_default(path: str | os.PathLike[str], *, created: str = "") -> Path:
-    """Write an untrained model directory of the shipped shape at ``path``."""
+    """Write an untrained window-text model directory (the text kind) at ``path``."""
     import torch
 
     from worker.model.head import FusionHead
