@@ -79,6 +79,28 @@ def test_kcv_picks_its_components_on_the_fit_users_only() -> None:
     assert not np.allclose(other(fit), first(fit))
 
 
+def test_kcv_fits_and_scores_nothing_but_fit_rows() -> None:
+    data = _data(seed=3)
+    fit, score = np.arange(0, 600, 2), np.arange(1, 600, 2)
+    touched: list[np.ndarray] = []
+
+    class Spy(VectorCandidates):
+        def pooled(self, price, components, fit_idx, *, text=True):  # type: ignore[no-untyped-def]
+            touched.append(np.asarray(fit_idx))
+            inner = super().pooled(price, components, fit_idx, text=text)
+
+            def scores(idx: np.ndarray) -> np.ndarray:
+                touched.append(np.asarray(idx))
+                return inner(idx)
+
+            return scores
+
+    Spy(data).fit("pooled_kcv", fit, "salt", score)
+    assert len(touched) == 2 * 5 * len(KCV_COMPONENTS) + 1  # inner fits and scores, the refit
+    assert all(np.isin(t, fit).all() for t in touched)
+    assert np.array_equal(touched[-1], fit)
+
+
 def test_the_default_run_leaves_the_grus_out_and_unknown_names_fail_early() -> None:
     assert "gru" in ALL and "gru_loss" in ALL
     assert not {"gru", "gru_loss"} & set(DEFAULT)
