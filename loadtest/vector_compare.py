@@ -6,31 +6,35 @@ splits and the time split: which window model to ship?
 
 **Data.** Examples as ``train`` builds them (label horizon 600 s, the worker's window: at
 most 50 events spanning at most 3,600 s), their 42 context features and window-text vectors
-(:func:`loadtest.head_compare.load`). Each *distinct* event phrase (:func:`event_phrase`:
-one event without its age) is encoded once by the shipped frozen MiniLM encoder (mean
-pooling, the model's token budget; the same vector cache as the window texts).
+(:func:`loadtest.head_compare.load`). The pooled candidates read the product's own inputs and
+statistics: :func:`worker.features.build_input` with ``max_chars=0`` and a ``phrase_price``
+(each event's phrase, no age, newest first), then :meth:`worker.training.pooled.PooledRun.prepare`
+(each distinct phrase encoded once by the shipped MiniLM, float16-rounded as the worker stores
+it, every window pooled by :func:`worker.model.pooled.pool`, half-life 300 s).
 
 **Candidates** (all fitted on the fit users of a split only; no choice uses scored users):
 
-- ``pooled``: a linear head (standardised inputs, logistic regression, C 0.01, as
-  :func:`~worker.training.linear.fit_linear_head`) on the 42 features, ``k`` principal
-  components of the window's recency-weighted mean event vector, ``k`` of the newest
-  event's vector (each PCA fitted on the fit rows) and the cosine of the newest event's
-  vector to the mean of the others (:func:`pooled_stats`; half-life fixed, not tuned);
-- ``pooled_noprice``: the same over phrases without the price;
-- ``pooled_k8``: ``pooled`` with 8 components of each vector;
-- ``pooled_hl``: ``pooled`` with the half-life picked among :data:`HALF_LIVES_S` (inf: a
-  plain mean) by mean PR-AUC over 5 inner user folds of the fit users;
-- ``gru``: a GRU (hidden 64) over the window's events, oldest to newest, each
-  ``[16 PCs of its vector, event type one-hot, log age to the newest, log price, has a price,
-  same product / category as the newest]``, its last state concatenated with the standardised
-  features into one logit; early-stopped (PR-AUC) on the users
-  :func:`~worker.dataset.inner_user_split` holds out of the fit users, then scored as is;
-- ``gru_loss``: the same GRU early-stopped on the held-out log-loss instead;
+- ``pooled``: the shipped recipe, :func:`~worker.training.pooled.fit_pooled_head` with
+  ``components=8`` over bucketed-price phrases (the features, 8 principal components of the
+  recency-weighted mean vector and of the newest event's vector, the newest event's cosine
+  to the rest; logistic regression, C 0.01);
+- ``pooled_k4``, ``pooled_k16``: the same with 4 or 16 components of each vector;
+- ``pooled_kcv``: the same with the number of components (:data:`KCV_COMPONENTS`) picked by
+  mean PR-AUC over 5 inner user folds of the fit users;
+- ``pooled_noprice``: ``pooled`` over phrases without the price;
+- ``pooled_features``: ``fit_pooled_head(..., text=False)``, the product's ablation (the
+  context features alone; it should match ``features``);
 - ``text``: today's head (head_compare's ``linear``: features + 4 PCs of the window text);
-- ``features``: the ablation, the same linear head without any text (0 components);
+- ``features``: the same linear head without any text (0 components);
 - ``baseline``: the product GBDT as ``train`` fits it (head_compare's ``baseline_inner``:
-  stopped on inner fit users, refitted on all of them).
+  stopped on inner fit users, refitted on all of them);
+- ``gru``, ``gru_loss`` (only when named in ``--candidates``: slow, and unstable at this
+  data size): a GRU (hidden 64) over the window's events, oldest to newest, each
+  ``[16 PCs of its phrase vector, event type one-hot, log age to the newest, log price, has
+  a price, same product / category as the newest]``, its last state concatenated with the
+  standardised features into one logit; early-stopped on PR-AUC (``gru``) or log-loss
+  (``gru_loss``) of the users :func:`~worker.dataset.inner_user_split` holds out of the fit
+  users, then scored as is.
 
 **Splits** (:func:`loadtest.head_compare.splits`): 5 folds by user for each of 4 salts
 (20 splits, no user on both sides), then the time split. Per candidate: PR-AUC and ROC-AUC
@@ -46,7 +50,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +60,19 @@ from loadtest.head_compare import SALTS, Candidates
 from loadtest.head_compare import Data as TextData
 from loadtest.head_compare import splits as all_splits
 from worker.dataset.split import DEFAULT_SPLIT_SEED
+from worker.model.pooled import PooledStats
+from worker.training.pooled import DEFAULT_C, DEFAULT_HALF_LIFE_S, DEFAULT_POOLED_COMPONENTS
 
-__all__ = ["ALL", "HALF_LIFE_S", "Candidates", "EventTable", "Vectors", "compare", "event_phrase",
-           "fit_pca", "main", "pooled_stats", "summary", "table"]
+__all__ = ["ALL", "DEFAULT", "KCV_COMPONENTS", "EventTable", "VectorCandidates", "Vectors",
+           "compare", "event_table", "main", "paired", "summary", "table"]
 
-ALL = ("baseline", "features", "text", "pooled", "pooled_noprice", "pooled_k8", "pooled_hl",
-       "gru", "gru_loss")
-HALF_LIFE_S = 300.0  # recency weight of an event: 0.5 ** (age to the newest / HALF_LIFE_S)
-HALF_LIVES_S = (60.0, 300.0, 1800.0, math.inf)  # pooled_hl picks one on inner user folds
-POOL_COMPONENTS = 4
+ALL = ("baseline", "features", "text", "pooled", "pooled_k4", "pooled_k16", "pooled_kcv",
+       "pooled_noprice", "pooled_features", "gru", "gru_loss")
+DEFAULT = tuple(n for n in ALL if not n.startswith("gru"))  # the GRUs run only when named
+COMPONENTS = {"pooled": DEFAULT_POOLED_COMPONENTS, "pooled_k4": 4, "pooled_k16": 16,
+              "pooled_noprice": DEFAULT_POOLED_COMPONENTS}
+KCV_COMPONENTS = (4, 8, 16)  # pooled_kcv picks one on inner user folds of the fit users
 SEQ_COMPONENTS = 16
-C = 0.01
 GRU_HIDDEN = 64
 GRU_EPOCHS = 12
 GRU_PATIENCE = 3
@@ -74,79 +80,6 @@ GRU_BATCH = 256
 GRU_LR = 3e-3
 KINDS = ("view", "search", "add_to_cart", "remove_from_cart", "purchase", "review")
 T_975 = {19: 2.093, 4: 2.776}  # Student t quantiles for 20 and 5 splits
-
-
-# --- event phrases -----------------------------------------------------------------------
-# The phrases this study was run with: worker.features.phrase's wording, with the price rounded
-# to half decades (1, 3, 10, 30, ...) before rendering. worker.features.phrase's own "bucket"
-# mode writes a 1-2-5 band instead ("price 200-500 USD"); the recorded figures use this one.
-
-def price_bucket(price: float) -> float:
-    """A coarse log-scale stand-in for a price: 1, 3, 10, 30, 100, 300, ... (half decades,
-    rounded to the nearest on a log scale); 0 for prices below 0.5."""
-    if price < 0.5:
-        return 0.0
-    step = round(2 * math.log10(price))
-    return float(10 ** (step // 2) * (3 if step % 2 else 1))
-
-
-def event_phrase(event: dict, price: str = "bucket") -> str:
-    """:func:`worker.features.phrase.event_phrase` of ``event`` with its price bucketed
-    (``"bucket"``, :func:`price_bucket`) or left out (``"none"``); no age cue."""
-    from worker.features.phrase import event_phrase as text_phrase
-
-    if price not in ("bucket", "none"):
-        raise ValueError(f"price must be 'bucket' or 'none', got {price!r}")
-    product = event.get("product")
-    if product and "price" in product:
-        product = dict(product)
-        value = product.pop("price")
-        if price == "bucket" and isinstance(value, int | float) and not isinstance(value, bool) \
-                and math.isfinite(value) and value >= 0:
-            product["price"] = price_bucket(float(value))
-        event = {**event, "product": product}
-    return text_phrase(event, price="exact")
-
-
-# --- pure parts ----------------------------------------------------------------------------
-
-def layer_norm(v: np.ndarray) -> np.ndarray:
-    """Each row standardised over its dimensions (the head's LayerNorm, unit weight)."""
-    v = np.asarray(v, dtype=np.float64)
-    return (v - v.mean(-1, keepdims=True)) / np.sqrt(v.var(-1, keepdims=True) + 1e-5)
-
-
-def recency_weights(ages_s: np.ndarray, half_life_s: float = HALF_LIFE_S) -> np.ndarray:
-    """``0.5 ** (age / half_life)``, normalised to sum to one (equal for an infinite one)."""
-    w = np.power(0.5, np.asarray(ages_s, dtype=np.float64) / half_life_s)
-    return w / w.sum()
-
-
-def pooled_stats(vectors: np.ndarray, ages_s: np.ndarray, half_life_s: float = HALF_LIFE_S
-                 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(recency-weighted mean, newest vector, cosine of the newest to the mean of the rest)``
-    of one window's event vectors ``(m, dim)``, **newest first**, with their ages to the newest
-    event in seconds; the cosine is 0 for a one-event window."""
-    vectors = np.asarray(vectors, dtype=np.float64)
-    if len(vectors) == 0:
-        raise ValueError("empty window")
-    mean = recency_weights(ages_s, half_life_s) @ vectors
-    newest = vectors[0]
-    cos = 0.0
-    if len(vectors) > 1:
-        rest = vectors[1:].mean(0)
-        denom = float(np.linalg.norm(newest) * np.linalg.norm(rest))
-        cos = float(newest @ rest / denom) if denom > 0 else 0.0
-    return mean, newest, cos
-
-
-def fit_pca(x: np.ndarray, fit_idx: np.ndarray, k: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A PCA of ``k`` components fitted on the rows ``fit_idx`` of ``x`` only;
-    returns the projection of any rows."""
-    from sklearn.decomposition import PCA
-
-    pca = PCA(k, svd_solver="full").fit(x[fit_idx])
-    return pca.transform
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -167,20 +100,25 @@ class EventTable:
 
 @dataclass(frozen=True)
 class Vectors:
-    """Window-text data (head_compare) plus per-event phrase vectors and tables."""
+    """Window-text data (head_compare) plus, per phrase price mode, the product's model inputs
+    (:class:`~worker.features.ModelInput` with its event sequence) and pooled statistics;
+    ``features``: the context features of those inputs (the same as ``text.features``)."""
 
     text: TextData
-    tables: dict[str, EventTable]  # by price mode
-    phrase_vectors: dict[str, np.ndarray]  # by price mode: (distinct phrases, dim), normed
-    info: dict[str, Any]
+    stats: dict[str, PooledStats]
+    features: np.ndarray
+    inputs: dict[str, Sequence[Any]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
-def event_table(windows: Sequence[Sequence[dict]], price: str, width: int
+def event_table(windows: Sequence[Sequence[dict]], sequences: Sequence[Any]
                 ) -> tuple[EventTable, list[str]]:
-    """The :class:`EventTable` of windows (each oldest first) and the distinct phrases."""
+    """The :class:`EventTable` of windows (each oldest first) whose phrases are the product's
+    event sequences (``ModelInput.events``, newest first), and the distinct phrases."""
     from worker.features.facts import window_facts
 
     n = len(windows)
+    width = max(len(s.phrases) for s in sequences)
     phrase = np.full((n, width), -1, dtype=np.int64)
     kind = np.zeros((n, width), dtype=np.int64)
     age = np.zeros((n, width))
@@ -190,19 +128,16 @@ def event_table(windows: Sequence[Sequence[dict]], price: str, width: int
     same_category = np.zeros((n, width))
     length = np.zeros(n, dtype=np.int64)
     index: dict[str, int] = {}
-    by_id: dict[int, int] = {}  # one phrase per event dict (windows share them)
-    for i, window in enumerate(windows):
-        facts = window_facts(window)[::-1][:width]  # newest first
+    for i, (window, seq) in enumerate(zip(windows, sequences, strict=True)):
+        facts = window_facts(window)[::-1]  # newest first, as the sequence
+        if len(facts) != len(seq.phrases):
+            raise ValueError(f"window {i}: {len(facts)} events, {len(seq.phrases)} phrases")
         newest = facts[0]
         length[i] = len(facts)
-        for j, f in enumerate(facts):
-            event = f[6]
-            p = by_id.get(id(event))
-            if p is None:
-                p = by_id[id(event)] = index.setdefault(event_phrase(event, price), len(index))
-            phrase[i, j] = p
+        for j, (f, text) in enumerate(zip(facts, seq.phrases, strict=True)):
+            phrase[i, j] = index.setdefault(text, len(index))
             kind[i, j] = min(f[1], len(KINDS))
-            age[i, j] = (newest[0] - f[0]) / 1000
+            age[i, j] = seq.ages_s[j]
             if f[2] is not None:
                 log_price[i, j], has_price[i, j] = f[2], 1.0
             same_product[i, j] = float(f[3] is not None and f[3] == newest[3])
@@ -214,17 +149,12 @@ def event_table(windows: Sequence[Sequence[dict]], price: str, width: int
 
 def load(path: Path, fmt: str, cache: Path | None, prices: Sequence[str] = ("bucket", "none")
          ) -> Vectors:
-    """Examples and window-text vectors (head_compare), then each distinct event phrase
-    encoded once by the shipped encoder (sharing the vector cache)."""
-    import torch
-
+    """Examples and window-text vectors (head_compare), then the product's inputs and pooled
+    statistics of the same examples for each phrase price mode."""
     from loadtest.head_compare import load as load_text
-    from worker.model.config import ModelConfig
-    from worker.model.encoder import load_encoder
-    from worker.model.head import FusionHead
-    from worker.model.intent import IntentModel
+    from worker.features import build_input
     from worker.model.modeldir import DEFAULT_ENCODER_PACKAGE, package_dir
-    from worker.training.embed import EmbeddingCache, embed_texts, encoder_id
+    from worker.training.pooled import PooledRun
 
     t0 = time.perf_counter()
     text = load_text(path, fmt, cache)
@@ -232,35 +162,32 @@ def load(path: Path, fmt: str, cache: Path | None, prices: Sequence[str] = ("buc
                             "users": len(set(text.users.tolist())),
                             "text_seconds": round(time.perf_counter() - t0, 1)}
     assert text.examples is not None
-    windows = [e.window for e in text.examples]
-    width = max(len(w) for w in windows)
-    directory = package_dir(DEFAULT_ENCODER_PACKAGE)
-    encoder = load_encoder(directory, pooling="mean")
-    config = ModelConfig(name="phrases", version="0", text_dim=encoder.dim, max_tokens=128,
-                         max_chars=768, head_hidden=2, head_dropout=0.0)
-    head = FusionHead(encoder.dim, text.features.shape[1], hidden=2)  # unused: embed only
-    model = IntentModel(encoder=encoder, head=head, config=config, device=torch.device("cpu"))
-    emb_cache = EmbeddingCache(encoder_id(directory, pooling="mean", max_tokens=128))
-    if cache:
-        emb_cache.load(cache)
-    tables, vectors = {}, {}
+    stats: dict[str, PooledStats] = {}
+    inputs: dict[str, Sequence[Any]] = {}
+    features = None
     for price in prices:
         t1 = time.perf_counter()
-        table_, phrases = event_table(windows, price, width)
+        inputs[price] = [build_input(e.window, max_chars=0, phrase_price=price)  # type: ignore[arg-type]
+                         for e in text.examples]
         t2 = time.perf_counter()
-        cached = sum(emb_cache.key(p) in emb_cache.vectors for p in phrases)
-        vectors[price] = layer_norm(embed_texts(model, phrases, cache=emb_cache, progress=False))
-        tables[price] = table_
+        run = PooledRun(package_dir(DEFAULT_ENCODER_PACKAGE), inputs[price], text.labels,
+                        half_life_s=DEFAULT_HALF_LIFE_S)
+        run.prepare()
+        assert run.stats is not None
+        stats[price], features = run.stats, run.features
+        distinct = list(dict.fromkeys(p for i in inputs[price] for p in i.events.phrases))
         info[f"phrases_{price}"] = {
-            "distinct": len(phrases), "events_in_windows": int(table_.length.sum()),
-            "cached": cached, "phrase_seconds": round(t2 - t1, 2),
-            "encode_seconds": round(time.perf_counter() - t2, 2),
-            "mean_chars": round(float(np.mean([len(p) for p in phrases])), 1),
-            "examples": phrases[:3]}
-    if cache:
-        emb_cache.save(cache)
-    info["window"] = {"max_events": width, "mean_events": float(tables[prices[0]].length.mean())}
-    return Vectors(text=text, tables=tables, phrase_vectors=vectors, info=info)
+            **run.info, "input_seconds": round(t2 - t1, 2),
+            "mean_chars": round(float(np.mean([len(p) for p in distinct])), 1),
+            "examples": distinct[:3]}
+    assert features is not None
+    gap = float(np.abs(features - text.features.astype(np.float64)).max())
+    if gap > 1e-3:
+        raise ValueError(f"the product's features differ from the text data's by {gap}")
+    info["feature_gap"] = gap
+    lengths = [len(i.events.phrases) for i in inputs[prices[0]]]
+    info["window"] = {"max_events": max(lengths), "mean_events": float(np.mean(lengths))}
+    return Vectors(text=text, stats=stats, features=features, inputs=inputs, info=info)
 
 
 # --- candidates ----------------------------------------------------------------------------
@@ -271,25 +198,13 @@ Scores = Callable[[np.ndarray], np.ndarray]
 class VectorCandidates:
     """``fit(name, fit_idx, salt, stop_idx) -> scores(idx)`` for the names in :data:`ALL`."""
 
-    def __init__(self, data: Vectors, *, half_life_s: float = HALF_LIFE_S,
-                 pool_components: int = POOL_COMPONENTS, seed: int = 0) -> None:
+    def __init__(self, data: Vectors, *, seed: int = 0) -> None:
         self.d = data
         self.text = Candidates(data.text)
         self.x = data.text.features.astype(np.float64)
         self.y = data.text.labels
-        self.k = pool_components
         self.seed = seed
-        self.half_life_s = half_life_s
-        self._pooled: dict[tuple[str, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def pooled(self, price: str, half_life_s: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(mean, newest, cosine) of every example's window, computed once per setting."""
-        key = (price, half_life_s)
-        if key not in self._pooled:
-            self._pooled[key] = _pool_all(self.d.tables[price], self.d.phrase_vectors[price],
-                                          half_life_s)
-        return self._pooled[key]
+        self._sequences: tuple[EventTable, np.ndarray] | None = None
 
     def fit(self, name: str, fit_idx: np.ndarray, salt: str, stop_idx: np.ndarray) -> Scores:
         if name == "baseline":
@@ -297,56 +212,81 @@ class VectorCandidates:
         if name == "text":
             return self.text.fit("linear", fit_idx, salt, stop_idx)
         if name == "features":
-            return self._linear([], fit_idx)
-        if name in ("pooled", "pooled_noprice", "pooled_k8"):
+            return self._linear(fit_idx)
+        if name in COMPONENTS:
             price = "none" if name == "pooled_noprice" else "bucket"
-            k = 8 if name == "pooled_k8" else self.k
-            return self._pooled_head(price, self.half_life_s, k, fit_idx)
-        if name == "pooled_hl":
-            return self._pooled_hl(fit_idx, salt)
+            return self.pooled(price, COMPONENTS[name], fit_idx)
+        if name == "pooled_kcv":
+            return self._pooled_kcv(fit_idx, salt)
+        if name == "pooled_features":
+            return self.pooled("bucket", DEFAULT_POOLED_COMPONENTS, fit_idx, text=False)
         if name in ("gru", "gru_loss"):
             return self._gru(fit_idx, salt, stop="pr_auc" if name == "gru" else "loss")
         raise ValueError(f"unknown candidate {name!r}; known: {ALL}")
 
-    def _pooled_head(self, price: str, half_life_s: float, k: int, fit_idx: np.ndarray
-                     ) -> Scores:
-        mean, newest, cos = self.pooled(price, half_life_s)
-        blocks = [fit_pca(mean, fit_idx, k), fit_pca(newest, fit_idx, k)]
-        return self._linear([lambda i, b=blocks[0]: b(mean[i]),
-                             lambda i, b=blocks[1]: b(newest[i]),
-                             lambda i: cos[i, None]], fit_idx)
+    def pooled(self, price: str, components: int, fit_idx: np.ndarray, *, text: bool = True
+               ) -> Scores:
+        """The product's pooled head (:func:`fit_pooled_head`) fitted on ``fit_idx``; scores
+        are its logits."""
+        from worker.training.pooled import fit_pooled_head
 
-    def _pooled_hl(self, fit_idx: np.ndarray, salt: str) -> Scores:
-        """``pooled`` at the half-life with the best mean PR-AUC over inner user folds."""
+        stats, feats = self.d.stats[price], self.d.features
+        head, _ = fit_pooled_head(stats, feats, self.y, fit_idx, components=components,
+                                  c=DEFAULT_C, text=text)
+
+        def score(idx: np.ndarray) -> np.ndarray:
+            part = PooledStats(stats.mean[idx], stats.newest[idx], stats.cos[idx])
+            return head.logits(part, feats[idx])
+
+        return score
+
+    def _pooled_kcv(self, fit_idx: np.ndarray, salt: str) -> Scores:
+        """``pooled`` with the components of :data:`KCV_COMPONENTS` that have the best mean
+        PR-AUC over 5 inner user folds of the fit users."""
         from sklearn.metrics import average_precision_score
 
         inner = self.text._inner(fit_idx, salt)
         means = []
-        for hl in HALF_LIVES_S:
+        for k in KCV_COMPONENTS:
             scores = []
-            for k in range(5):
-                tr, ho = fit_idx[inner != k], fit_idx[inner == k]
-                p = self._pooled_head("bucket", hl, self.k, tr)(ho)
+            for fold in range(5):
+                tr, ho = fit_idx[inner != fold], fit_idx[inner == fold]
+                p = self.pooled("bucket", k, tr)(ho)
                 scores.append(average_precision_score(self.y[ho], p))
             means.append(float(np.mean(scores)))
-        best = HALF_LIVES_S[int(np.argmax(means))]
-        score = self._pooled_head("bucket", best, self.k, fit_idx)
-        score.info = {"half_life_s": best if math.isfinite(best) else "inf"}  # type: ignore[attr-defined]
+        best = KCV_COMPONENTS[int(np.argmax(means))]
+        score = self.pooled("bucket", best, fit_idx)
+        score.info = {"components": best}  # type: ignore[attr-defined]
         return score
 
-    def _linear(self, blocks: list[Callable[[np.ndarray], np.ndarray]], fit_idx: np.ndarray
-                ) -> Scores:
-        """Standardised features (+ blocks) into a logistic regression, C 0.01."""
+    def _linear(self, fit_idx: np.ndarray) -> Scores:
+        """The standardised features into a logistic regression, C 0.01 (no text)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        def inputs(idx: np.ndarray) -> np.ndarray:
-            return np.column_stack([self.x[idx], *(b(idx) for b in blocks)])
+        scaler = StandardScaler().fit(self.x[fit_idx])
+        model = LogisticRegression(C=DEFAULT_C, max_iter=5000).fit(
+            scaler.transform(self.x[fit_idx]), self.y[fit_idx])
+        return lambda idx: model.decision_function(scaler.transform(self.x[idx]))
 
-        scaler = StandardScaler().fit(inputs(fit_idx))
-        model = LogisticRegression(C=C, max_iter=5000).fit(scaler.transform(inputs(fit_idx)),
-                                                           self.y[fit_idx])
-        return lambda idx: model.decision_function(scaler.transform(inputs(idx)))
+    def sequences(self) -> tuple[EventTable, np.ndarray]:
+        """The GRU's event table over the bucketed-price phrases and their layer-normalised
+        vectors (encoded once, as the worker stores them), built on first use."""
+        if self._sequences is None:
+            from worker.model.modeldir import DEFAULT_ENCODER_PACKAGE, package_dir
+            from worker.model.phrase_encoder import TorchPhraseEncoder
+            from worker.model.pooled import layer_norm
+            from worker.model.vectors import EventVectors
+
+            ex = self.d.text.examples
+            assert ex is not None
+            table_, phrases = event_table([e.window for e in ex],
+                                          [i.events for i in self.d.inputs["bucket"]])
+            encoder = TorchPhraseEncoder.from_directory(package_dir(DEFAULT_ENCODER_PACKAGE),
+                                                        max_tokens=64)
+            vectors = EventVectors(encoder, cache_size=0).vectors_here(phrases)
+            self._sequences = table_, layer_norm(vectors)
+        return self._sequences
 
     def _gru(self, fit_idx: np.ndarray, salt: str, stop: str) -> Scores:
         from worker.dataset.split import inner_user_split
@@ -357,21 +297,9 @@ class VectorCandidates:
         inner_fit, hold = inner_user_split([ex[i] for i in fit_idx], seed=salt)
         tr = np.array([position[id(e)] for e in inner_fit])
         ho = np.array([position[id(e)] for e in hold])
-        return fit_gru(self.d.tables["bucket"], self.d.phrase_vectors["bucket"], self.x, self.y,
-                       fit_idx, tr, ho, seed=self.seed, stop=stop)
-
-
-def _pool_all(t: EventTable, vectors: np.ndarray, half_life_s: float
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(t.length)
-    mean = np.zeros((n, vectors.shape[1]))
-    newest = np.zeros((n, vectors.shape[1]))
-    cos = np.zeros(n)
-    for i in range(n):
-        m = t.length[i]
-        mean[i], newest[i], cos[i] = pooled_stats(vectors[t.phrase[i, :m]], t.age_s[i, :m],
-                                                  half_life_s)
-    return mean, newest, cos
+        table_, vectors = self.sequences()
+        return fit_gru(table_, vectors, self.x, self.y, fit_idx, tr, ho, seed=self.seed,
+                       stop=stop)
 
 
 def sequence_inputs(t: EventTable, projected: np.ndarray) -> np.ndarray:
@@ -589,13 +517,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--format", default="rees46", choices=["rees46", "jsonl"])
     parser.add_argument("--cache", type=Path, default=None,
                         help="vector cache (.npz) for window texts and event phrases")
-    parser.add_argument("--candidates", default=",".join(ALL))
+    parser.add_argument("--candidates", default=",".join(DEFAULT),
+                        help=f"comma-separated, of {','.join(ALL)}")
     parser.add_argument("--salts", default=",".join(SALTS))
     parser.add_argument("--no-time", action="store_true", help="skip the time split")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     names = args.candidates.split(",")
+    unknown = sorted(set(names) - set(ALL))
+    if unknown:
+        parser.error(f"unknown candidates {unknown}; known: {', '.join(ALL)}")
     prices = ("bucket", "none") if "pooled_noprice" in names else ("bucket",)
     data = load(args.input, args.format, args.cache, prices)
     print(json.dumps(data.info, indent=1), flush=True)
@@ -606,8 +538,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     seconds = time.perf_counter() - t0
     print(f"{seconds:.0f}s")
     if args.out:
-        settings = {"half_life_s": HALF_LIFE_S, "half_lives_s": [str(h) for h in HALF_LIVES_S],
-                    "pool_components": POOL_COMPONENTS, "C": C,
+        settings = {"half_life_s": DEFAULT_HALF_LIFE_S, "components": COMPONENTS,
+                    "kcv_components": list(KCV_COMPONENTS), "C": DEFAULT_C, "phrase_max_tokens": 64,
                     "seq_components": SEQ_COMPONENTS, "gru_hidden": GRU_HIDDEN,
                     "gru_epochs": GRU_EPOCHS, "gru_patience": GRU_PATIENCE,
                     "gru_batch": GRU_BATCH, "gru_lr": GRU_LR, "seed": 0}
