@@ -72,3 +72,31 @@ async def test_without_polling_only_sighup_reloads(tmp_path: Path) -> None:
         watch.cancel()
         reloader.close()
     await asyncio.gather(watch, return_exceptions=True)
+
+
+async def test_a_symlink_switch_swaps_a_text_model_for_a_pooled_one_and_back(
+        tmp_path: Path) -> None:
+    """Real directories of both kinds behind one symlink: each switch loads the other kind."""
+    from tests.support.tiny_model import write_tiny_encoder, write_tiny_pooled_model
+    from worker.model import init_default, load_model
+    from worker.model.event_model import EventVectorModel
+    from worker.model.intent import IntentModel
+
+    encoder = write_tiny_encoder(tmp_path / "encoder", max_positions=64)
+    pooled = write_tiny_pooled_model(tmp_path / "pooled", encoder, version="2.0.0")
+    text = init_default(tmp_path / "text")
+    current = tmp_path / "current"
+    current.symlink_to(text)
+    served: list[object] = []
+    reloader = ModelReloader(current, load=lambda p: load_model(p, device="cpu"),
+                             on_swap=served.append, current_version="0.0.0")
+    try:
+        for target, kind in ((pooled, EventVectorModel), (text, IntentModel)):
+            tmp = tmp_path / "current.tmp"
+            tmp.symlink_to(target)
+            tmp.replace(current)
+            assert await reloader.check()
+            assert isinstance(served[-1], kind)
+        assert reloader.last_error is None
+    finally:
+        reloader.close()
