@@ -247,8 +247,8 @@ intent_event_vectors_total{source="process"} 300.0
 intent_event_vectors_total{source="redis"} 60.0
 intent_event_vectors_total{source="encoder"} 40.0
 intent_text_cache_total{result="hit"} 0.0
-intent_model_info{name="intent-minilm",version="2.0.0"} 1.0
 intent_model_info{name="old \\"one\\"",version="1.0.0"} 0.0
+intent_model_info{name="intent-minilm",version="2.0.0"} 1.0
 intent_consumer_lag{partition="0",topic="t"} 3.0
 """
 
@@ -281,6 +281,7 @@ def test_model_stats_of_a_pooled_and_of_a_text_model():
         'intent_text_cache_total{result="hit"} 10.0\n'
         'intent_text_cache_total{result="miss"} 80.0\n'))
     assert text["encoder_seq_per_event"] == pytest.approx(0.8)  # window texts encoded
+    assert text["encoder_sequences"] == 80 and pooled["encoder_sequences"] == 40
     assert text["process_hit_rate"] is None and text["redis_hit_rate"] is None
     assert text["model"] is None
     assert model_stats({})["encoder_seq_per_event"] is None  # nothing scored
