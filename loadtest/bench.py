@@ -392,8 +392,11 @@ class Bench:
                                     threads=settings.model_threads())
         await store.start()
         scoring_s = 0.0
+        # scoring: the worker's batch size, so every warm event is in a window scored (a big
+        # chunk would push the top users' older events out of their windows unseen)
+        size = self.args.batch_max if model is not None else 2000
         try:
-            for chunk in batches(self.warm, 2000):
+            for chunk in batches(self.warm, size):
                 windows, _ = await store.exchange(by_user(chunk))
                 if model is None:
                     continue

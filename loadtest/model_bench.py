@@ -75,9 +75,11 @@ def worker_batches(
     warm_out: dict | None = None
     try:
         t_warm = time.perf_counter()
-        for chunk in batches(list(warm), 2000):
+        scoring = vectors is not None and warm_vectors
+        # scoring: the worker's batch size, so every warm event is in a window scored
+        for chunk in batches(list(warm), batch_max if scoring else 2000):
             windows = store.append_sync(by_user(chunk))
-            if vectors is not None and warm_vectors:
+            if scoring:
                 call([build_input(w, max_chars=model.max_chars, phrase_price=price)
                       for w in windows.values()])
         if vectors is not None and warm and warm_vectors:

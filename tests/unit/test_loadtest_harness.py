@@ -388,3 +388,20 @@ def test_model_rows_warm_vectors_come_from_the_store_and_only_the_batches_are_co
     # every phrase is encoded once over the warm-up and the batches together
     encoded = hot_model.vectors.encoder.encoded
     assert len(encoded) == len(set(encoded))
+
+
+def test_model_rows_warm_vectors_cover_every_warm_event_even_past_the_window_length():
+    from loadtest.model_bench import worker_batches
+    from worker.events import parse_event
+    from worker.features.phrase import event_phrase
+
+    catalog = [Product(str(i), f"acme phone {i:04d}", "electronics.smartphone", "acme", 99.0)
+               for i in range(60)]
+    stream = make_events(140, users=1, zipf_s=0.0, catalog=catalog, seed=7)
+    warm, events = stream[:120], stream[120:]
+    model = _VectorModel()
+    out = worker_batches(events, batch_max=10, model=model, warm=warm, window_max_events=10)
+    # one user, 120 warm events, windows of 10: scored batch by batch, none is missed
+    phrases = {event_phrase(parse_event(__import__("orjson").dumps(e), max_bytes=65536),
+                            price="bucket") for e in warm}
+    assert out["warm_vectors"]["phrases_encoded"] == len(phrases) > 10
