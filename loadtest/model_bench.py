@@ -14,10 +14,11 @@ their windows are also scored (untimed) so their vectors are in the store, and t
 cache is emptied, as a worker starts after others ran (``--cold-vectors``: not scored).
 ``--model``: the model directory (default: the shipped one).
 
-``--synthetic`` (the GPU check): encoder (+ fusion head for MiniLM) forward passes on random
-token ids of a fixed length, per batch size, under ``torch.inference_mode`` and, on CUDA, bf16
-autocast, after warm-up, with CUDA-synchronised timing. ``--encoder minilm`` is the shipped
-model; ``bert-base`` is ``BertModel(BertConfig())`` (12 layers, 768 hidden) with random weights.
+``--synthetic`` (the GPU check): encoder (+ fusion head for a text MiniLM model) forward passes
+on random token ids of a fixed length, per batch size, under ``torch.inference_mode`` and, on
+CUDA, bf16 autocast, after warm-up, with CUDA-synchronised timing. ``--encoder minilm`` is the
+shipped model; ``bert-base`` is ``BertModel(BertConfig())`` (12 layers, 768 hidden) with random
+weights.
 
     python -m loadtest.model_bench --events run/events.jsonl --batch-max 256 [--model DIR]
     python -m loadtest.model_bench --synthetic --encoder bert-base --tokens 64 128 \
@@ -223,7 +224,6 @@ def _synthetic_model(encoder: str, dev):
     key = (encoder, str(dev))
     if key in _MODELS:
         return _MODELS[key]
-    import torch
     from transformers import BertConfig, BertModel
 
     from worker.model.encoder import pool
@@ -250,14 +250,7 @@ def _synthetic_model(encoder: str, dev):
             forward, params = random_encoder(BertConfig(**MINILM_SHAPE))
             note = "random weights, MiniLM-L6-H384 shape (shipped encoder not installed)"
         else:
-            n_feat = model.head.n_features
-
-            def forward(ids, mask):
-                feats = torch.zeros((ids.shape[0], n_feat), device=dev)
-                return model.head(model.encoder(ids, mask), feats)
-
-            params = sum(p.numel() for p in model.encoder.parameters())
-            note = f"shipped model {model.name} {model.version} (encoder + fusion head)"
+            forward, params, note = _shipped_forward(model, dev)
     elif encoder == "bert-base":
         forward, params = random_encoder(BertConfig())
         note = "random weights, BertConfig() (12 layers, 768 hidden)"
@@ -265,6 +258,27 @@ def _synthetic_model(encoder: str, dev):
         raise ValueError(f"unknown encoder {encoder!r}")
     _MODELS[key] = (forward, params, note)
     return _MODELS[key]
+
+
+def _shipped_forward(model, dev):
+    """(forward, parameters, note) of a loaded model: a text model's encoder + fusion head, or a
+    pooled model's phrase encoder (its head is numpy over the vectors, no torch)."""
+    import torch
+
+    vectors = getattr(model, "vectors", None)
+    if vectors is not None:
+        text_encoder = vectors.encoder.encoder
+        params = sum(p.numel() for p in text_encoder.parameters())
+        return text_encoder, params, f"shipped model {model.name} {model.version} (pooled: " \
+            "its phrase encoder)"
+    n_feat = model.head.n_features
+
+    def forward(ids, mask):
+        feats = torch.zeros((ids.shape[0], n_feat), device=dev)
+        return model.head(model.encoder(ids, mask), feats)
+
+    params = sum(p.numel() for p in model.encoder.parameters())
+    return forward, params, f"shipped model {model.name} {model.version} (encoder + fusion head)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

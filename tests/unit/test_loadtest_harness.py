@@ -405,3 +405,17 @@ def test_model_rows_warm_vectors_cover_every_warm_event_even_past_the_window_len
     phrases = {event_phrase(parse_event(__import__("orjson").dumps(e), max_bytes=65536),
                             price="bucket") for e in warm}
     assert out["warm_vectors"]["phrases_encoded"] == len(phrases) > 10
+
+
+def test_synthetic_rows_of_a_pooled_model_time_its_phrase_encoder():
+    from types import SimpleNamespace
+
+    import torch
+
+    from loadtest.model_bench import _shipped_forward
+
+    encoder = torch.nn.Linear(3, 2)  # 8 parameters
+    pooled = SimpleNamespace(name="m", version="2", vectors=SimpleNamespace(
+        encoder=SimpleNamespace(encoder=encoder)))
+    forward, params, note = _shipped_forward(pooled, torch.device("cpu"))
+    assert forward is encoder and params == 8 and "pooled" in note
