@@ -3,15 +3,21 @@
     python -m loadtest.bench --events 20000 --model-events 3000 [--latency-seconds 30]
         [--users 5000 --zipf-s 1.1] [--batch-max 256 --batch-wait-ms 50] [--rows abcd]
         [--bootstrap H:P --redis-url URL] [--device auto|cpu|cuda] [--out-dir bench-results]
-        [--profile]
+        [--profile] [--cold-vectors]
 
 Without ``--bootstrap`` it starts the embedded stack (Tansu + redis-server) for the run.
 Rows (see docs/benchmarks.md):
 
 - a: ``loadtest.relay``, plain aiokafka consume -> produce of the same messages;
 - b: the worker (``python -m worker.cli run``) with ``INTENT_SCORER=noop``;
-- c: the worker with the real model (default settings);
+- c: the worker with the real model (default settings; ``INTENT_MODEL_PATH`` if set);
 - d: ``loadtest.model_bench``, the model alone on the same micro-batches as c.
+
+Either kind of model (``text``: window texts; ``pooled``: event vectors). With a pooled model
+the warm-up of c also puts the warm events' vectors into the row's Redis vector store, as a
+long-running worker would have left them (``--cold-vectors``: not), and d does the same in its
+memory store. After the backlog, c's ``/metrics`` page gives encoder sequences per event and
+the event vectors' process and Redis hit rates (``loadtest.stats.model_stats``).
 
 a and b drain a backlog of ``--events`` events; c and d use its first ``--model-events``
 (the model is slow on a CPU). Throughput: events of output batches 2..n over the time from
@@ -35,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -46,7 +53,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from loadtest.gen import batches, by_user, load_catalog, make_events
 from loadtest.loadgen import Published, publish
 from loadtest.relay import RELAY_BATCH_HEADER
-from loadtest.stats import OutRecord, coverage, format_table, latencies, ratio, throughput
+from loadtest.stats import (
+    OutRecord,
+    coverage,
+    format_table,
+    latencies,
+    model_stats,
+    parse_metrics,
+    ratio,
+    throughput,
+)
 from worker.settings import load_settings
 
 START_MS = 1_700_000_000_000  # event time of the first generated event
@@ -261,6 +277,22 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen | None:
     )  # noqa: SIM115
 
 
+async def scrape_model_stats(port: int, *, timeout_s: float = 10.0) -> dict | None:
+    """:func:`~loadtest.stats.model_stats` of the worker serving ``/metrics`` on ``port``
+    (None, said once, when the page cannot be read)."""
+
+    def get() -> str:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - fixed http URL
+            return resp.read().decode()
+
+    try:
+        return model_stats(parse_metrics(await asyncio.to_thread(get)))
+    except (OSError, ValueError) as exc:
+        _say(f"metrics on port {port} not read: {exc}")
+        return None
+
+
 # ---------------------------------------------------------------- rows
 
 
@@ -285,6 +317,13 @@ class Bench:
         self.model_events = self.events[: args.model_events]
         self._catalog = catalog
         self._extra_seed = args.seed + 1
+        self.model_path: Path | None = None
+        self.model_kind: str | None = None
+        if set(args.rows) & {"c", "d"}:
+            from worker.model import default_model_path, read_config
+
+            self.model_path = load_settings().model_path or default_model_path()
+            self.model_kind = read_config(self.model_path).kind
         self.topic_all = f"lt-{self.tag}-events"
         self.topic_model = f"lt-{self.tag}-events-model"
         self.published: dict[str, Published] = {}
@@ -321,21 +360,61 @@ class Bench:
                 for e in events:
                     fh.write(orjson.dumps(e) + b"\n")
 
-    async def prefill(self, row: str) -> None:
+    def row_settings(self, row: str):
+        """The settings the row's worker gets (its Redis, key prefix and device)."""
+        device = {"device": self.args.device} if self.args.device else {}
+        return load_settings(redis_url=self.redis_url, key_prefix=f"lt{self.tag}{row}", **device)
+
+    async def prefill(self, row: str, *, vectors: bool = False) -> dict:
         """Append the warm-up events to the row's windows in Redis (its own key prefix), as
-        the worker would have: the row starts where a long-running worker would be."""
+        the worker would have: the row starts where a long-running worker would be.
+
+        With ``vectors``, a pooled model and no ``--cold-vectors``, the warm windows are also
+        scored here, as the worker scores its batches (``build_input``, ``score_async``),
+        through a :class:`~worker.vectors.RedisVectorStore` on the row's key prefix with the
+        worker's encoder: their phrases' vectors are in Redis when the worker starts (its
+        process cache is empty). Returns what that cost (empty when nothing was scored)."""
         if not self.warm:
-            return
+            return {}
+        from worker.features import build_input
         from worker.windows import RedisWindowStore
 
-        settings = load_settings(redis_url=self.redis_url, key_prefix=f"lt{self.tag}{row}")
+        settings = self.row_settings(row)
         store = RedisWindowStore.from_settings(settings)
+        model = vector_store = None
+        if vectors and self.model_kind == "pooled" and not self.args.cold_vectors:
+            from worker.runtime import load_configured
+            from worker.vectors import RedisVectorStore
+
+            vector_store = RedisVectorStore.from_settings(settings)
+            await vector_store.start()
+            model = load_configured(settings, self.model_path, vector_store=vector_store,
+                                    threads=settings.model_threads())
         await store.start()
+        scoring_s = 0.0
+        # scoring: the worker's batch size, so every warm event is in a window scored (a big
+        # chunk would push the top users' older events out of their windows unseen)
+        size = self.args.batch_max if model is not None else 2000
         try:
-            for chunk in batches(self.warm, 2000):
-                await store.exchange(by_user(chunk))
+            for chunk in batches(self.warm, size):
+                windows, _ = await store.exchange(by_user(chunk))
+                if model is None:
+                    continue
+                inputs = [build_input(w, max_chars=model.max_chars,
+                                      phrase_price=model.phrase_price) for w in windows.values()]
+                t0 = time.monotonic()
+                await model.score_async(inputs)
+                scoring_s += time.monotonic() - t0
         finally:
             await store.stop()
+            if vector_store is not None:
+                await vector_store.stop()
+        if model is None:
+            return {}
+        v = model.vectors
+        _say(f"{row}: warm vectors, {v.encoded} phrases encoded in {scoring_s:,.1f}s")
+        return {"seconds": scoring_s, "phrases_encoded": v.encoded,
+                "encoder_calls": v.encoder_calls, "encoder_id": v.encoder_id}
 
     def worker_env(self, row: str, **extra: str) -> dict[str, str]:
         from worker.ops.stack import free_port
@@ -372,8 +451,11 @@ class Bench:
         group: str,
         ids: list[str],
         latency: bool,
+        metrics_port: int | None = None,
     ) -> dict:
-        """Run a consumer process over a backlog, then (optionally) paced load; measure."""
+        """Run a consumer process over a backlog, then (optionally) paced load; measure.
+        ``metrics_port``: the worker's /metrics, read once the backlog is drained (and again
+        before it stops, after a latency phase)."""
         a = self.args
         log = self.run_dir / f"{row}.log"
         out_topic = self.topic("out", row)
@@ -400,6 +482,8 @@ class Bench:
             )
             result["wall_s"] = time.monotonic() - t0
             result["cpu_ms_per_event"] = cpu_per_event_ms(samples)
+            if metrics_port is not None:
+                result["model_stats"] = await scrape_model_stats(metrics_port)
             backlog = set(ids)
             records = [
                 r
@@ -426,6 +510,8 @@ class Bench:
                         row, source, group, proc, log, out_topic, result["events_per_s"]
                     )
                 )
+                if metrics_port is not None:
+                    result["model_stats_at_stop"] = await scrape_model_stats(metrics_port)
             result["peak_rss_mib"] = peak_rss_mib(proc.pid)
         finally:
             stop_process(proc)
@@ -535,9 +621,9 @@ class Bench:
     async def row_worker(self, row: str) -> dict:
         extra = {"INTENT_SCORER": "noop"} if row == "b" else {}
         env = self.worker_env(row, **extra)
-        await self.prefill(row)
+        warmed = await self.prefill(row, vectors=row == "c")
         evs = self.events if row == "b" else self.model_events
-        return await self.consumer_row(
+        result = await self.consumer_row(
             row,
             [sys.executable, "-m", "worker.cli", "run"],
             env,
@@ -545,7 +631,16 @@ class Bench:
             group=env["INTENT_APP_ID"],
             ids=[e["event_id"] for e in evs],
             latency=row in self.args.latency_rows,
+            metrics_port=int(env["INTENT_WEB_PORT"]),
         )
+        if row == "c":
+            result["model_kind"] = self.model_kind
+            result["warm_vectors"] = warmed or None
+            stats = result.get("model_stats") or {}
+            result["encoder_seq_per_event"] = stats.get("encoder_seq_per_event")
+            result["process_hit_rate"] = stats.get("process_hit_rate")
+            result["redis_hit_rate"] = stats.get("redis_hit_rate")
+        return result
 
     def row_model(self) -> dict:
         a = self.args
@@ -562,9 +657,13 @@ class Bench:
             str(self.run_dir / "events-warm.jsonl"),
             "--device",
             a.device or "auto",
+            "--model",
+            str(self.model_path),
             "--out",
             str(out),
         ]
+        if a.cold_vectors:
+            cmd.append("--cold-vectors")
         # the worker's torch threads (INTENT_TORCH_THREADS; unset = torch's default in both):
         # c and d run the same model configuration, so c/d measures what streaming adds
         if load_settings().model_threads() is not None:
@@ -592,7 +691,13 @@ class Bench:
             "batch_ms": r["batch_ms"],
             "batches": r["batches"],
             "model": doc["env"].get("model"),
+            "model_kind": (doc["env"].get("model") or {}).get("kind"),
             "device": doc["env"]["device"],
+            "vectors": r.get("vectors"),
+            "warm_vectors": r.get("warm_vectors"),
+            "encoder_seq_per_event": r.get("encoder_seq_per_event"),
+            "process_hit_rate": (r.get("vectors") or {}).get("process_hit_rate"),
+            "redis_hit_rate": (r.get("vectors") or {}).get("store_hit_rate"),
         }
 
 
@@ -601,6 +706,10 @@ def summarise(rows: dict[str, dict], args: argparse.Namespace) -> dict:
     a, b, c, d = (rows.get(k, {}) for k in "abcd")
     out: dict = {
         "b_over_a": ratio(b.get("events_per_s"), a.get("events_per_s")),
+        "c_over_b": ratio(c.get("events_per_s"), b.get("events_per_s")),
+        "c_encoder_seq_per_event": c.get("encoder_seq_per_event"),
+        "c_process_hit_rate": c.get("process_hit_rate"),
+        "c_redis_hit_rate": c.get("redis_hit_rate"),
         "c_over_d_events": ratio(c.get("events_per_s"), d.get("events_per_s")),
         "c_over_d_seq": ratio(c.get("seq_per_s"), d.get("seq_per_s")),
         "c_events_per_model_seq": ratio(c.get("events_per_s"), c.get("seq_per_s")),
@@ -614,10 +723,11 @@ def summarise(rows: dict[str, dict], args: argparse.Namespace) -> dict:
     out["latency_bound_ms"] = bound
 
     def check(value: float | None, op: str, target: float | None) -> dict:
+        shown = f"{op} {target:g}" if target is not None else None
         if value is None or target is None:
-            return {"value": value, "target": target, "met": None}
+            return {"value": value, "target": shown, "met": None}
         met = value >= target if op == ">=" else value <= target
-        return {"value": value, "target": f"{op} {target:g}", "met": met}
+        return {"value": value, "target": shown, "met": met}
 
     out["targets"] = {
         "b/a >= 0.5": check(out["b_over_a"], ">=", 0.5),
@@ -627,6 +737,10 @@ def summarise(rows: dict[str, dict], args: argparse.Namespace) -> dict:
         ),
         "every event covered (c)": {"value": c.get("covered"), "met": c.get("covered")},
         "p99 latency (c) <= wait + 2 x p99 batch (d)": check(c.get("p99_ms"), "<=", bound),
+        "c/b >= 0.25 (events/s, same run)": check(out["c_over_b"], ">=", 0.25),
+        "encoder sequences per event (c) <= 0.3": check(
+            out["c_encoder_seq_per_event"], "<=", 0.3
+        ),
     }
     return out
 
@@ -639,6 +753,10 @@ def render(rows: dict[str, dict], summary: dict, meta: dict) -> str:
     lines = [table, ""]
     for key in (
         "b_over_a",
+        "c_over_b",
+        "c_encoder_seq_per_event",
+        "c_process_hit_rate",
+        "c_redis_hit_rate",
         "c_over_d_events",
         "c_over_d_seq",
         "c_events_per_model_seq",
@@ -656,6 +774,10 @@ def render(rows: dict[str, dict], summary: dict, meta: dict) -> str:
         vs = f"{v:,.3f}" if isinstance(v, float) else str(v)
         lines.append(f"{met:8s} {name}: {vs} (target {t.get('target', 'true')})")
     lines.append("")
+    model = meta.get("model")
+    if model:
+        lines.append(f"model: {model['kind']} at {model['path']}; serving in c: "
+                     f"{model.get('serving_c') or '-'}")
     lines.append(f"machine: {meta['machine']}; {meta['started']}; args: {meta['command']}")
     load = meta["loadavg_1_5_15"]
     lines.append(f"load average (1/5/15 min) before {load['before']}, after {load['after']}")
@@ -676,6 +798,7 @@ async def run(args: argparse.Namespace) -> dict:
         stack = EmbeddedStack(log_dir=run_dir).start()
         bootstrap, redis_url = stack.kafka_bootstrap, stack.redis_url
     rows: dict[str, dict] = {}
+    bench: Bench | None = None
     try:
         bench = Bench(args, bootstrap=bootstrap, redis_url=redis_url, run_dir=run_dir)
         await bench.prepare()
@@ -714,9 +837,19 @@ async def run(args: argparse.Namespace) -> dict:
             "latency_fraction": args.latency_fraction,
             "latency_seconds": args.latency_seconds,
             "device": args.device or "auto",
+            "cold_vectors": args.cold_vectors,
+            "torch_threads": load_settings().model_threads(),
         },
         "broker": "embedded Tansu + redis-server" if stack is not None else args.bootstrap,
+        "model": None,
     }
+    if bench is not None and bench.model_path is not None:
+        serving = ((rows.get("c") or {}).get("model_stats") or {}).get("model")
+        meta["model"] = {
+            "path": str(bench.model_path),
+            "kind": bench.model_kind,
+            "serving_c": f"{serving['name']} {serving['version']}" if serving else None,
+        }
     doc = {"meta": meta, "rows": rows, "summary": summary}
     text = render(rows, summary, meta)
     (run_dir / "bench.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
@@ -795,6 +928,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--redis-url", default=None, help="with --bootstrap")
     ap.add_argument("--out-dir", type=Path, default=Path("bench-results"))
+    ap.add_argument(
+        "--cold-vectors",
+        action="store_true",
+        help="pooled model: leave the vector stores of c and d empty (warm windows only)",
+    )
     ap.add_argument("--profile", action="store_true", help="attach py-spy to the profiled rows")
     ap.add_argument("--profile-rows", default="b", help="rows py-spy profiles with --profile")
     args = ap.parse_args(argv)

@@ -5,15 +5,22 @@ Two modes, one JSON document on stdout (and in ``--out``):
 ``--events FILE`` (row d of ``loadtest.bench``): the worker's own work on the same events.
 The events (JSON Lines, publish order) are cut into micro-batches of ``--batch-max``; each
 batch is coalesced per user, appended to a :class:`MemoryWindowStore` (same semantics as the
-Redis store), turned into inputs by ``build_input`` and scored by ``IntentModel.score``, the
-call the worker makes, with the worker's sub-batch size. Only ``score`` is timed.
+Redis store), turned into inputs by ``build_input`` and scored by the call the worker makes,
+with the worker's sub-batch size: ``IntentModel.score`` for a text model,
+``EventVectorModel.score_async`` for a pooled one (vectors through a
+:class:`MemoryVectorStore` in place of Redis, encodes in one model thread). Only that call is
+timed. ``--warm FILE``: earlier events appended to the windows first; with a pooled model
+their windows are also scored (untimed) so their vectors are in the store, and the process
+cache is emptied, as a worker starts after others ran (``--cold-vectors``: not scored).
+``--model``: the model directory (default: the shipped one).
 
-``--synthetic`` (the GPU check): encoder (+ fusion head for MiniLM) forward passes on random
-token ids of a fixed length, per batch size, under ``torch.inference_mode`` and, on CUDA, bf16
-autocast, after warm-up, with CUDA-synchronised timing. ``--encoder minilm`` is the shipped
-model; ``bert-base`` is ``BertModel(BertConfig())`` (12 layers, 768 hidden) with random weights.
+``--synthetic`` (the GPU check): encoder (+ fusion head for a text MiniLM model) forward passes
+on random token ids of a fixed length, per batch size, under ``torch.inference_mode`` and, on
+CUDA, bf16 autocast, after warm-up, with CUDA-synchronised timing. ``--encoder minilm`` is the
+shipped model; ``bert-base`` is ``BertModel(BertConfig())`` (12 layers, 768 hidden) with random
+weights.
 
-    python -m loadtest.model_bench --events run/events.jsonl --batch-max 256
+    python -m loadtest.model_bench --events run/events.jsonl --batch-max 256 [--model DIR]
     python -m loadtest.model_bench --synthetic --encoder bert-base --tokens 64 128 \
         --batch-sizes 256 512 1024 --device cuda
 """
@@ -21,6 +28,7 @@ model; ``bert-base`` is ``BertModel(BertConfig())`` (12 layers, 768 hidden) with
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import sys
@@ -44,41 +52,73 @@ def worker_batches(
     window_seconds: int = 3600,
     limit_batches: int | None = None,
     warm: Sequence[dict] = (),
+    warm_vectors: bool = True,
 ) -> dict:
-    """Score ``events`` the way the worker does (see the module doc); time ``model.score`` only.
-    ``warm``: earlier events appended to the windows first (not scored), as in the bench's
-    rows b and c."""
+    """Score ``events`` the way the worker does (see the module doc); time the model call only.
+    ``warm``: earlier events appended to the windows first (not counted), as in the bench's
+    rows b and c; with a model that has ``score_async`` (event vectors) and ``warm_vectors``,
+    their windows are scored first to fill its vector store, then its process cache is
+    emptied."""
     from loadtest.gen import batches, by_user
     from worker.features import build_input
     from worker.windows import MemoryWindowStore
 
+    price = getattr(model, "phrase_price", None)
+    vectors = getattr(model, "vectors", None) if hasattr(model, "score_async") else None
+    runner = asyncio.Runner() if vectors is not None else None
+
+    def call(inputs: list) -> list[float]:
+        if runner is not None:
+            return runner.run(model.score_async(inputs))
+        return model.score(inputs)
+
     store = MemoryWindowStore(max_events=window_max_events, span_ms=window_seconds * 1000)
-    for chunk in batches(list(warm), 2000):
-        store.append_sync(by_user(chunk))
-    work = []  # (events in batch, inputs) prepared up front: the timed loop is the model alone
-    for chunk in batches(list(events), batch_max):
-        users = by_user(chunk)
-        windows = store.append_sync(users)
-        inputs = [build_input(windows[u], max_chars=model.max_chars) for u in users]
-        work.append((len(chunk), inputs))
-        if limit_batches is not None and len(work) >= limit_batches:
-            break
-    if work:
-        model.score(work[0][1][:WARMUP_INPUTS])  # warm-up (allocator, kernels); not counted
-    timed = work  # every batch, so the workload is exactly the worker's
-    per_batch = ExactHistogram()
-    n_events = n_seqs = 0
-    total = cpu = 0.0
-    for n, inputs in timed:
-        t0, c0 = time.perf_counter(), time.process_time()
-        model.score(inputs)
-        dt = time.perf_counter() - t0
-        cpu += time.process_time() - c0  # all threads of this process: torch's too
-        per_batch.add(dt * 1000)
-        total += dt
-        n_events += n
-        n_seqs += len(inputs)
-    return {
+    warm_out: dict | None = None
+    try:
+        t_warm = time.perf_counter()
+        scoring = vectors is not None and warm_vectors
+        # scoring: the worker's batch size, so every warm event is in a window scored
+        for chunk in batches(list(warm), batch_max if scoring else 2000):
+            windows = store.append_sync(by_user(chunk))
+            if scoring:
+                call([build_input(w, max_chars=model.max_chars, phrase_price=price)
+                      for w in windows.values()])
+        if vectors is not None and warm and warm_vectors:
+            warm_out = {"seconds": time.perf_counter() - t_warm,
+                        "phrases_encoded": vectors.encoded, "encoder_calls": vectors.encoder_calls}
+            model.clear_cache()  # the worker starts with an empty process cache
+        work = []  # (events in batch, inputs) prepared up front: the timed loop is the model alone
+        for chunk in batches(list(events), batch_max):
+            users = by_user(chunk)
+            windows = store.append_sync(users)
+            inputs = [build_input(windows[u], max_chars=model.max_chars, phrase_price=price)
+                      for u in users]
+            work.append((len(chunk), inputs))
+            if limit_batches is not None and len(work) >= limit_batches:
+                break
+        if vectors is not None:
+            model.warm_up()  # kernels, past the caches (what the worker does at start)
+        elif work:
+            model.score(work[0][1][:WARMUP_INPUTS])  # warm-up (allocator, kernels); not counted
+        before = _vector_counts(vectors)
+        timed = work  # every batch, so the workload is exactly the worker's
+        per_batch = ExactHistogram()
+        n_events = n_seqs = 0
+        total = cpu = 0.0
+        for n, inputs in timed:
+            t0, c0 = time.perf_counter(), time.process_time()
+            call(inputs)
+            dt = time.perf_counter() - t0
+            cpu += time.process_time() - c0  # all threads of this process: torch's too
+            per_batch.add(dt * 1000)
+            total += dt
+            n_events += n
+            n_seqs += len(inputs)
+        counts = {k: v - before[k] for k, v in _vector_counts(vectors).items()}
+    finally:
+        if runner is not None:
+            runner.close()
+    out = {
         "mode": "worker-batches",
         "batch_max": batch_max,
         "batches": len(timed),
@@ -91,6 +131,21 @@ def worker_batches(
         "cpu_ms_per_event": cpu * 1000 / n_events if n_events else None,
         "batch_ms": per_batch.summary((50, 95, 99)),
     }
+    if vectors is not None:
+        phrases = counts["process_hits"] + counts["store_hits"] + counts["encoded"]
+        out["vectors"] = {
+            **counts,
+            "process_hit_rate": counts["process_hits"] / phrases if phrases else None,
+            "store_hit_rate": counts["store_hits"] / phrases if phrases else None,
+        }
+        out["warm_vectors"] = warm_out
+        out["encoder_seq_per_event"] = counts["encoded"] / n_events if n_events else None
+    return out
+
+
+def _vector_counts(vectors: object) -> dict[str, int]:
+    names = ("process_hits", "store_hits", "encoded", "encoder_calls")
+    return {k: getattr(vectors, k) for k in names} if vectors is not None else {}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -169,7 +224,6 @@ def _synthetic_model(encoder: str, dev):
     key = (encoder, str(dev))
     if key in _MODELS:
         return _MODELS[key]
-    import torch
     from transformers import BertConfig, BertModel
 
     from worker.model.encoder import pool
@@ -196,14 +250,7 @@ def _synthetic_model(encoder: str, dev):
             forward, params = random_encoder(BertConfig(**MINILM_SHAPE))
             note = "random weights, MiniLM-L6-H384 shape (shipped encoder not installed)"
         else:
-            n_feat = model.head.n_features
-
-            def forward(ids, mask):
-                feats = torch.zeros((ids.shape[0], n_feat), device=dev)
-                return model.head(model.encoder(ids, mask), feats)
-
-            params = sum(p.numel() for p in model.encoder.parameters())
-            note = f"shipped model {model.name} {model.version} (encoder + fusion head)"
+            forward, params, note = _shipped_forward(model, dev)
     elif encoder == "bert-base":
         forward, params = random_encoder(BertConfig())
         note = "random weights, BertConfig() (12 layers, 768 hidden)"
@@ -211,6 +258,27 @@ def _synthetic_model(encoder: str, dev):
         raise ValueError(f"unknown encoder {encoder!r}")
     _MODELS[key] = (forward, params, note)
     return _MODELS[key]
+
+
+def _shipped_forward(model, dev):
+    """(forward, parameters, note) of a loaded model: a text model's encoder + fusion head, or a
+    pooled model's phrase encoder (its head is numpy over the vectors, no torch)."""
+    import torch
+
+    vectors = getattr(model, "vectors", None)
+    if vectors is not None:
+        text_encoder = vectors.encoder.encoder
+        params = sum(p.numel() for p in text_encoder.parameters())
+        return text_encoder, params, f"shipped model {model.name} {model.version} (pooled: " \
+            "its phrase encoder)"
+    n_feat = model.head.n_features
+
+    def forward(ids, mask):
+        feats = torch.zeros((ids.shape[0], n_feat), device=dev)
+        return model.head(model.encoder(ids, mask), feats)
+
+    params = sum(p.numel() for p in model.encoder.parameters())
+    return forward, params, f"shipped model {model.name} {model.version} (encoder + fusion head)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--window-max-events", type=int, default=50)
     ap.add_argument("--warm", type=Path, default=None,
                     help="JSON Lines of earlier events, appended to the windows before --events")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="model directory for --events, either kind (default: the shipped one)")
+    ap.add_argument("--cold-vectors", action="store_true",
+                    help="pooled model: do not fill its vector store from the --warm windows")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--encoder", nargs="+", default=["minilm"], choices=("minilm", "bert-base"))
@@ -257,12 +329,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         env["gpu"] = torch.cuda.get_device_name(0)
     if args.events:
+        from concurrent.futures import ThreadPoolExecutor
+
         from worker.model import default_model_path, load_model
+        from worker.vectors import MemoryVectorStore
 
         events = _read_jsonl(args.events)
         warm = _read_jsonl(args.warm) if args.warm else []
-        model = load_model(default_model_path(), device=device)
-        env["model"] = {"name": model.name, "version": model.version, "sub_batch": model.batch_size}
+        # as the worker: one model thread for the encoder, a shared store (here in memory)
+        model = load_model(args.model or default_model_path(), device=device,
+                           vector_store=MemoryVectorStore(),
+                           executor=ThreadPoolExecutor(1, thread_name_prefix="intent-model"))
+        vectors = getattr(model, "vectors", None)
+        env["model"] = {
+            "name": model.name,
+            "version": model.version,
+            "kind": model.config.kind,
+            "path": str(args.model or default_model_path()),
+            "sub_batch": vectors.encoder.batch_size if vectors is not None else model.batch_size,
+        }
         results = [
             worker_batches(
                 events,
@@ -271,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 window_max_events=args.window_max_events,
                 limit_batches=args.limit_batches,
                 warm=warm,
+                warm_vectors=not args.cold_vectors,
             )
         ]
     else:

@@ -1,4 +1,5 @@
-"""Pure measurement math of the load tests: exact percentiles, latency, coverage, tables.
+"""Pure measurement math of the load tests: exact percentiles, latency, coverage, tables,
+and the worker's /metrics page read back (:func:`parse_metrics`, :func:`model_stats`).
 
 Latency definitions (see docs/benchmarks.md):
 
@@ -15,6 +16,7 @@ Latency definitions (see docs/benchmarks.md):
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,3 +249,71 @@ def format_table(rows: Sequence[Mapping[str, object]], columns: Sequence[tuple[s
         + "|"
     )
     return "\n".join([line(header), rule, *(line(c) for c in cells)])
+
+
+# ---------------------------------------------------------------- the worker's /metrics page
+
+Labels = tuple[tuple[str, str], ...]
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _unescape(m: re.Match[str]) -> str:
+    return "\n" if m.group(1) == "n" else m.group(1)
+
+
+def parse_metrics(text: str) -> dict[tuple[str, Labels], float]:
+    """Samples of a Prometheus text page: (name, sorted (label, value) pairs) -> value.
+
+    Comments and blank lines are skipped; a line that is not a sample raises ValueError (the
+    page is the worker's own, so a surprise there is a bug worth seeing)."""
+    out: dict[tuple[str, Labels], float] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if m is None:
+            raise ValueError(f"not a metrics sample: {line!r}")
+        name, labels, value = m.groups()
+        pairs = tuple(sorted((k, _ESCAPE.sub(_unescape, v))
+                             for k, v in _LABEL.findall(labels or "")))
+        out[(name, pairs)] = float(value)
+    return out
+
+
+def metric_sum(samples: Mapping[tuple[str, Labels], float], name: str,
+               **labels: str) -> float | None:
+    """The sum of ``name``'s series whose labels include ``labels``; None when none has."""
+    found = [v for (n, pairs), v in samples.items()
+             if n == name and all(dict(pairs).get(k) == want for k, want in labels.items())]
+    return sum(found) if found else None
+
+
+def model_stats(samples: Mapping[tuple[str, Labels], float]) -> dict:
+    """What a worker's model did, from its /metrics samples since it started.
+
+    ``encoder_seq_per_event``: sequences the encoder read per event scored, either kind of
+    model (event phrases for a pooled model, window texts missing the text cache for a text
+    model). ``process_hit_rate`` and ``redis_hit_rate``: shares of the distinct phrases of
+    each batch (summed over batches) whose vector came from this process or from Redis
+    (None without event vectors). ``model``: name and version serving at the scrape."""
+    events = metric_sum(samples, "intent_events_scored_total")
+    sources = {s: metric_sum(samples, "intent_event_vectors_total", source=s) or 0.0
+               for s in ("process", "redis", "encoder")}
+    text = {r: metric_sum(samples, "intent_text_cache_total", result=r) or 0.0
+            for r in ("hit", "miss")}
+    phrases = sum(sources.values())
+    model = next((dict(pairs) for (n, pairs), v in samples.items()
+                  if n == "intent_model_info" and v == 1), None)
+    return {
+        "events": int(events) if events is not None else None,
+        "vector_phrases": {k: int(v) for k, v in sources.items()},
+        "text_cache": {k: int(v) for k, v in text.items()},
+        "encoder_sequences": int(sources["encoder"] + text["miss"]),
+        "encoder_seq_per_event": ratio(sources["encoder"] + text["miss"], events),
+        "process_hit_rate": ratio(sources["process"], phrases),
+        "redis_hit_rate": ratio(sources["redis"], phrases),
+        "model": model,
+    }
