@@ -3,7 +3,7 @@
     python -m loadtest.bench --events 20000 --model-events 3000 [--latency-seconds 30]
         [--users 5000 --zipf-s 1.1] [--batch-max 256 --batch-wait-ms 50] [--rows abcd]
         [--bootstrap H:P --redis-url URL] [--device auto|cpu|cuda] [--out-dir bench-results]
-        [--profile] [--cold-vectors]
+        [--profile] [--cold-vectors] [--embed-catalog]
 
 Without ``--bootstrap`` it starts the embedded stack (Tansu + redis-server) for the run.
 Rows (see docs/benchmarks.md):
@@ -391,6 +391,9 @@ class Bench:
             model = load_configured(settings, self.model_path, vector_store=vector_store,
                                     threads=settings.model_threads())
         await store.start()
+        catalogue: dict = {}
+        if model is not None and self.args.embed_catalog:
+            catalogue = await self.embed_catalogue(model)
         scoring_s = 0.0
         # scoring: the worker's batch size, so every warm event is in a window scored (a big
         # chunk would push the top users' older events out of their windows unseen)
@@ -414,7 +417,24 @@ class Bench:
         v = model.vectors
         _say(f"{row}: warm vectors, {v.encoded} phrases encoded in {scoring_s:,.1f}s")
         return {"seconds": scoring_s, "phrases_encoded": v.encoded,
-                "encoder_calls": v.encoder_calls, "encoder_id": v.encoder_id}
+                "encoder_calls": v.encoder_calls, "encoder_id": v.encoder_id,
+                "catalogue": catalogue}
+
+    async def embed_catalogue(self, model) -> dict:
+        """What ``intent-worker embed-catalog`` does with the shop's catalogue: every product
+        of the generator's catalogue under each product event type, into the row's store."""
+        from loadtest.gen import product_dict
+        from worker.model.catalog import catalogue_phrases, embed_phrases
+
+        phrases = catalogue_phrases([product_dict(p) for p in self._catalog],
+                                    price=model.phrase_price)
+        t0 = time.monotonic()
+        found, encoded = await embed_phrases(model.vectors, phrases)
+        seconds = time.monotonic() - t0
+        _say(f"catalogue: {len(self._catalog)} products, {len(phrases)} phrases, {encoded} "
+             f"encoded in {seconds:,.1f}s")
+        return {"products": len(self._catalog), "phrases": len(phrases), "encoded": encoded,
+                "found": found, "seconds": seconds}
 
     def worker_env(self, row: str, **extra: str) -> dict[str, str]:
         from worker.ops.stack import free_port
@@ -838,6 +858,7 @@ async def run(args: argparse.Namespace) -> dict:
             "latency_seconds": args.latency_seconds,
             "device": args.device or "auto",
             "cold_vectors": args.cold_vectors,
+            "embed_catalog": args.embed_catalog,
             "torch_threads": load_settings().model_threads(),
         },
         "broker": "embedded Tansu + redis-server" if stack is not None else args.bootstrap,
@@ -932,6 +953,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--cold-vectors",
         action="store_true",
         help="pooled model: leave the vector stores of c and d empty (warm windows only)",
+    )
+    ap.add_argument(
+        "--embed-catalog",
+        action="store_true",
+        help="pooled model: before row c, embed the generator's whole product catalogue into "
+        "its vector store, as 'intent-worker embed-catalog' does for a shop",
     )
     ap.add_argument("--profile", action="store_true", help="attach py-spy to the profiled rows")
     ap.add_argument("--profile-rows", default="b", help="rows py-spy profiles with --profile")

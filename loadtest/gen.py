@@ -154,6 +154,11 @@ def make_events(
     return events
 
 
+def product_dict(p: Product) -> dict:
+    """The event's ``product`` object of a catalogue product (also a catalogue line)."""
+    return _product(p)
+
+
 def _product(p: Product) -> dict:
     out: dict = {"id": p.id, "title": p.title}
     if p.category:
