@@ -50,7 +50,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from loadtest.gen import batches, by_user, load_catalog, make_events
+from loadtest.gen import batches, by_user, load_catalog, make_events, replay_stream
 from loadtest.loadgen import Published, publish
 from loadtest.relay import RELAY_BATCH_HEADER
 from loadtest.stats import (
@@ -308,10 +308,16 @@ class Bench:
         catalog = load_catalog(args.catalog)
         # one stream: the first --warm-events fill the windows before the rows start (steady
         # state: an active user's window is long, so is its text), the rest is the backlog
-        stream = make_events(
-            args.warm_events + args.events, users=args.users, zipf_s=args.zipf_s,
-            catalog=catalog, seed=args.seed, start_ms=START_MS, step_ms=STEP_MS,
-        )
+        if args.stream is not None:
+            from worker.dataset.loading import load_events
+
+            recorded = load_events(args.stream, args.stream_format).events
+            stream = replay_stream(recorded, args.warm_events + args.events)
+        else:
+            stream = make_events(
+                args.warm_events + args.events, users=args.users, zipf_s=args.zipf_s,
+                catalog=catalog, seed=args.seed, start_ms=START_MS, step_ms=STEP_MS,
+            )
         self.warm = stream[: args.warm_events]
         self.events = stream[args.warm_events :]
         self.model_events = self.events[: args.model_events]
@@ -850,6 +856,7 @@ async def run(args: argparse.Namespace) -> dict:
             "warm_events": args.warm_events,
             "model_events": args.model_events,
             "users": args.users,
+            "stream": str(args.stream) if args.stream else None,
             "zipf_s": args.zipf_s,
             "batch_max": args.batch_max,
             "batch_wait_ms": args.batch_wait_ms,
@@ -913,6 +920,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--zipf-s", type=float, default=1.1)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--catalog", type=Path, default=None, help="REES46 CSV for products")
+    ap.add_argument(
+        "--stream",
+        type=Path,
+        default=None,
+        help="replay this recorded stream (e.g. the REES46 dev slice) instead of generating "
+        "one: repeated with new event ids and shifted times, users unchanged",
+    )
+    ap.add_argument("--stream-format", default="rees46", choices=("rees46", "jsonl"))
     ap.add_argument("--batch-max", type=int, default=256, help="INTENT_BATCH_MAX of every row")
     ap.add_argument(
         "--batch-wait-ms", type=int, default=50, help="INTENT_BATCH_WAIT_MS of every row"

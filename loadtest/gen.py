@@ -187,3 +187,22 @@ def by_user(events: Iterable[dict]) -> dict[str, list[dict]]:
         if ev["event_id"] not in seen:
             seen[ev["event_id"]] = parse_event(orjson.dumps(ev), max_bytes=1 << 20)
     return {user: list(evs.values()) for user, evs in users.items()}
+
+
+def replay_stream(events: Iterable[dict], n: int, *, prefix: str = "rp") -> list[dict]:
+    """``n`` events from a recorded stream (normalised events, ``ts`` in epoch ms), replayed as
+    a longer stream: cycle ``k`` repeats the recording with event ids ``<prefix>-<k>-<id>`` and
+    times shifted by ``k`` x (its span + 1 s), users unchanged. Events are in event-time order;
+    ``ts`` is written as RFC 3339 (as producers send it)."""
+    recorded = sorted(events, key=lambda e: (e["ts"], e["event_id"]))
+    if not recorded:
+        raise ValueError("no events to replay")
+    span = recorded[-1]["ts"] - recorded[0]["ts"] + 1000
+    out: list[dict] = []
+    for k in itertools.count():
+        for e in recorded:
+            if len(out) >= n:
+                return out
+            out.append({**e, "event_id": f"{prefix}-{k}-{e['event_id']}",
+                        "ts": format_ts(e["ts"] + k * span)})
+    return out

@@ -6,6 +6,7 @@ import math
 import random
 from collections import Counter
 
+import orjson
 import pytest
 
 from loadtest.gen import Product, ZipfSampler, make_events
@@ -419,3 +420,17 @@ def test_synthetic_rows_of_a_pooled_model_time_its_phrase_encoder():
         encoder=SimpleNamespace(encoder=encoder)))
     forward, params, note = _shipped_forward(pooled, torch.device("cpu"))
     assert forward is encoder and params == 8 and "pooled" in note
+
+
+def test_replay_stream_repeats_a_recording_with_new_ids_and_shifted_times() -> None:
+    from loadtest.gen import replay_stream
+    from worker.events import parse_event
+
+    t0 = 1_700_000_000_000
+    recorded = [{"event_id": "b", "user_id": "u1", "event_type": "view", "ts": t0 + 2_000},
+                {"event_id": "a", "user_id": "u2", "event_type": "view", "ts": t0 + 1_000}]
+    out = replay_stream(recorded, 5)
+    assert [e["event_id"] for e in out] == ["rp-0-a", "rp-0-b", "rp-1-a", "rp-1-b", "rp-2-a"]
+    parsed = [parse_event(orjson.dumps(e), max_bytes=10_000) for e in out]
+    assert [p["ts"] - t0 for p in parsed] == [1_000, 2_000, 3_000, 4_000, 5_000]  # span 1+1 s
+    assert [p["user_id"] for p in parsed][:2] == ["u2", "u1"]
