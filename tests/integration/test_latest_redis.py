@@ -61,7 +61,7 @@ async def test_a_later_record_replaces_an_earlier_one_never_the_reverse(
     assert await store.read("nobody") is None
 
 
-async def test_ids_compare_byte_by_byte_and_times_beyond_2_to_the_32(
+async def test_ids_compare_byte_by_byte(
         counted: tuple[RedisLatestScores, list]) -> None:
     store, _ = counted
     await store.write([record("u1", T0, "e-10")])
