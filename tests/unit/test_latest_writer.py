@@ -76,12 +76,12 @@ async def test_one_write_in_flight_and_the_later_record_of_a_user_pending():
     await asyncio.sleep(0)
     writer.submit([latest("u1", T0 + 2, "c"), latest("u2", T0, "x")])
     writer.submit([latest("u1", T0 + 1, "b")])  # older than the pending one: dropped
-    writer.submit([latest("u1", T0 + 2, "d")])  # same time, later id: replaces it
+    writer.submit([latest("u2", T0 + 2, "z"), latest("u2", T0 + 2, "y")])  # ties: by id
     store.gate.set()
     assert await writer.flush(timeout_s=1)
-    assert store.writes == [["u1:a"], ["u1:d", "u2:x"]]
+    assert store.writes == [["u1:a"], ["u1:c", "u2:z"]]
     assert store.most_in_flight == 1
-    assert store.stored["u1"].event_id == "d"
+    assert store.stored["u1"].event_id == "c"
 
 
 async def test_a_failed_write_is_counted_and_logged_never_raised(caplog):
