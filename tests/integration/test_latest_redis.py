@@ -253,3 +253,11 @@ async def test_cluster_key_in_the_slot_of_the_users_window(
     store2 = RedisLatestScores(client, keys=keys, ttl_s=TTL_S)
     for user in ("alice", "bob", "{weird}"):
         assert client.keyslot(store2.key(user)) == client.keyslot(keys.window(user))
+
+
+async def test_the_cost_measure_runs_and_cleans_up(redis_url: str, admin: aioredis.Redis) -> None:
+    from loadtest.latest_write import measure
+
+    result = await measure(redis_url, users=5, batches=3)
+    assert result["records"] == 15 and result["client_cpu_us_per_record"] > 0
+    assert not [k async for k in admin.scan_iter(match="lw*")]
