@@ -24,6 +24,7 @@ from worker.latest import (
     RedisLatestScores,
     latest_score,
     latest_score_key,
+    stored_record,
 )
 from worker.scoring.pipeline import Pipeline
 from worker.settings import load_settings
@@ -129,10 +130,11 @@ async def test_the_key_sits_beside_the_window_and_the_helper_finds_it(
         await windows.stop()
 
 
+@pytest.mark.parametrize("secret", [None, "hmac-key"])
 async def test_the_pipeline_keeps_the_newer_score_when_an_older_batch_is_redelivered(
-        redis_url: str, prefix: str) -> None:
+        redis_url: str, prefix: str, admin: aioredis.Redis, secret: str | None) -> None:
     settings = load_settings(redis_url=redis_url, key_prefix=prefix, window_max_events=10,
-                             window_seconds=3600, anomaly_enabled=False)
+                             window_seconds=3600, anomaly_enabled=False, key_secret=secret)
     windows = RedisWindowStore.from_settings(settings)
     await windows.start()
     try:
@@ -152,6 +154,16 @@ async def test_the_pipeline_keeps_the_newer_score_when_an_older_batch_is_redeliv
         assert await latest_score(windows.client, "u1", settings) == newest
         assert (await latest_score(windows.client, "u2", settings))["event_id"] == "b1"
         assert pipe.latest_counts() == (2 + 1, 2, 0)  # u1, u2, u1 written; u1, u2 kept
+        latest_key = latest_score_key("u1", settings)
+        assert orjson.loads(await admin.hget(latest_key, "record")) == {
+            k: v for k, v in newest.items() if k != "user_id"}
+        if secret:  # pseudonymised: no raw user id in any key or value
+            for key in [k async for k in admin.scan_iter(match=f"{prefix}:*")]:
+                assert b"u1" not in key and b"u2" not in key
+                kind = await admin.type(key)
+                values = (await admin.hgetall(key)).values() if kind == b"hash" else \
+                    [await admin.get(key)] if kind == b"string" else []
+                assert not [v for v in values if b'"u1"' in v or b'"u2"' in v], key
     finally:
         await windows.stop()
 
@@ -175,7 +187,7 @@ def test_score_and_forget_commands(redis_url: str, monkeypatch: pytest.MonkeyPat
         windows = RedisWindowStore.from_settings(settings)
         await windows.start()
         await RedisLatestScores.beside(windows).write(
-            [LatestScore("alice", T0, "a", orjson.dumps(published))])
+            [LatestScore("alice", T0, "a", stored_record(published))])
         await windows.stop()
 
     async def stored() -> int:
@@ -189,7 +201,7 @@ def test_score_and_forget_commands(redis_url: str, monkeypatch: pytest.MonkeyPat
     runner = CliRunner()
     result = runner.invoke(main, ["score", "alice", "--json"])
     assert result.exit_code == 0, result.output
-    assert orjson.loads(result.output) == published
+    assert result.output.strip() == orjson.dumps(published).decode()  # as published, in order
     result = runner.invoke(main, ["score", "alice"])
     assert result.exit_code == 0 and "0.8125" in result.output and "m 1" in result.output
     result = runner.invoke(main, ["score", "bob"])

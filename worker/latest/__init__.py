@@ -12,10 +12,11 @@ from worker.latest.store import (
     RedisLatestScores,
     latest_score,
     latest_score_key,
+    stored_record,
 )
 from worker.latest.writer import LatestScoreStore, WriteBehind
 
 __all__ = [
     "KEEP_NEWER_SCRIPT", "LATEST", "LatestScore", "LatestScoreStore", "RedisLatestScores",
-    "WriteBehind", "latest_score", "latest_score_key",
+    "WriteBehind", "latest_score", "latest_score_key", "stored_record",
 ]

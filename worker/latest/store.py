@@ -6,7 +6,8 @@ pseudonymisation)::
     {prefix}:{<tag>}:s   hash   ts     -> event time (ms) of the record's newest covered event
                                 id     -> that event's id
                                 record -> the score record as published (JSON, schemas/
-                                          intent-score.v1.json)
+                                          intent-score.v1.json) less its user_id, which
+                                          the lookup puts back: no raw user id in Redis
 
 It expires with the window (``INTENT_WINDOW_TTL_SECONDS`` after the last write of the user).
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from worker.settings import Settings
 
 __all__ = ["KEEP_NEWER_SCRIPT", "LATEST", "LatestScore", "RedisLatestScores", "latest_score",
-           "latest_score_key"]
+           "latest_score_key", "stored_record"]
 
 LATEST = "s"  # the user key name of the latest score
 
@@ -77,10 +78,17 @@ return written
 """
 
 
+def stored_record(record: dict) -> bytes:
+    """The bytes kept of a score record: its JSON without ``user_id`` (the key names the user,
+    pseudonymised under ``INTENT_KEY_SECRET``, as the window's events leave it out too)."""
+    return orjson.dumps({k: v for k, v in record.items() if k != "user_id"})
+
+
 @dataclass(frozen=True, slots=True)
 class LatestScore:
     """One score record to keep: its user, the event time (ms) and id of its newest covered
-    event (the record's ``event_ts`` and ``event_id``), and the record's JSON bytes."""
+    event (the record's ``event_ts`` and ``event_id``), and the bytes to keep
+    (:func:`stored_record`)."""
 
     user_id: str
     event_ts_ms: int
@@ -111,7 +119,7 @@ async def latest_score(redis: RedisClient, user_id: str, settings: Settings) -> 
     (schemas/intent-score.v1.json): ``score``, ``model``, ``event_ts``, ``scored_at`` say what
     it is and how fresh. A Redis failure raises :class:`~worker.errors.StoreError`.
     """
-    return await _read(redis, latest_score_key(user_id, settings))
+    return await _read(redis, latest_score_key(user_id, settings), user_id)
 
 
 class RedisLatestScores:
@@ -181,7 +189,7 @@ class RedisLatestScores:
 
     async def read(self, user_id: str) -> dict | None:
         """The user's stored record, or ``None``."""
-        return await _read(self._client, self.key(user_id))
+        return await _read(self._client, self.key(user_id), user_id)
 
     async def forget(self, user_id: str) -> None:
         try:
@@ -190,7 +198,9 @@ class RedisLatestScores:
             raise StoreError(f"redis delete of a latest score failed: {_describe(exc)}") from exc
 
 
-async def _read(client: RedisClient, key: str) -> dict | None:
+async def _read(client: RedisClient, key: str, user_id: str) -> dict | None:
+    """The record at ``key``, ``user_id`` put back where the published record has it (after
+    ``score_id``)."""
     try:
         raw = await client.hget(key, "record")
     except RedisError as exc:
@@ -203,7 +213,10 @@ async def _read(client: RedisClient, key: str) -> dict | None:
         raise StoreError(f"the stored latest score is not JSON: {exc}") from None
     if not isinstance(record, dict):
         raise StoreError("the stored latest score is not a JSON object")
-    return record
+    record.pop("user_id", None)
+    score_id = record.pop("score_id", None)
+    head = {"score_id": score_id} if score_id is not None else {}
+    return {**head, "user_id": user_id, **record}
 
 
 def _describe(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ from worker.errors import BadEvent, IntentError
 from worker.events import dead_letter, parse_event
 from worker.features import EventCache, ModelInput, build_input
 from worker.features.window import event_time_key
-from worker.latest import LatestScore, RedisLatestScores, WriteBehind
+from worker.latest import LatestScore, RedisLatestScores, WriteBehind, stored_record
 from worker.scoring.records import score_record
 from worker.scoring.scorer import AsyncScorer, Scorer
 from worker.settings import Settings
@@ -231,7 +231,7 @@ class Pipeline:
             if keep:
                 newest = max(batch.events, key=event_time_key)
                 result.latest.append(LatestScore(user_id, newest["ts"], newest["event_id"],
-                                                 value))
+                                                 stored_record(record)))
         detector = self._detector
         if detector is not None:
             prior_scores = {p.purchase_id: s for p, s in zip(priors, all_scores[len(users):],
