@@ -36,6 +36,7 @@ from worker.windows.keys import KeyBuilder, key_builder
 
 if TYPE_CHECKING:
     from worker.settings import Settings
+    from worker.windows import RedisWindowStore
 
 __all__ = ["KEEP_NEWER_SCRIPT", "LATEST", "LatestScore", "RedisLatestScores", "latest_score",
            "latest_score_key", "stored_record"]
@@ -136,7 +137,7 @@ class RedisLatestScores:
         self._script = client.register_script(KEEP_NEWER_SCRIPT)  # SHA only, no I/O
 
     @classmethod
-    def beside(cls, windows: Any) -> RedisLatestScores:
+    def beside(cls, windows: RedisWindowStore) -> RedisLatestScores:
         """On a :class:`~worker.windows.RedisWindowStore`'s client, keys and TTL."""
         return cls(windows.client, keys=windows.keys, ttl_s=windows.ttl_s)
 
