@@ -103,15 +103,21 @@ def test_the_standardised_head_folds_back_exactly(encoder_dir: Path) -> None:
 
 
 def test_a_saved_fine_tuned_model_serves_the_training_scores(
-        encoder_dir: Path, data: tuple, tmp_path: Path) -> None:
+        encoder_dir: Path, data: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     inputs, labels, train, hold = data
+    built: list[PooledTorchModel] = []
+
+    class Recorded(PooledTorchModel):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            built.append(self)
+
+    monkeypatch.setattr(pooled_finetune, "PooledTorchModel", Recorded)
     encoder, head, info = finetune_pooled(encoder_dir, inputs, labels, train, hold,
                                           half_life_s=HALF_LIFE, **SETTINGS)
     assert info["epochs_run"] == 2 and info["history"][0]["epoch"] == 0
-    # the training model: the trained encoder and head, pooled in torch, no float16 rounding
-    n = len(FEATURE_NAMES) + 2 * TINY_DIM + 1
-    trained = PooledTorchModel(encoder, head, _Scales(np.zeros(n), np.ones(n)),
-                               half_life_s=HALF_LIFE, max_tokens=SETTINGS["phrase_max_tokens"])
+    # the training model as training left it: standardised head, torch pooling, float32
+    (trained,) = built
     with torch.inference_mode():
         want = torch.sigmoid(trained.logits(inputs)).numpy()
     config = ModelConfig(name="ft", version="1", text_dim=TINY_DIM, max_tokens=32, max_chars=200,
@@ -120,7 +126,7 @@ def test_a_saved_fine_tuned_model_serves_the_training_scores(
                              phrase_max_tokens=SETTINGS["phrase_max_tokens"]))
     path = save_model_dir(tmp_path / "model", head=head, config=config, encoder=encoder)
     served = np.asarray(load_model(path, device="cpu").score(inputs))
-    assert np.abs(served - want).max() < 2e-3  # float16 vectors in serving
+    assert np.abs(served - want).max() < 2e-4  # float16 vectors in serving
     in_memory = serving_model(encoder, head, half_life_s=HALF_LIFE,
                               phrase_max_tokens=SETTINGS["phrase_max_tokens"])
     assert np.allclose(in_memory.score(inputs), served, atol=1e-9)
