@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import sys
 import time
@@ -102,8 +103,10 @@ def compare(data: Data, encoder_dir: Path, *, folds: int = FOLDS,
             seed: str = DEFAULT_SPLIT_SEED, max_folds: int | None = None, refit: bool = True,
             finetune: dict[str, Any] | None = None, components: int = COMPONENTS, c: float = C,
             half_life_s: float = HALF_LIFE_S, phrase_max_tokens: int = PHRASE_MAX_TOKENS,
-            log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Per fold: the models' metrics on the fold's users, seconds, the fine-tuning summary."""
+            log: Callable[[str], None] = lambda s: None,
+            on_fold: Callable[[dict[str, Any]], None] = lambda result: None) -> dict[str, Any]:
+    """Per fold: the models' metrics on the fold's users, seconds, the fine-tuning summary.
+    ``on_fold`` gets the result so far after each fold (a long run keeps what it finished)."""
     from worker.training.metrics import binary_metrics
     from worker.training.pooled import PooledRun
     from worker.training.pooled_finetune import finetune_pooled, inner_indices, serving_model
@@ -116,6 +119,9 @@ def compare(data: Data, encoder_dir: Path, *, folds: int = FOLDS,
     run.prepare()
     prepare_s = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"per_fold": rows, "prepare_s": round(prepare_s, 2),
+                              "encoder_id": run.info.get("encoder_id"),
+                              "distinct_phrases": run.info.get("distinct_phrases")}
     for k, fit_idx, scored_idx in fold_indices(data.users, folds=folds, seed=seed):
         if max_folds is not None and len(rows) >= max_folds:
             break
@@ -153,9 +159,8 @@ def compare(data: Data, encoder_dir: Path, *, folds: int = FOLDS,
             for m in MODELS if m in row)
             + f"; best epoch {info['best_epoch']}/{info['epochs_run']}; "
             + f"seconds {row['seconds']}")
-    return {"per_fold": rows, "prepare_s": round(prepare_s, 2),
-            "encoder_id": run.info.get("encoder_id"),
-            "distinct_phrases": run.info.get("distinct_phrases")}
+        on_fold(result)
+    return result
 
 
 def _refit(served: Any, data: Data, fit_idx: Sequence[int], *, components: int, c: float
@@ -272,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from worker.model.config import DEFAULT_ENCODER_PACKAGE
     from worker.model.modeldir import package_dir
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     encoder = args.encoder or package_dir(DEFAULT_ENCODER_PACKAGE)
@@ -279,40 +285,53 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "head_lr": args.head_lr,
                 "encoder_lr": args.encoder_lr, "weight_decay": args.weight_decay,
                 "patience": args.patience, "seed": args.seed}
+    command = "python -m loadtest.finetune_compare " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+
+    def write(result: dict[str, Any], *, complete: bool) -> dict[str, Any]:
+        summ = summary(result["per_fold"])
+        if args.out:
+            doc = _document(args, data, settings, result, summ, command,
+                            total_s=time.perf_counter() - t0, complete=complete)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        return summ
+
     result = compare(data, encoder, folds=args.folds, seed=args.split_seed,
                      max_folds=args.max_folds, refit=not args.no_refit, finetune=settings,
-                     components=args.components, log=lambda s: print(s, flush=True))
-    summ = summary(result["per_fold"])
+                     components=args.components, log=lambda s: print(s, flush=True),
+                     on_fold=lambda partial: write(partial, complete=False))
+    summ = write(result, complete=True)
     print(table(result["per_fold"], summ))
-    total = time.perf_counter() - t0
-    print(f"{total:.0f}s")
-    if args.out:
-        doc = {"what": "pooled window model: fine-tuned encoder vs frozen encoder, "
-                       "train's folds by user",
-               "command": "python -m loadtest.finetune_compare " + " ".join(
-                   sys.argv[1:] if argv is None else argv),
-               "machine": {"torch_threads": args.threads, "platform": platform.platform(),
-                           "torch": torch.__version__},
-               "data": {"examples": len(data.labels), "positives": int(data.labels.sum()),
-                        "users": len(set(data.users)),
-                        "distinct_phrases": result["distinct_phrases"],
-                        "phrase_price": PHRASE_PRICE},
-               "protocol": {"folds": args.folds, "split_seed": args.split_seed,
-                            "frozen": "PooledRun.fit on all fit users (as train)",
-                            "finetuned": "finetune_pooled from the frozen fit on inner training "
-                                         "users, early-stopped on the PR-AUC of inner hold-out "
-                                         "users of the fit users, scored through the serving "
-                                         "path",
-                            "finetuned_refit": "fine-tuned encoder, head refitted as frozen on "
-                                               "all fit users",
-                            "components": args.components, "C": C, "half_life_s": HALF_LIFE_S,
-                            "phrase_max_tokens": PHRASE_MAX_TOKENS},
-               "settings": settings, "encoder_id": result["encoder_id"],
-               "prepare_s": result["prepare_s"], "total_s": round(total, 1),
-               "summary": summ, "per_fold": result["per_fold"]}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(f"{time.perf_counter() - t0:.0f}s")
 
+
+def _document(args: argparse.Namespace, data: Data, settings: dict[str, Any],
+              result: dict[str, Any], summ: dict[str, Any], command: str, *, total_s: float,
+              complete: bool) -> dict[str, Any]:
+    import torch
+
+    return {"what": "pooled window model: fine-tuned encoder vs frozen encoder, "
+                    "train's folds by user",
+            "complete": complete, "command": command,
+            "machine": {"torch_threads": args.threads, "platform": platform.platform(),
+                        "torch": torch.__version__},
+            "data": {"source": str(args.input), "examples": len(data.labels),
+                     "positives": int(data.labels.sum()), "users": len(set(data.users)),
+                     "distinct_phrases": result["distinct_phrases"],
+                     "phrase_price": PHRASE_PRICE},
+            "protocol": {"folds": args.folds, "split_seed": args.split_seed,
+                         "frozen": "PooledRun.fit on all fit users (as train)",
+                         "finetuned": "finetune_pooled from the frozen fit on inner training "
+                                      "users, early-stopped on the PR-AUC of inner hold-out "
+                                      "users of the fit users, scored through the serving path",
+                         "finetuned_refit": "fine-tuned encoder, head refitted as frozen on "
+                                            "all fit users",
+                         "components": args.components, "C": C, "half_life_s": HALF_LIFE_S,
+                         "phrase_max_tokens": PHRASE_MAX_TOKENS},
+            "settings": settings, "encoder_id": result["encoder_id"],
+            "prepare_s": result["prepare_s"], "total_s": round(total_s, 1),
+            "summary": summ, "per_fold": result["per_fold"]}
 
 if __name__ == "__main__":
     main()

@@ -102,6 +102,7 @@ def test_main_writes_the_json(files: tuple[Path, Path], tmp_path: Path) -> None:
     finally:
         torch.set_num_threads(threads)
     doc = json.loads(out.read_text())
-    assert doc["summary"]["folds"] == 1 and "finetuned_refit" not in doc["summary"]
+    assert doc["complete"] and doc["summary"]["folds"] == 1
+    assert "finetuned_refit" not in doc["summary"]
     assert doc["settings"]["epochs"] == 1 and doc["per_fold"][0]["finetune"]["history"]
     assert doc["command"].startswith("python -m loadtest.finetune_compare")
