@@ -24,8 +24,8 @@ from worker.model.loading import load_model
 from worker.model.pooled import PooledHead, layer_norm, pool
 from worker.training import pooled_finetune
 from worker.training.pooled_finetune import (
+    InputScales,
     PooledTorchModel,
-    _Scales,
     finetune_pooled,
     inner_indices,
     serving_model,
@@ -92,7 +92,7 @@ def test_the_standardised_head_folds_back_exactly(encoder_dir: Path) -> None:
     n = len(FEATURE_NAMES) + 2 * TINY_DIM + 1
     head = PooledHead(rng.normal(size=len(FEATURE_NAMES)), rng.normal(size=TINY_DIM),
                       rng.normal(size=TINY_DIM), 0.3, -1.2)
-    scales = _Scales(rng.normal(size=n), rng.uniform(0.5, 3.0, size=n))
+    scales = InputScales(rng.normal(size=n), rng.uniform(0.5, 3.0, size=n))
     model = PooledTorchModel(load_encoder(encoder_dir), head, scales, half_life_s=HALF_LIFE,
                              max_tokens=32)
     back = model.export()

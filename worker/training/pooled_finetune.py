@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from worker.model.event_model import EventVectorModel
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_ENCODER_LR", "DEFAULT_EPOCHS", "DEFAULT_HEAD_LR",
-           "DEFAULT_PATIENCE", "PooledTorchModel", "finetune_pooled", "inner_indices",
-           "serving_model", "torch_pool"]
+           "DEFAULT_PATIENCE", "DEFAULT_WEIGHT_DECAY", "InputScales", "PooledTorchModel",
+           "finetune_pooled", "inner_indices", "serving_model", "torch_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def torch_pool(vectors: torch.Tensor, rows: Sequence[Sequence[int]],
 
 
 @dataclass(frozen=True, slots=True)
-class _Scales:
+class InputScales:
     """Training-row centre and spread of each head input (features, mean, newest, cos)."""
 
     centre: np.ndarray
@@ -123,7 +123,7 @@ class PooledTorchModel:
     into a :class:`PooledHead` on the raw inputs (the same function).
     """
 
-    def __init__(self, encoder: TextEncoder, head: PooledHead, scales: _Scales, *,
+    def __init__(self, encoder: TextEncoder, head: PooledHead, scales: InputScales, *,
                  half_life_s: float, max_tokens: int) -> None:
         import torch
 
@@ -363,7 +363,7 @@ def finetune_pooled(encoder_dir: Path, inputs: Sequence[ModelInput], labels: Seq
 
 def _frozen_fit(encoder: TextEncoder, inputs: Sequence[ModelInput], labels: np.ndarray, *,
                 components: int, c: float, half_life_s: float, phrase_max_tokens: int
-                ) -> tuple[PooledHead, dict[str, Any], _Scales]:
+                ) -> tuple[PooledHead, dict[str, Any], InputScales]:
     """The frozen pooled fit on these rows (float16 vectors, as ``train`` fits it) and the
     centre and spread of its inputs on them."""
     from worker.model.phrase_encoder import TorchPhraseEncoder
@@ -385,7 +385,7 @@ def _frozen_fit(encoder: TextEncoder, inputs: Sequence[ModelInput], labels: np.n
     x = np.concatenate([feats, stats.mean, stats.newest, stats.cos[:, None]], axis=1)
     spread = x.std(0)
     spread[spread < 1e-8] = 1.0
-    return head, info, _Scales(x.mean(0), spread)
+    return head, info, InputScales(x.mean(0), spread)
 
 
 def _selection_score(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
