@@ -34,7 +34,9 @@ it, every window pooled by :func:`worker.model.pooled.pool`, half-life 300 s).
   a price, same product / category as the newest]``, its last state concatenated with the
   standardised features into one logit; early-stopped on PR-AUC (``gru``) or log-loss
   (``gru_loss``) of the users :func:`~worker.dataset.inner_user_split` holds out of the fit
-  users, then scored as is.
+  users, then scored as is;
+- ``transformer`` (only when named): the same, with one Transformer encoder layer (d 64,
+  4 heads, padding masked) in place of the GRU, early-stopped on PR-AUC.
 
 **Splits** (:func:`loadtest.head_compare.splits`): 5 folds by user for each of 4 salts
 (20 splits, no user on both sides), then the time split. Per candidate: PR-AUC and ROC-AUC
@@ -67,8 +69,9 @@ __all__ = ["ALL", "DEFAULT", "KCV_COMPONENTS", "EventTable", "VectorCandidates",
            "compare", "event_table", "main", "paired", "summary", "table"]
 
 ALL = ("baseline", "features", "text", "pooled", "pooled_k4", "pooled_k16", "pooled_kcv",
-       "pooled_noprice", "pooled_features", "gru", "gru_loss")
-DEFAULT = tuple(n for n in ALL if not n.startswith("gru"))  # the GRUs run only when named
+       "pooled_noprice", "pooled_features", "gru", "gru_loss", "transformer")
+SEQUENCE_MODELS = ("gru", "gru_loss", "transformer")
+DEFAULT = tuple(n for n in ALL if n not in SEQUENCE_MODELS)  # those run only when named
 COMPONENTS = {"pooled": DEFAULT_POOLED_COMPONENTS, "pooled_k4": 4, "pooled_k16": 16,
               "pooled_noprice": DEFAULT_POOLED_COMPONENTS}
 KCV_COMPONENTS = (4, 8, 16)  # pooled_kcv picks one on inner user folds of the fit users
@@ -222,6 +225,8 @@ class VectorCandidates:
             return self.pooled("bucket", DEFAULT_POOLED_COMPONENTS, fit_idx, text=False)
         if name in ("gru", "gru_loss"):
             return self._gru(fit_idx, salt, stop="pr_auc" if name == "gru" else "loss")
+        if name == "transformer":
+            return self._gru(fit_idx, salt, stop="pr_auc", arch="transformer")
         raise ValueError(f"unknown candidate {name!r}; known: {ALL}")
 
     def pooled(self, price: str, components: int, fit_idx: np.ndarray, *, text: bool = True
@@ -288,7 +293,7 @@ class VectorCandidates:
             self._sequences = table_, layer_norm(vectors)
         return self._sequences
 
-    def _gru(self, fit_idx: np.ndarray, salt: str, stop: str) -> Scores:
+    def _gru(self, fit_idx: np.ndarray, salt: str, stop: str, arch: str = "gru") -> Scores:
         from worker.dataset.split import inner_user_split
 
         ex = self.d.text.examples
@@ -299,7 +304,7 @@ class VectorCandidates:
         ho = np.array([position[id(e)] for e in hold])
         table_, vectors = self.sequences()
         return fit_gru(table_, vectors, self.x, self.y, fit_idx, tr, ho, seed=self.seed,
-                       stop=stop)
+                       stop=stop, arch=arch)
 
 
 def sequence_inputs(t: EventTable, projected: np.ndarray) -> np.ndarray:
@@ -318,11 +323,13 @@ def sequence_inputs(t: EventTable, projected: np.ndarray) -> np.ndarray:
 
 def fit_gru(t: EventTable, vectors: np.ndarray, x: np.ndarray, y: np.ndarray,
             fit_idx: np.ndarray, train_idx: np.ndarray, hold_idx: np.ndarray, *, seed: int = 0,
-            epochs: int = GRU_EPOCHS, patience: int = GRU_PATIENCE, stop: str = "pr_auc"
-            ) -> Scores:
+            epochs: int = GRU_EPOCHS, patience: int = GRU_PATIENCE, stop: str = "pr_auc",
+            arch: str = "gru") -> Scores:
     """The ``gru`` candidate: PCA and standardisation fitted on ``fit_idx``'s events and rows,
     trained on ``train_idx``, early-stopped on ``hold_idx`` (``stop``: PR-AUC, or ``loss``,
-    the log-loss), the best epoch kept."""
+    the log-loss), the best epoch kept. ``arch="transformer"``: the ``transformer`` candidate,
+    one Transformer encoder layer (d 64, 4 heads, feed-forward 128, padding masked; the age is
+    an input, so no position embedding) instead of the GRU, its newest event's state read."""
     import torch
     from sklearn.decomposition import PCA
     from sklearn.metrics import average_precision_score, log_loss
@@ -331,6 +338,8 @@ def fit_gru(t: EventTable, vectors: np.ndarray, x: np.ndarray, y: np.ndarray,
 
     if stop not in ("pr_auc", "loss"):
         raise ValueError(f"stop must be 'pr_auc' or 'loss', got {stop!r}")
+    if arch not in ("gru", "transformer"):
+        raise ValueError(f"arch must be 'gru' or 'transformer', got {arch!r}")
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -351,13 +360,23 @@ def fit_gru(t: EventTable, vectors: np.ndarray, x: np.ndarray, y: np.ndarray,
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.gru = nn.GRU(seq.shape[-1], GRU_HIDDEN, batch_first=True)
+            if arch == "gru":
+                self.gru = nn.GRU(seq.shape[-1], GRU_HIDDEN, batch_first=True)
+            else:
+                self.inp = nn.Linear(seq.shape[-1], GRU_HIDDEN)
+                self.layer = nn.TransformerEncoderLayer(GRU_HIDDEN, 4, 2 * GRU_HIDDEN,
+                                                        dropout=0.1, batch_first=True)
             self.drop = nn.Dropout(0.2)
             self.out = nn.Linear(GRU_HIDDEN + xf.shape[1], 1)
 
         def forward(self, s: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-            _, h = self.gru(s)  # padding in front: the last state is the newest event's
-            return self.out(torch.cat([self.drop(h[-1]), f], dim=1)).squeeze(1)
+            if arch == "gru":
+                _, h = self.gru(s)  # padding in front: the last state is the newest event's
+                state = h[-1]
+            else:
+                pad = (s == 0).all(-1)  # padding rows are all zeros (in front)
+                state = self.layer(self.inp(s), src_key_padding_mask=pad)[:, -1]
+            return self.out(torch.cat([self.drop(state), f], dim=1)).squeeze(1)
 
     def trim(idx: np.ndarray) -> torch.Tensor:
         return seq_t[idx, -int(t.length[idx].max()):]

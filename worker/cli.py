@@ -272,9 +272,10 @@ def settings_doc() -> None:
               default="pooled", show_default=True,
               help="pooled: each event's phrase encoded once, a linear head over pooled event "
                    "vectors and the context features (the worker encodes only unseen phrases); "
-                   "text: the whole window as one text (--finetune, --head and --epochs apply).")
+                   "text: the whole window as one text (--head applies).")
 @click.option("--finetune", is_flag=True,
-              help="Text model: train the encoder too (for a GPU); default: frozen encoder.")
+              help="Train the encoder too (for a GPU; the pooled model through its pooling, "
+                   "early-stopped on inner training users); default: frozen encoder.")
 @click.option("--head", "head", type=click.Choice(["linear", "mlp"]), default=None,
               help="Text model's head: linear (logistic regression on the features and a few "
                    "principal components of the text vectors; the default with a frozen "
@@ -305,9 +306,9 @@ def train(input_path: Path, fmt: str, out_dir: Path, window_model: str, finetune
 
     if out_dir.exists() and not overwrite:
         raise click.ClickException(f"{out_dir} exists: pass --overwrite to replace it")
-    if window_model == "pooled" and (finetune or head or epochs):
-        raise click.ClickException("--finetune, --head and --epochs apply to the text window "
-                                   "model: add --window-model text, or drop them")
+    if window_model == "pooled" and (head or (epochs and not finetune)):
+        raise click.ClickException("--head applies to the text window model (add --window-model "
+                                   "text), --epochs to fine-tuning or the text model")
     if finetune and head == "linear":
         raise click.ClickException("--head linear needs a frozen encoder (drop --finetune)")
     events = load_events(input_path, fmt, max_event_bytes=settings.max_event_bytes)

@@ -100,8 +100,28 @@ def test_pooled_config_and_metrics(trained) -> None:
 def test_pooled_refuses_text_options(encoder: Path, events: list[dict],
                                      tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="window_model='text'"):
-        train(events, out_dir=tmp_path / "x", finetune=True, encoder_dir_or_package=encoder,
+        train(events, out_dir=tmp_path / "x", head="mlp", encoder_dir_or_package=encoder,
               **SMALL)
+
+
+def test_pooled_finetune_end_to_end(encoder: Path, events: list[dict], tmp_path: Path) -> None:
+    """Fine-tuned through the pooled model: the encoder is saved with the model, the saved
+    model serves the reported validation scores, and the folds compare it with the frozen
+    encoder."""
+    out = tmp_path / "ft"
+    report = train(events, out_dir=out, finetune=True, epochs=1, time_frac=None,
+                   encoder_dir_or_package=encoder, **SMALL)
+    config = read_config(out)
+    assert config.kind == "pooled" and config.encoder_path == "encoder"
+    assert config.training["mode"] == "fine-tuned"
+    assert report.metrics["training"]["finetune"]["best_epoch"] in (0, 1)
+    model = load_model(out, device="cpu")
+    labels, scores = _val_scores(model, events)
+    assert average_precision_score(labels, scores) == pytest.approx(
+        report.metrics["val"]["bert"]["pr_auc"], abs=1e-6)
+    cv = report.metrics["user_cv"]
+    if "skipped" not in cv:
+        assert "frozen" in cv and "pr_auc_diff_bert_minus_frozen" in cv
 
 
 def test_text_model_dir_loads_and_scores(trained_text, events: list[dict]) -> None:

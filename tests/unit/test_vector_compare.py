@@ -103,7 +103,7 @@ def test_kcv_fits_and_scores_nothing_but_fit_rows() -> None:
 
 def test_the_default_run_leaves_the_grus_out_and_unknown_names_fail_early() -> None:
     assert "gru" in ALL and "gru_loss" in ALL
-    assert not {"gru", "gru_loss"} & set(DEFAULT)
+    assert not {"gru", "gru_loss", "transformer"} & set(DEFAULT)
     assert {"pooled", "pooled_k4", "pooled_k16", "pooled_kcv", "pooled_noprice",
             "pooled_features", "text", "features", "baseline"} == set(DEFAULT)
     with pytest.raises(SystemExit):
@@ -150,3 +150,35 @@ def test_paired_differences_count_wins_and_bracket_the_mean() -> None:
     assert p["mean"] == pytest.approx(0.04)
     assert p["ci95"][0] < p["mean"] < p["ci95"][1]
     assert p["ci95"][1] - p["mean"] == pytest.approx(2.776 * p["sd"] / np.sqrt(5))
+
+
+@pytest.mark.parametrize("arch", ["gru", "transformer"])
+def test_sequence_models_learn_a_signal_carried_by_the_events(arch: str) -> None:
+    """A window whose newest event is an add-to-cart is positive: both sequence models find
+    it from the event table alone (the features carry nothing)."""
+    from loadtest.vector_compare import fit_gru
+
+    rng = np.random.default_rng(1)
+    windows, sequences, labels = [], [], []
+    for i in range(300):
+        n = int(rng.integers(1, 5))
+        kinds = ["view"] * (n - 1) + ["add_to_cart" if i % 3 == 0 else "view"]
+        window = tuple(_event(10 * i + j, 1_000 + j * 30_000, kind=k, product=f"p{j}")
+                       for j, k in enumerate(kinds))
+        for j, event in enumerate(window):  # 40 brands: enough distinct phrases for the PCA
+            event["product"]["brand"] = f"brand{(i + j) % 40}"
+        windows.append(window)
+        sequences.append(build_input(window, max_chars=0, phrase_price="bucket").events)
+        labels.append(int(kinds[-1] == "add_to_cart"))
+    table, phrases = event_table(windows, sequences)
+    vectors = rng.normal(size=(len(phrases), 24))
+    y = np.array(labels)
+    x = np.zeros((len(y), 3))
+    idx = np.arange(len(y))
+    predict = fit_gru(table, vectors, x, y, idx, idx[:200], idx[200:250], arch=arch, epochs=8)
+    scores = predict(idx[250:])
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y[250:], scores) > 0.9
+    with pytest.raises(ValueError, match="arch"):
+        fit_gru(table, vectors, x, y, idx, idx[:200], idx[200:250], arch="lstm")

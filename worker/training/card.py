@@ -9,6 +9,7 @@ from typing import Any
 __all__ = ["model_card", "write_json"]
 
 ROWS = (("bert", "BERT encoder + head"),
+        ("frozen", "the same model with the encoder frozen"),
         ("features_only", "ablation: the same head, context features only"),
         ("baseline", "GBDT baseline (HistGradientBoosting)"))
 
@@ -119,6 +120,12 @@ def model_card(config: dict, metrics: dict) -> str:
             "coefficients are folded into `pooled.safetensors` (weights on the full vectors). "
             "No epochs, no early stopping: the validation users choose nothing for this model. "
             "The ablation row refits the same head without the vectors.")
+        tuning = (metrics.get("training") or {}).get("finetune")
+        if tuning:
+            how += (f" Then fine-tuned end to end (encoder lr {training.get('encoder_lr')}), "
+                    f"early-stopped on the inner hold-out users of the training users: best "
+                    f"epoch {tuning.get('best_epoch')} (0: the frozen fit kept); the encoder is "
+                    "saved in encoder/.")
     elif linear:
         info = training.get("linear") or {}
         variance = sum(info.get("explained_variance_ratio") or [])
@@ -207,7 +214,8 @@ def _cv_lines(cv: dict | None) -> list[str]:
                      f"{m['roc_auc']['mean']:.3f} ± {m['roc_auc']['sd']:.3f} | "
                      f"{m['brier']['mean']:.3f} |")
     lines.append("")
-    for other, label in (("baseline", "baseline"), ("features_only", "the ablation")):
+    for other, label in (("baseline", "baseline"), ("frozen", "frozen encoder"),
+                         ("features_only", "the ablation")):
         d = cv.get(f"pr_auc_diff_bert_minus_{other}")
         if d is None:
             continue

@@ -128,9 +128,9 @@ def train(
 
     if window_model not in ("pooled", "text"):
         raise ValueError(f"window_model must be pooled or text, got {window_model!r}")
-    if window_model == "pooled" and (finetune or head is not None):
-        raise ValueError("--finetune and --head apply to the text window model "
-                         "(window_model='text'); the pooled model has its own linear head")
+    if window_model == "pooled" and head is not None:
+        raise ValueError("head applies to the text window model (window_model='text'); the "
+                         "pooled model has its own linear head")
     head = head or ("mlp" if finetune else "linear")
     if head not in ("linear", "mlp"):
         raise ValueError(f"head must be linear or mlp, got {head!r}")
@@ -171,13 +171,28 @@ def train(
         times["embed_s"] = pooled_run.prepare()
         t0 = time.perf_counter()
         main = pooled_run.fit(parts["train"])
-        times["fit_bert_s"] = time.perf_counter() - t0
         predict = main.predict
         fitters: dict[str, Fitter] = {
             "bert": lambda fit, stop: (pooled_run.fit(fit).predict, {}),
             "features_only": lambda fit, stop: (pooled_run.fit(fit, text=False).predict, {})}
         stopped_on = "nothing: the pooled head has no epochs and no early stopping"
         best_epoch, fit_record = 0, {}
+        tuned = None
+        if finetune:
+            tune = _PooledTuning(_encoder_dir(encoder_dir_or_package), inputs, labels,
+                                 [e.user_id for e in examples], split_seed=split_seed,
+                                 components=pooled_components, c=l2_c, half_life_s=half_life_s,
+                                 phrase_max_tokens=phrase_max_tokens, phrase_price=phrase_price,
+                                 epochs=epochs, encoder_lr=encoder_lr, seed=seed, device=device)
+            tuned = tune.fit(parts["train"])
+            predict = tuned.predict
+            fitters = {"bert": tune.fitter, "frozen": fitters["bert"],
+                       "features_only": fitters["features_only"]}
+            stopped_on = ("the inner hold-out users of each fit's users (best epoch by "
+                          "PR-AUC, the frozen fit included)")
+            best_epoch = int(tuned.info.get("best_epoch", 0))
+            fit_record = {"finetune": tuned.info}
+        times["fit_bert_s"] = time.perf_counter() - t0
         text_dim = pooled_run.text_dim
     else:
         d_epochs, d_batch, d_lr = FINETUNE_DEFAULTS if finetune else FROZEN_DEFAULTS
@@ -243,6 +258,7 @@ def train(
     if window_model == "pooled":
         training: dict[str, Any] = {
             "mode": mode, "window_model": "pooled", "components": pooled_components,
+            "encoder_lr": encoder_lr if finetune else None,
             "l2_c": l2_c, "half_life_s": half_life_s, "phrase_price": phrase_price,
             "phrase_max_tokens": phrase_max_tokens, "class_weight": None,
             "pooled": main.info, "phrases": pooled_run.info}
@@ -262,13 +278,15 @@ def train(
     training.update({"seed": seed, "encoder_source": str(encoder_dir_or_package),
                      "command": command or _snippet(data, call)})
     if window_model == "pooled":
-        model_head: Any = main.head
+        model_head: Any = main.head if tuned is None else tuned.head
         shape = {"window_model": WindowModelSection(
             kind="pooled", half_life_s=half_life_s, phrase_price=phrase_price,
             phrase_max_tokens=phrase_max_tokens)}
         encoder_ref: Any = (encoder_dir_or_package if isinstance(encoder_dir_or_package, str)
                             and encoder_dir_or_package in ENCODER_PACKAGES
                             else _encoder_dir(encoder_dir_or_package))
+        if tuned is not None:
+            encoder_ref = tuned.encoder
     else:
         model_head = bert.model.head
         shape = {"head_hidden": model_head.hidden, "head_dropout": model_head.drop.p}
@@ -457,3 +475,47 @@ def _snippet(data: dict[str, Any], call: dict[str, Any]) -> str:
 ScoreFn = Callable[[Sequence[int]], np.ndarray]
 # (fit rows, early-stopping rows) -> (predict, facts about the fit)
 Fitter = Callable[[Sequence[int], Sequence[int]], tuple[ScoreFn, dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class _Tuned:
+    encoder: Any
+    head: Any
+    predict: ScoreFn
+    info: dict[str, Any]
+
+
+class _PooledTuning:
+    """Fine-tuned pooled fits (:func:`~worker.training.pooled_finetune.finetune_pooled`) on
+    given rows: early stopping on the inner hold-out users of those rows' users, never on
+    the rows a report scores; each fit scored through the serving path."""
+
+    def __init__(self, encoder_dir: Path, inputs: Sequence[Any], labels: np.ndarray,
+                 user_ids: Sequence[str], *, split_seed: str, components: int, c: float,
+                 half_life_s: float, phrase_max_tokens: int, phrase_price: str,
+                 epochs: int | None, encoder_lr: float, seed: int, device: str) -> None:
+        self.encoder_dir, self.inputs, self.labels = encoder_dir, inputs, labels
+        self.user_ids, self.split_seed = user_ids, split_seed
+        self.shape = {"half_life_s": half_life_s, "phrase_max_tokens": phrase_max_tokens}
+        self.phrase_price = phrase_price
+        self.options: dict[str, Any] = {
+            "components": components, "c": c, "encoder_lr": encoder_lr, "seed": seed,
+            "device": device, **self.shape, **({"epochs": epochs} if epochs else {})}
+
+    def fit(self, rows: Sequence[int]) -> _Tuned:
+        from worker.training.pooled_finetune import finetune_pooled, inner_indices, serving_model
+
+        train_idx, hold_idx = inner_indices(self.user_ids, rows, seed=self.split_seed)
+        encoder, head, info = finetune_pooled(self.encoder_dir, self.inputs, self.labels,
+                                              train_idx, hold_idx, **self.options)
+        model = serving_model(encoder, head, phrase_price=self.phrase_price, **self.shape)
+        inputs = self.inputs
+
+        def predict(idx: Sequence[int]) -> np.ndarray:
+            return np.asarray(model.score([inputs[i] for i in idx]), dtype=float)
+
+        return _Tuned(encoder, head, predict, info)
+
+    def fitter(self, fit: Sequence[int], stop: Sequence[int]) -> tuple[ScoreFn, dict[str, Any]]:
+        tuned = self.fit(fit)
+        return tuned.predict, {"bert_best_epoch": tuned.info.get("best_epoch")}
