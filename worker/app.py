@@ -63,7 +63,8 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     metrics = metrics or Metrics()
     observer = BatchObserver(metrics, scorer=lambda: pipeline.scorer,
                              highwater=lambda t, p: app.consumer.highwater(TP(t, p)),
-                             window_cache=pipeline.window_cache_counts)
+                             window_cache=pipeline.window_cache_counts,
+                             latest=pipeline.latest_counts)
     runner = BatchRunner(
         pipeline, DirectProducer(app) if batched else TopicProducer(app, topics),
         topics, transactional=not batched, observe=observer.observe,

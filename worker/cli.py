@@ -57,12 +57,14 @@ def run(model_path: Path | None) -> None:
 @main.command()
 @click.argument("user_ids", nargs=-1, required=True, metavar="USER_ID...")
 def forget(user_ids: tuple[str, ...]) -> None:
-    """Delete users' state in Redis (window, event payloads, alert cooldowns): erasure requests.
+    """Delete users' state in Redis (window, event payloads, alert cooldowns, latest score):
+    erasure requests.
 
     Uses the worker's INTENT_REDIS_* and INTENT_KEY_* settings, so pseudonymised keys are found.
     Scores and alerts already published to Kafka are not touched (see your topics' retention)."""
     settings = _settings()
     from worker.anomaly.state import RedisDetectorState
+    from worker.latest import RedisLatestScores
     from worker.windows import RedisWindowStore
 
     async def go() -> None:
@@ -71,12 +73,62 @@ def forget(user_ids: tuple[str, ...]) -> None:
         try:
             for user in user_ids:
                 await RedisDetectorState(store).forget(user)
+                await RedisLatestScores.beside(store).forget(user)
                 await store.forget(user)
                 click.echo(f"forgot {user}")
         finally:
             await store.stop()
 
     asyncio.run(go())
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the stored score record as JSON (null when there is none).")
+def score(user_id: str, as_json: bool) -> None:
+    """Print a user's latest score: the newest record the worker published, kept in Redis.
+
+    Uses the worker's INTENT_REDIS_* and INTENT_KEY_* settings, so pseudonymised keys are found.
+    Exits 1 when the user has no score (never scored, expired or forgotten)."""
+    settings = _settings()
+    from worker.latest import latest_score
+    from worker.redis_client import redis_client
+
+    async def go() -> dict | None:
+        client = redis_client(settings)
+        try:
+            return await latest_score(client, user_id, settings)
+        finally:
+            await client.aclose()
+
+    record = asyncio.run(go())
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(record).decode())
+    elif record is not None:
+        click.echo(_format_score(record))
+    if record is None:
+        click.echo(f"no score for user {user_id!r}: never scored, expired "
+                   f"(INTENT_WINDOW_TTL_SECONDS={settings.window_ttl_seconds} after the user's "
+                   "last event) or forgotten", err=True)
+        sys.exit(1)
+
+
+def _format_score(record: dict) -> str:
+    model = record.get("model") or {}
+    window = record.get("window") or {}
+    rows = [
+        ("user", record.get("user_id")),
+        ("score", f"{record.get('score', float('nan')):.4f}"),
+        ("model", f"{model.get('name')} {model.get('version')}"),
+        ("event", f"{record.get('event_id')} at {record.get('event_ts')} (newest scored event)"),
+        ("window", f"{window.get('events')} events over {window.get('span_s')} s"),
+        ("scored at", record.get("scored_at")),
+        ("score id", record.get("score_id")),
+    ]
+    return "\n".join(f"{name:<10} {value}" for name, value in rows)
 
 
 @main.command()

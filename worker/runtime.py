@@ -133,6 +133,8 @@ def run_worker(settings: Settings) -> None:
 
     @app.on_before_shutdown.connect
     async def _close(app: faust.App, **_: object) -> None:  # after streams drained
+        if pipeline.latest is not None and not await pipeline.latest.flush(timeout_s=5.0):
+            log.warning("latest scores still being written at shutdown; left unfinished")
         await store.stop()
         await vectors.stop()
         executor.shutdown(wait=False, cancel_futures=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
+from datetime import datetime
 
 import orjson
 import pytest
@@ -17,6 +21,8 @@ from tests.e2e.helpers import (
     worker_process,
 )
 from worker.events import validate
+from worker.latest import latest_score
+from worker.settings import load_settings
 
 MAX_BYTES = 4096
 
@@ -130,3 +136,43 @@ async def test_redis_windows_hold_no_duplicates(e2e_run, redis_url):
             assert [e["ts"] for e in window] == sorted(e["ts"] for e in window)
     finally:
         await client.aclose()
+
+
+def _newest_published(records: list[dict]) -> dict[str, dict]:
+    """Each user's published record whose newest covered event is the latest by event time
+    (ties by event id): the one the worker keeps for lookups."""
+    def order(r: dict) -> tuple[datetime, str]:
+        return datetime.fromisoformat(r["event_ts"]), r["event_id"]
+
+    newest: dict[str, dict] = {}
+    for r in records:
+        held = newest.get(r["user_id"])
+        if held is None or order(r) > order(held):
+            newest[r["user_id"]] = r
+    return newest
+
+
+async def test_the_latest_score_of_every_user_is_the_published_one(e2e_run, redis_url):
+    newest = _newest_published(e2e_run["scores"])
+    assert len(newest) == len({e["user_id"] for e in e2e_run["events"]})
+    settings = load_settings(redis_url=redis_url, key_prefix=e2e_run["env"]["INTENT_KEY_PREFIX"])
+    client = aioredis.from_url(redis_url)
+    try:
+        stored = {user: await latest_score(client, user, settings) for user in newest}
+    finally:
+        await client.aclose()
+    assert stored == newest
+
+
+def test_the_score_command_prints_the_published_score(e2e_run):
+    env = {**os.environ, **e2e_run["env"]}
+    newest = _newest_published(e2e_run["scores"])
+    for user in sorted(newest)[:3]:
+        out = subprocess.run([sys.executable, "-m", "worker.cli", "score", user, "--json"],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        got = orjson.loads(out.stdout)
+        assert got["score"] == newest[user]["score"] and got == newest[user]
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "score", "nobody"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "no score for user 'nobody'" in out.stderr

@@ -3,8 +3,8 @@
 Each fake writes what happens to one shared log, so a test can check the order of things:
 ``prepare X`` / ``finish X`` / ``finished X`` (the pipeline, ``X`` the batch's message values
 joined by ``+``), ``send T`` / ``acked T`` (the producer and the broker's acknowledgement, per
-topic ``T``), ``confirm`` (cooldowns recorded), ``ack X`` (the batch acknowledged to the
-consumer).
+topic ``T``), ``keep N`` (N score records handed over for lookups), ``confirm`` (cooldowns
+recorded), ``ack X`` (the batch acknowledged to the consumer).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class FakePipeline:
         self.log = log
         self.before_prepare: Callable[[str], Awaitable[None]] = nothing
         self.before_finish: Callable[[str], Awaitable[None]] = nothing
+        self.keep_fails = False
 
     async def prepare(self, messages: Sequence[Message]) -> list[Message]:
         self.log.append(f"prepare {label(messages)}")
@@ -76,6 +77,11 @@ class FakePipeline:
 
     async def confirm(self, result: BatchResult) -> None:
         self.log.append("confirm")
+
+    def keep_latest(self, result: BatchResult) -> None:
+        self.log.append(f"keep {len(result.scores)}")
+        if self.keep_fails:
+            raise RuntimeError("bug in keeping the latest scores")
 
     def unprocessable(self, msg: Message, exc: BaseException) -> Output:
         return Output(msg.key, msg.value)
@@ -248,6 +254,24 @@ async def test_alerts_are_delivered_before_their_cooldowns_are_recorded(overlap)
     await h.run(["a", "alert-1"], overlap=overlap)
     assert h.producer.sent["alerts"] == [b"alert-1"]
     assert h.index("acked alerts") < h.index("confirm") < h.index("ack a+alert-1")
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+async def test_score_records_are_kept_for_lookups_only_once_delivered(overlap):
+    h = Harness()
+    h.producer.failures = {"scores": 1}
+    await h.run(["a", "b"], ["c"], overlap=overlap)
+    assert h.log.count("keep 2") == 1 and h.log.count("keep 1") == 1
+    assert h.index("failed scores") < h.index("acked scores") < h.index("keep 2")
+    assert h.index("keep 2") < h.index("ack a+b")
+
+
+async def test_keeping_the_latest_scores_never_fails_a_batch():
+    h = Harness()
+    h.pipeline.keep_fails = True
+    await h.run(["a"], ["b"])
+    assert h.acked == ["a", "b"] and not h.exit_codes
+    assert h.producer.sent == {"scores": [b"a", b"b"]}
 
 
 async def test_a_failed_alert_delivery_is_retried_before_the_cooldowns_are_recorded():

@@ -112,3 +112,17 @@ def test_event_vector_sources_are_counted_per_batch_and_restart_with_a_new_model
     holder[0] = fresh
     observer.observe([], Result(), 0.1)
     assert sample(m, "intent_event_vectors_total", source="process") == 11
+
+
+def test_latest_scores_kept_for_lookups_are_counted_by_result() -> None:
+    counts = [(0, 0, 0)]
+    observer = BatchObserver(Metrics(), highwater=lambda t, p: None,
+                             scorer=lambda: Scorer("1"), latest=lambda: counts[0])
+    counts[0] = (5, 1, 0)
+    observer.observe([Msg("t", 0, 1)], Result(), batch_s=0.1)
+    counts[0] = (7, 1, 3)
+    observer.observe([Msg("t", 0, 2)], Result(), batch_s=0.1)
+    m = observer.metrics
+    assert sample(m, "intent_latest_scores_total", result="written") == 7
+    assert sample(m, "intent_latest_scores_total", result="kept") == 1
+    assert sample(m, "intent_latest_scores_total", result="failed") == 3

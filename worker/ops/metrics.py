@@ -69,6 +69,10 @@ class Metrics:
         self.window_cache = Counter("intent_window_cache", "Windows Redis answered with event "
                                     "ids only, this worker holding the rest (result=hit), or "
                                     "whole (result=miss)", ["result"], registry=r)
+        self.latest_scores = Counter(
+            "intent_latest_scores", "Score records kept for lookups in the background: "
+            "written, kept (a later record of the user was stored) or failed (the write "
+            "failed; the user's next score writes again)", ["result"], registry=r)
         self.model_info = Gauge("intent_model_info", "The model serving now (value 1)",
                                 ["name", "version"], registry=r)
 
@@ -150,21 +154,25 @@ class BatchObserver:
     Besides the batch's own counts: the consumer lag of the partitions it came from
     (``highwater(topic, partition)``: the partition's high watermark, ``None`` if unknown), the
     model serving (``scorer()``), and what the model's text cache or event vectors and the
-    window store's cache (``window_cache()``: running hits and misses) gained since the last
+    window store's cache (``window_cache()``: running hits and misses) and the latest scores
+    kept for lookups (``latest()``: running written, kept, failed) gained since the last
     batch. A new model starts its caches' counts from zero.
     """
 
     def __init__(self, metrics: Metrics, *, highwater: Callable[[str, int], int | None],
                  scorer: Callable[[], Serving],
-                 window_cache: Callable[[], tuple[int, int]] = lambda: (0, 0)) -> None:
+                 window_cache: Callable[[], tuple[int, int]] = lambda: (0, 0),
+                 latest: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)) -> None:
         self.metrics = metrics
         self._highwater = highwater
         self._scorer = scorer
         self._window_cache = window_cache
+        self._latest = latest
         self._serving: tuple[str, str] | None = None
         self._text_seen = (0, 0)
         self._vectors_seen = (0, 0, 0)
         self._windows_seen = (0, 0)
+        self._latest_seen = (0, 0, 0)
 
     def observe(self, messages: Sequence[Consumed], result: Outcome, batch_s: float) -> None:
         metrics = self.metrics
@@ -188,6 +196,8 @@ class BatchObserver:
             self._vectors_seen = _count(metrics.event_vectors, self._vectors_seen, now,
                                         ("process", "redis", "encoder"))
         self._windows_seen = _count(metrics.window_cache, self._windows_seen, self._window_cache())
+        self._latest_seen = _count(metrics.latest_scores, self._latest_seen, self._latest(),
+                                   ("written", "kept", "failed"))
 
     def lags(self, messages: Sequence[Consumed]) -> dict[tuple[str, int], int]:
         """Messages behind the high watermark, per partition, after the last of ``messages``;

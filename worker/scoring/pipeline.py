@@ -23,10 +23,12 @@ from worker.anomaly.state import CooldownState, DetectorState, Exchanged, state_
 from worker.errors import BadEvent, IntentError
 from worker.events import dead_letter, parse_event
 from worker.features import EventCache, ModelInput, build_input
+from worker.features.window import event_time_key
+from worker.latest import LatestScore, RedisLatestScores, WriteBehind, stored_record
 from worker.scoring.records import score_record
 from worker.scoring.scorer import AsyncScorer, Scorer
 from worker.settings import Settings
-from worker.windows import WindowStore
+from worker.windows import RedisWindowStore, WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class BatchResult:
     alert_kinds: list[str] = field(default_factory=list)
     # cooldown state to write once the alerts are delivered (Pipeline.confirm)
     cooldown_updates: dict[str, CooldownState] = field(default_factory=dict)
+    # the score records to keep for lookups once delivered (Pipeline.keep_latest)
+    latest: list[LatestScore] = field(default_factory=list)
     events: int = 0
     users: int = 0
     sequences: int = 0  # model inputs: one per user, plus out-of-character prior windows
@@ -71,7 +75,7 @@ class BatchResult:
     def merge(self, other: BatchResult) -> None:
         """Add ``other`` (a later part of the same batch) to this result."""
         for name in ("scores", "dead_letters", "dead_letter_reasons", "alerts", "alert_kinds",
-                     "latencies_ms"):
+                     "latencies_ms", "latest"):
             getattr(self, name).extend(getattr(other, name))
         for user, state in other.cooldown_updates.items():
             self.cooldown_updates.setdefault(user, {}).update(state)
@@ -105,17 +109,20 @@ class Pipeline:
     ``scorer`` is read once per batch, so assigning a new one swaps the model
     between batches without a restart. ``event_cache`` keeps each window event's share of the
     model inputs for the next batches (default: ``INTENT_WINDOW_CACHE_EVENTS`` events, as the
-    Redis store's decoded events, whose dicts come back batch after batch).
+    Redis store's decoded events, whose dicts come back batch after batch). ``latest`` keeps
+    each user's newest published record for lookups (:meth:`keep_latest`).
     """
 
     def __init__(self, settings: Settings, *, store: WindowStore, scorer: Scorer,
                  executor: Executor | None = None, detector: BatchDetector | None = None,
-                 event_cache: EventCache | None = None) -> None:
+                 event_cache: EventCache | None = None,
+                 latest: WriteBehind | None = None) -> None:
         self._settings = settings
         self._store = store
         self.scorer = scorer
         self._executor = executor
         self._detector = detector
+        self.latest = latest
         self._event_cache = (event_cache if event_cache is not None
                              else EventCache(settings.window_cache_events))
 
@@ -124,12 +131,16 @@ class Pipeline:
                       executor: Executor | None = None,
                       detector_state: DetectorState | None = None) -> Pipeline:
         """With the anomaly detectors of ``settings`` (unless ``INTENT_ANOMALY_ENABLED`` is off),
-        their state kept beside ``store`` (default: :func:`~worker.anomaly.state.state_for`)."""
+        their state kept beside ``store`` (default: :func:`~worker.anomaly.state.state_for`),
+        and, on a Redis store, each user's latest score kept beside the window."""
         detector = None
         if settings.anomaly_enabled:
             state = detector_state if detector_state is not None else state_for(store)
             detector = BatchDetector.from_settings(settings, state)
-        return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector)
+        latest = (WriteBehind(RedisLatestScores.beside(store))
+                  if isinstance(store, RedisWindowStore) else None)
+        return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector,
+                   latest=latest)
 
     async def process(self, messages: Sequence[Message]) -> BatchResult:
         """One micro-batch, start to end: :meth:`prepare`, then :meth:`finish`."""
@@ -207,14 +218,20 @@ class Pipeline:
         scores = all_scores[:len(users)]
 
         scored_at_ms = time.time_ns() // 1_000_000
+        keep = self.latest is not None
         for (user_id, batch), score in zip(users.items(), scores, strict=True):
             record = score_record(
                 user_id=user_id, covered=batch.events, window=windows[user_id], score=score,
                 model_name=scorer.name, model_version=scorer.version,
                 scored_at_ms=scored_at_ms, appended_at_ms=batch.appended_at_ms,
             )
-            result.scores.append(Output(user_id.encode(), orjson.dumps(record)))
+            value = orjson.dumps(record)
+            result.scores.append(Output(user_id.encode(), value))
             result.latencies_ms.append(record["latency_ms"])
+            if keep:
+                newest = max(batch.events, key=event_time_key)
+                result.latest.append(LatestScore(user_id, newest["ts"], newest["event_id"],
+                                                 stored_record(record)))
         detector = self._detector
         if detector is not None:
             prior_scores = {p.purchase_id: s for p, s in zip(priors, all_scores[len(users):],
@@ -247,6 +264,17 @@ class Pipeline:
         except IntentError as exc:
             log.warning("alert cooldown state not saved (%s); a redelivery may repeat %d alerts",
                         exc, len(result.alerts))
+
+    def keep_latest(self, result: BatchResult) -> None:
+        """Call once the batch's score records were delivered: keeps each user's newest one for
+        lookups, in the background (:class:`~worker.latest.WriteBehind`; never waits, never
+        raises)."""
+        if self.latest is not None and result.latest:
+            self.latest.submit(result.latest)
+
+    def latest_counts(self) -> tuple[int, int, int]:
+        """Latest scores written, kept (a later one was stored) and failed, so far."""
+        return self.latest.counts if self.latest is not None else (0, 0, 0)
 
     def window_cache_counts(self) -> tuple[int, int]:
         """Windows the store answered from its cache and whole, so far (0, 0 without one)."""

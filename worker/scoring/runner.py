@@ -16,6 +16,8 @@ The rules it keeps:
   is consumed again after a restart.
 - Alerts are delivered before their cooldowns are recorded, so a redelivered batch finds them
   there and the fraud team does not get one twice.
+- Score records are kept for lookups only once delivered, and in the background: the batch is
+  acknowledged without waiting for that write, which can never fail it.
 """
 
 from __future__ import annotations
@@ -192,8 +194,9 @@ class BatchRunner:
         return combined
 
     async def publish(self, result: BatchResult) -> None:
-        """Deliver a batch's score records and dead letters, then its alerts, then record the
-        alerts' cooldowns (:meth:`Pipeline.confirm`)."""
+        """Deliver a batch's score records and dead letters, then hand the records over to be
+        kept for lookups (:meth:`Pipeline.keep_latest`), then deliver its alerts and record
+        their cooldowns (:meth:`Pipeline.confirm`)."""
         topics = self._topics
         if self._transactional:
             await self._producer.send(topics.scores, result.scores)
@@ -201,6 +204,10 @@ class BatchRunner:
         else:
             await self._deliver((topics.scores, result.scores),
                                 (topics.dead_letters, result.dead_letters))
+        try:  # in the background: nothing waits for it, and it must never fail the batch
+            self.pipeline.keep_latest(result)
+        except Exception:
+            log.exception("handing %d score records over for lookups failed", len(result.scores))
         if result.dead_letters:
             log.info("dead-lettered %d messages (%s)", len(result.dead_letters),
                      ", ".join(sorted(set(result.dead_letter_reasons))))

@@ -24,8 +24,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import TYPE_CHECKING
 
-__all__ = ["KeyBuilder"]
+from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+__all__ = ["KeyBuilder", "key_builder"]
 
 _TAG_HEX_CHARS = 32
 _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
@@ -96,3 +102,17 @@ class KeyBuilder:
 
     def __repr__(self) -> str:
         return f"KeyBuilder(prefix={self._prefix!r}, pseudonymised={self.pseudonymised})"
+
+
+def key_builder(settings: Settings) -> KeyBuilder:
+    """The worker's key builder: ``INTENT_KEY_PREFIX`` and, when set, ``INTENT_KEY_SECRET``
+    (pseudonymised tags); a bad value is a :class:`~worker.errors.ConfigError`."""
+    secret = None
+    if settings.key_secret is not None:
+        secret = settings.key_secret.get_secret_value().encode()
+        if not secret:
+            raise ConfigError("INTENT_KEY_SECRET is set but empty: unset it or give a key")
+    try:
+        return KeyBuilder(settings.key_prefix, secret)
+    except ValueError as exc:
+        raise ConfigError(f"INTENT_KEY_PREFIX={settings.key_prefix!r}: {exc}") from None

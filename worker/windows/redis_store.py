@@ -47,7 +47,7 @@ from worker.windows.codec import (
     encode_event,
     join_payloads,
 )
-from worker.windows.keys import KeyBuilder
+from worker.windows.keys import KeyBuilder, key_builder
 from worker.windows.packing import pack_with_hiredis
 from worker.windows.window_cache import CachedWindow, WindowCache
 
@@ -214,14 +214,13 @@ class RedisWindowStore:
     ) -> RedisWindowStore:
         """A store on a new client for ``settings.redis_url``, with the settings' credentials,
         TLS CA, key secret (``INTENT_KEY_SECRET``) and cluster mode unless given here."""
-        if secret is None and settings.key_secret is not None:
-            secret = settings.key_secret.get_secret_value().encode()
-            if not secret:
-                raise ConfigError("INTENT_KEY_SECRET is set but empty: unset it or give a key")
-        try:
-            keys = KeyBuilder(settings.key_prefix, secret)
-        except ValueError as exc:
-            raise ConfigError(f"INTENT_KEY_PREFIX={settings.key_prefix!r}: {exc}") from None
+        if secret is None:
+            keys = key_builder(settings)
+        else:
+            try:
+                keys = KeyBuilder(settings.key_prefix, secret)
+            except ValueError as exc:
+                raise ConfigError(f"INTENT_KEY_PREFIX={settings.key_prefix!r}: {exc}") from None
         return cls(
             redis_client(settings, cluster=cluster),
             keys=keys,
