@@ -88,10 +88,14 @@ def leave_one_out_logits(head: PooledHead, rows: Sequence[Sequence[int]],
     second = np.minimum(starts + 1, total - 1)
     u_second = np.where(lengths > 1, u[second], 0.0)
     newest_term = np.where(first, u_second[owner], u[starts][owner])
-    # cosine of the newest event to the sum of the others, from dot products with the events
+    # cosine of the newest event to the sum of the others, from each event's dot products with
+    # its window's newest vector and sum of the others (einsum: row-wise, no BLAS threads)
+    from scipy.sparse import csr_matrix
+
     ev = v[flat]
     newest_vec = ev[starts]
-    rest_vec = np.add.reduceat(np.where(first[:, None], 0.0, ev), starts)
+    rest_flag = (~first).astype(np.float64)
+    rest_vec = np.asarray(csr_matrix((rest_flag, (owner, flat)), shape=(n, len(v))) @ v)
     a = np.einsum("ij,ij->i", ev, newest_vec[owner])  # event . newest
     b = np.einsum("ij,ij->i", ev, rest_vec[owner])  # event . rest
     c = np.einsum("ij,ij->i", ev, ev)  # |event|^2
@@ -141,29 +145,41 @@ def explain_batch(head: PooledHead, rows: Sequence[Sequence[int]],
     :meth:`PooledHead.logits` on the same inputs), with the ``top`` features and events."""
     features = np.asarray(features, dtype=np.float64)
     n = len(rows)
+    if n == 0:
+        return []
     contrib = features * head.feature_weight
     feature_logit = contrib.sum(axis=1)
-    k = min(top, features.shape[1]) if n else 0
-    order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
+    k = min(top, features.shape[1])
+    picked = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
+    shown = np.take_along_axis(contrib, picked, axis=1)
+    values = np.take_along_axis(features, picked, axis=1)
+    other = feature_logit - shown.sum(axis=1)
+    logits = np.asarray(logits, dtype=np.float64)
+    events_logit = logits - head.bias - feature_logit
+
     loo = leave_one_out_logits(head, rows, ages_s, vectors, half_life_s, features)
-    lengths = [len(r) for r in rows]
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=n)
     owner = np.repeat(np.arange(n), lengths)
-    effects = _sigmoid(np.asarray(logits, dtype=np.float64))[owner] - _sigmoid(loo)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    effects = _sigmoid(logits)[owner] - _sigmoid(loo)
+    # every window's events by falling |effect| (stable: ties keep the newer first), its first
+    # ``top`` of them kept
+    order = np.lexsort((-np.abs(effects), owner))
+    rank = np.arange(len(order)) - starts[owner[order]]
+    kept = order[rank < top]
+    positions = (kept - starts[owner[kept]]).tolist()
+    kept_effects = effects[kept].tolist()
+    bounds = np.concatenate([[0], np.cumsum(np.minimum(lengths, top))]).tolist()
+
+    f_idx, f_val, f_con = picked.tolist(), values.tolist(), shown.tolist()
+    logit_list, other_list, events_list = logits.tolist(), other.tolist(), events_logit.tolist()
+    bias = float(head.bias)
     out: list[Explanation] = []
-    start = 0
     for i in range(n):
-        end = start + lengths[i]
-        window_effects = effects[start:end]
-        ranked = np.argsort(-np.abs(window_effects), kind="stable")[:top]
-        picked = order[i]
-        shown = contrib[i, picked]
-        logit = float(logits[i])
+        a, b = bounds[i], bounds[i + 1]
         out.append(Explanation(
-            logit=logit, baseline_logit=head.bias,
-            features=tuple(zip(picked.tolist(), features[i, picked].tolist(), shown.tolist(),
-                               strict=True)),
-            other_features_logit=float(feature_logit[i] - shown.sum()),
-            events_logit=float(logit - head.bias - feature_logit[i]),
-            events=tuple((int(j), float(window_effects[j])) for j in ranked)))
-        start = end
+            logit=logit_list[i], baseline_logit=bias,
+            features=tuple(zip(f_idx[i], f_val[i], f_con[i], strict=True)),
+            other_features_logit=other_list[i], events_logit=events_list[i],
+            events=tuple(zip(positions[a:b], kept_effects[a:b], strict=True))))
     return out
