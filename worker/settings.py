@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         False,
         description="score records carry an explanation (baseline, top context features, most "
                     "influential events) when the model can give one (the pooled window model); "
-                    "off by default: it adds about 19 % to the batch time with the model "
+                    "off by default: it adds about 20 % to the batch time with the model "
                     "(docs/benchmarks.md)")
     explain_top: int = Field(
         5, ge=1, le=50, description="features and events an explanation lists, each")

@@ -8,7 +8,8 @@ import pytest
 
 from tests.support.fake_encoder import FakeEncoder
 from worker.events import validate
-from worker.features import FEATURE_NAMES, build_input
+from worker.features import FEATURE_NAMES, ModelInput, build_input
+from worker.features.sequence import EventSequence
 from worker.model import ModelConfig
 from worker.model.config import WindowModelSection
 from worker.model.event_model import EventVectorModel
@@ -103,6 +104,25 @@ def test_baseline_and_feature_contributions_sum_to_the_logit() -> None:
         assert (e.baseline_logit + shown + e.other_features_logit + e.events_logit
                 == pytest.approx(e.logit, abs=1e-9))
         sizes = [abs(c) for _, _, c in e.features]
+        assert sizes == sorted(sizes, reverse=True)
+
+
+def test_an_event_effect_is_the_score_less_the_score_without_it_features_held() -> None:
+    rng = np.random.default_rng(5)
+    m = model(random_head(rng))
+    windows = [random_window(rng, f"u{i}", int(rng.integers(2, 12))) for i in range(10)]
+    inputs = [build_input(w, max_chars=0, phrase_price=m.phrase_price) for w in windows]
+    scores, explanations = m.explain(inputs, top=50)
+    for item, score, e in zip(inputs, scores, explanations, strict=True):
+        seq = item.events
+        assert seq is not None and sorted(p for p, _ in e.events) == list(range(len(seq.phrases)))
+        for pos, effect in e.events:
+            phrases = seq.phrases[:pos] + seq.phrases[pos + 1:]
+            ages = seq.ages_s[:pos] + seq.ages_s[pos + 1:]
+            short = ModelInput(text="", features=item.features,
+                               events=EventSequence(phrases, tuple(a - ages[0] for a in ages)))
+            assert effect == pytest.approx(score - m.score([short])[0], abs=1e-6)
+        sizes = [abs(x) for _, x in e.events]
         assert sizes == sorted(sizes, reverse=True)
 
 
