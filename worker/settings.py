@@ -119,6 +119,14 @@ class Settings(BaseSettings):
     pipeline_overlap: Literal["auto", "on", "off"] = Field(
         "auto", description="prepare the next batch (parse, Redis, inputs) while the model runs "
                             "on this one; auto: on when the model runs on CUDA")
+    explain: bool = Field(
+        False,
+        description="score records carry an explanation (baseline, top context features, most "
+                    "influential events) when the model can give one (the pooled window model); "
+                    "off by default: it adds about 20 % to the batch time with the model "
+                    "(docs/benchmarks.md)")
+    explain_top: int = Field(
+        5, ge=1, le=50, description="features and events an explanation lists, each")
     window_max_events: int = Field(50, ge=1, le=10_000, description="events kept per user window")
     window_seconds: int = Field(3600, ge=1, description="event-time span of a user window")
     window_ttl_seconds: int = Field(

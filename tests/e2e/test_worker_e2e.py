@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -31,7 +32,8 @@ MAX_BYTES = 4096
 async def e2e_run(kafka_bootstrap, redis_url, tmp_path_factory):
     """Publish 1,200 valid events (100 users) and 11 bad ones; run the worker until all are out."""
     env = worker_env(kafka_bootstrap, redis_url, INTENT_MAX_EVENT_BYTES=str(MAX_BYTES),
-                     INTENT_BATCH_MAX="128", INTENT_WINDOW_MAX_EVENTS="20")
+                     INTENT_BATCH_MAX="128", INTENT_WINDOW_MAX_EVENTS="20",
+                     INTENT_EXPLAIN="on")
     events = make_events(1200, users=100)
     bad = bad_messages(MAX_BYTES)
     messages: list[tuple[bytes | None, bytes | None]] = []
@@ -91,12 +93,26 @@ async def test_score_records_follow_the_schema(e2e_run):
     assert e2e_run["scores"]
     by_id = {e["event_id"]: e for e in e2e_run["events"]}
     for record in e2e_run["scores"]:
-        validate("intent-score.v1", record)
+        validate("intent-score.v2", record)
         assert 0.0 <= record["score"] <= 1.0
         assert record["latency_ms"] >= 0
         assert record["event_id"] in record["event_ids"]
         assert {by_id[e]["user_id"] for e in record["event_ids"]} == {record["user_id"]}
         assert record["model"]["name"] and record["model"]["version"]
+
+
+async def test_score_records_carry_an_explanation_that_adds_up(e2e_run):
+    by_id = {e["event_id"]: e for e in e2e_run["events"]}
+    for record in e2e_run["scores"]:
+        e = record["explanation"]  # INTENT_EXPLAIN=on, the shipped pooled model
+        total = (e["baseline"]["logit"] + sum(f["contribution"] for f in e["features"])
+                 + e["other_features"] + e["events_total"])
+        assert total == pytest.approx(e["logit"], abs=1e-6)
+        assert 1 / (1 + math.exp(-e["logit"])) == pytest.approx(record["score"], abs=1e-6)
+        assert 1 <= len(e["events"]) <= min(5, record["window"]["events"])
+        for event in e["events"]:
+            assert by_id[event["event_id"]]["user_id"] == record["user_id"]
+            assert by_id[event["event_id"]]["event_type"] == event["event_type"]
 
 
 async def test_bad_messages_reach_the_dlq_with_their_reason(e2e_run):

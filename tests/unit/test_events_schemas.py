@@ -12,7 +12,8 @@ from worker.events import schemas
 from worker.events.deadletter import REASONS
 from worker.events.parse import EVENT_TYPES
 
-NAMES = ["click-event.v1", "intent-score.v1", "dead-letter.v1", "catalog-product.v1"]
+NAMES = ["click-event.v1", "intent-score.v1", "intent-score.v2", "dead-letter.v1",
+         "catalog-product.v1"]
 
 
 def _objects(node: object):
@@ -184,6 +185,28 @@ DEAD_CASES = {
 def test_intent_score_examples(doc: dict, ok: bool) -> None:
     assert schemas.is_valid("intent-score.v1", doc) is ok
     assert Draft202012Validator(schemas.load_schema("intent-score.v1")).is_valid(doc) is ok
+    assert schemas.is_valid("intent-score.v2", doc) is ok  # v2 only adds an optional field
+
+
+EXPLANATION = {
+    "logit": -1.5, "baseline": {"logit": -3.0, "score": 0.047},
+    "features": [{"name": "events_log", "value": 1.1, "contribution": 0.4}],
+    "other_features": 0.6, "events_total": 0.5,
+    "events": [{"event_id": "e1", "event_type": "view", "effect": -0.01}],
+}
+
+
+@pytest.mark.parametrize(("explanation", "ok"), [
+    (EXPLANATION, True),
+    ({**EXPLANATION, "events": []}, True),
+    ({k: v for k, v in EXPLANATION.items() if k != "baseline"}, False),
+    ({**EXPLANATION, "events": [{"event_id": "e1", "event_type": "view", "effect": 2}]}, False),
+    ({**EXPLANATION, "why": "no"}, False),
+])
+def test_intent_score_v2_explanation(explanation: dict, ok: bool) -> None:
+    doc = {**next(iter(SCORE_CASES.values()))[0], "explanation": explanation}
+    assert schemas.is_valid("intent-score.v2", doc) is ok
+    assert not schemas.is_valid("intent-score.v1", doc)  # v1 rejects the new field
 
 
 @pytest.mark.parametrize(("doc", "ok"), DEAD_CASES.values(), ids=DEAD_CASES.keys())

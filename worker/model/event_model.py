@@ -20,6 +20,7 @@ import numpy as np
 
 from worker.features import ModelInput
 from worker.model.config import ModelConfig
+from worker.model.explain import Explanation, explain_batch
 from worker.model.pooled import PooledHead, layer_norm, pool
 from worker.model.vectors import EventVectors
 
@@ -73,6 +74,24 @@ class EventVectorModel:
         phrases, rows = self._layout(inputs)
         return self._probabilities(inputs, rows, self.vectors.vectors_here(phrases))
 
+    async def explain_async(self, inputs: Sequence[ModelInput], *, top: int
+                            ) -> tuple[list[float], list[Explanation]]:
+        """:meth:`score_async`'s scores and, per input, an
+        :class:`~worker.model.explain.Explanation` with the ``top`` features and events, from
+        the same vectors in the same call (no further encoder or store work)."""
+        if not inputs:
+            return [], []
+        phrases, rows = self._layout(inputs)
+        return self._explained(inputs, rows, await self.vectors.vectors(phrases), top)
+
+    def explain(self, inputs: Sequence[ModelInput], *, top: int
+                ) -> tuple[list[float], list[Explanation]]:
+        """:meth:`explain_async`, blocking and without the shared store."""
+        if not inputs:
+            return [], []
+        phrases, rows = self._layout(inputs)
+        return self._explained(inputs, rows, self.vectors.vectors_here(phrases), top)
+
     def warm_up(self) -> float:
         """Encode a few phrase shapes once (lazy initialisation of the encoder's kernels), past
         the caches. Returns the seconds it took."""
@@ -105,8 +124,22 @@ class EventVectorModel:
 
     def _probabilities(self, inputs: Sequence[ModelInput], rows: list[list[int]],
                        vectors: np.ndarray) -> list[float]:
-        stats = pool(rows, [item.events.ages_s for item in inputs],  # type: ignore[union-attr]
-                     layer_norm(vectors), self.half_life_s)
+        ages = [item.events.ages_s for item in inputs]  # type: ignore[union-attr]
+        stats = pool(rows, ages, layer_norm(vectors), self.half_life_s)
+        features = np.array([item.features for item in inputs], dtype=np.float64)
+        return _sigmoid(self.head.logits(stats, features)).tolist()
+
+    def _explained(self, inputs: Sequence[ModelInput], rows: list[list[int]],
+                   vectors: np.ndarray, top: int) -> tuple[list[float], list[Explanation]]:
+        ages = [item.events.ages_s for item in inputs]  # type: ignore[union-attr]
+        normed = layer_norm(vectors)
+        stats = pool(rows, ages, normed, self.half_life_s)
         features = np.array([item.features for item in inputs], dtype=np.float64)
         logits = self.head.logits(stats, features)
-        return (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).tolist()
+        explanations = explain_batch(self.head, rows, ages, normed, self.half_life_s, features,
+                                     logits, top=top)
+        return _sigmoid(logits).tolist(), explanations
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))

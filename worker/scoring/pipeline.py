@@ -25,8 +25,8 @@ from worker.events import dead_letter, parse_event
 from worker.features import EventCache, ModelInput, build_input
 from worker.features.window import event_time_key
 from worker.latest import LatestScore, RedisLatestScores, WriteBehind, stored_record
-from worker.scoring.records import score_record
-from worker.scoring.scorer import AsyncScorer, Scorer
+from worker.scoring.records import explanation_record, score_record
+from worker.scoring.scorer import AsyncScorer, ExplainingScorer, Scorer
 from worker.settings import Settings
 from worker.windows import RedisWindowStore, WindowStore
 
@@ -210,7 +210,13 @@ class Pipeline:
             return result
         inputs, priors, windows = prepared.inputs, prepared.priors, prepared.exchanged.windows
         t1 = time.perf_counter()
-        all_scores = await self._run_model(scorer, inputs)
+        explanations: list | None = None
+        if self._settings.explain and isinstance(scorer, ExplainingScorer):
+            # same vectors, same call: the explanation costs dot products, no encoder work
+            all_scores, explanations = await scorer.explain_async(
+                inputs, top=self._settings.explain_top)
+        else:
+            all_scores = await self._run_model(scorer, inputs)
         t2 = time.perf_counter()
         result.model_s = t2 - t1
         if len(all_scores) != len(inputs):
@@ -219,11 +225,14 @@ class Pipeline:
 
         scored_at_ms = time.time_ns() // 1_000_000
         keep = self.latest is not None
-        for (user_id, batch), score in zip(users.items(), scores, strict=True):
+        for i, ((user_id, batch), score) in enumerate(zip(users.items(), scores, strict=True)):
+            window = windows[user_id]
             record = score_record(
-                user_id=user_id, covered=batch.events, window=windows[user_id], score=score,
+                user_id=user_id, covered=batch.events, window=window, score=score,
                 model_name=scorer.name, model_version=scorer.version,
                 scored_at_ms=scored_at_ms, appended_at_ms=batch.appended_at_ms,
+                explanation=(explanation_record(explanations[i], window)
+                             if explanations is not None else None),
             )
             value = orjson.dumps(record)
             result.scores.append(Output(user_id.encode(), value))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from worker.features import ModelInput
+
+if TYPE_CHECKING:
+    from worker.model.explain import Explanation
 
 
 @runtime_checkable
@@ -37,6 +40,21 @@ class AsyncScorer(Protocol):
     phrase_price: str
 
     async def score_async(self, inputs: Sequence[ModelInput]) -> list[float]: ...
+
+
+@runtime_checkable
+class ExplainingScorer(Protocol):
+    """An :class:`AsyncScorer` that can also explain its scores (the pooled window model):
+    with ``INTENT_EXPLAIN`` on the pipeline awaits ``explain_async`` instead of
+    ``score_async``. Scorers without it publish records without an explanation."""
+
+    name: str
+    version: str
+    max_chars: int
+    phrase_price: str
+
+    async def explain_async(self, inputs: Sequence[ModelInput], *, top: int
+                            ) -> tuple[list[float], list[Explanation]]: ...
 
 
 class NoopScorer:
