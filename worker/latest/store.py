@@ -6,7 +6,7 @@ pseudonymisation)::
     {prefix}:{<tag>}:s   hash   ts     -> event time (ms) of the record's newest covered event
                                 id     -> that event's id
                                 record -> the score record as published (JSON, schemas/
-                                          intent-score.v1.json) less its user_id, which
+                                          intent-score.v1.json or .v2.json) less its user_id, which
                                           the lookup puts back: no raw user id in Redis
 
 It expires with the window (``INTENT_WINDOW_TTL_SECONDS`` after the last write of the user).
@@ -117,7 +117,7 @@ async def latest_score(redis: RedisClient, user_id: str, settings: Settings) -> 
     ``worker.redis_client.redis_client(settings)``; ``settings`` give the key prefix and the key
     secret (``INTENT_KEY_PREFIX``, ``INTENT_KEY_SECRET``), which must be the worker's. One
     ``HGET``. The record is the one newest by event time of its newest event, as published
-    (schemas/intent-score.v1.json): ``score``, ``model``, ``event_ts``, ``scored_at`` say what
+    (schemas/intent-score.v1.json, or v2 with an explanation): ``score``, ``model``, ``event_ts``, ``scored_at`` say what
     it is and how fresh. A Redis failure raises :class:`~worker.errors.StoreError`.
     """
     return await _read(redis, latest_score_key(user_id, settings), user_id)
