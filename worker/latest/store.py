@@ -118,7 +118,8 @@ async def latest_score(redis: RedisClient, user_id: str, settings: Settings) -> 
     secret (``INTENT_KEY_PREFIX``, ``INTENT_KEY_SECRET``), which must be the worker's. One
     ``HGET``. The record is the one newest by event time of its newest event, as published
     (schemas/intent-score.v1.json, or v2 with an explanation): ``score``, ``model``,
-    ``event_ts``, ``scored_at`` say what it is and how fresh. A Redis failure raises :class:`~worker.errors.StoreError`.
+    ``event_ts``, ``scored_at`` say what it is and how fresh. A Redis failure raises
+    :class:`~worker.errors.StoreError`.
     """
     return await _read(redis, latest_score_key(user_id, settings), user_id)
 
