@@ -116,6 +116,38 @@ def score(user_id: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.argument("user_id")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Model directory to ask (overrides INTENT_MODEL_PATH; default: the shipped "
+                   "model): a candidate model gets the same question.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Features and events to list.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+def explain(user_id: str, model_path: Path | None, top: int, as_json: bool) -> None:
+    """Explain a user's score now: their window from Redis (newest first), the score, and what
+    each event and the largest context features contributed (needs a pooled model).
+
+    Uses the worker's INTENT_REDIS_* and INTENT_KEY_* settings (pseudonymised keys are found)
+    and its vector store; reading the window refreshes its TTL, as the worker's reads do.
+    Exits 1 when the user has no state in Redis."""
+    settings = _settings(model_path=model_path)
+    from worker.explain_view import explain_user, format_explanation
+
+    report = asyncio.run(explain_user(settings, user_id, top=top))
+    if report is None:
+        click.echo(f"no state for user {user_id!r} in Redis: never seen, expired "
+                   f"(INTENT_WINDOW_TTL_SECONDS={settings.window_ttl_seconds} after the user's "
+                   "last event) or forgotten", err=True)
+        sys.exit(1)
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(report).decode())
+    else:
+        click.echo(format_explanation(report))
+
+
 def _format_score(record: dict) -> str:
     model = record.get("model") or {}
     window = record.get("window") or {}

@@ -192,3 +192,23 @@ def test_the_score_command_prints_the_published_score(e2e_run):
     out = subprocess.run([sys.executable, "-m", "worker.cli", "score", "nobody"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "no score for user 'nobody'" in out.stderr
+
+
+def test_explain_and_score_commands_agree_with_the_published_record(e2e_run):
+    """For a user, ``intent-worker explain`` (the window in Redis, scored now) and ``intent-worker
+    score`` (the record kept in Redis) give the score the worker published."""
+    env = {**os.environ, **e2e_run["env"]}
+    newest = _newest_published(e2e_run["scores"])
+    for user in sorted(newest)[:2]:
+        run = [sys.executable, "-m", "worker.cli"]
+        explained = subprocess.run([*run, "explain", user, "--json"], env=env,
+                                   capture_output=True, text=True, timeout=180)
+        assert explained.returncode == 0, explained.stderr
+        kept = subprocess.run([*run, "score", user, "--json"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        report, record = orjson.loads(explained.stdout), orjson.loads(kept.stdout)
+        assert record["score"] == newest[user]["score"]
+        assert report["score"] == pytest.approx(record["score"], abs=1e-6)
+        assert report["window"][0]["event_id"] == record["event_id"]  # the newest event
+        assert report["explanation"]["logit"] == pytest.approx(
+            record["explanation"]["logit"], abs=1e-6)

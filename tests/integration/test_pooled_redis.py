@@ -109,3 +109,46 @@ def test_embed_catalog_refuses_a_text_model_and_bad_flags(tmp_path: Path) -> Non
     assert text_model.exit_code != 0 and "(kind text)" in text_model.output
     bad = runner.invoke(main, ["embed-catalog", str(catalogue), "--event-types", "view,click"])
     assert bad.exit_code != 0 and "unknown event types ['click']" in bad.output
+
+
+@pytest.mark.parametrize("secret", [None, "s3cret"])
+def test_explain_reads_the_window_the_worker_scored_and_gives_its_score(
+        pooled_dir: Path, redis_url: str, prefix: str, secret: str | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's pipeline scores a batch (pseudonymised keys or not); ``explain`` then reads
+    the same window from Redis and gives the published score, with events newest first and an
+    explanation that adds up; an unknown user exits 1 with a message."""
+    import asyncio
+    import math
+
+    overrides = {"key_secret": secret} if secret else {}
+    settings = load_settings(redis_url=redis_url, key_prefix=prefix, anomaly_enabled=False,
+                             **overrides)
+
+    async def worker_batch() -> dict:
+        async with RedisWindowStore.from_settings(settings) as store, \
+                RedisVectorStore.from_settings(settings) as vectors:
+            model = load_model(pooled_dir, device="cpu", vector_store=vectors)
+            result = await Pipeline(settings, store=store, scorer=model).process(messages(12))
+        return {orjson.loads(o.value)["user_id"]: orjson.loads(o.value) for o in result.scores}
+
+    published = asyncio.run(worker_batch())
+    monkeypatch.setenv("INTENT_REDIS_URL", redis_url)
+    monkeypatch.setenv("INTENT_KEY_PREFIX", prefix)
+    if secret:
+        monkeypatch.setenv("INTENT_KEY_SECRET", secret)
+    runner = CliRunner()
+    result = runner.invoke(main, ["explain", "u1", "--model", str(pooled_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    assert report["score"] == pytest.approx(published["u1"]["score"], abs=1e-6)
+    assert [e["event_id"] for e in report["window"]] == ["e9", "e5", "e1"]  # newest first
+    exp = report["explanation"]
+    total = (exp["baseline"]["logit"] + sum(f["contribution"] for f in exp["features"])
+             + exp["other_features"] + exp["events_total"])
+    assert total == pytest.approx(exp["logit"], abs=1e-6)
+    assert 1 / (1 + math.exp(-exp["logit"])) == pytest.approx(report["score"], abs=1e-6)
+    table = runner.invoke(main, ["explain", "u1", "--model", str(pooled_dir)])
+    assert table.exit_code == 0 and "window, newest first" in table.output
+    missing = runner.invoke(main, ["explain", "nobody", "--model", str(pooled_dir)])
+    assert missing.exit_code == 1 and "no state for user 'nobody'" in missing.output
