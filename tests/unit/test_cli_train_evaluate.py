@@ -50,6 +50,20 @@ def test_train_then_evaluate(data, tmp_path: Path) -> None:
                 "counts"} <= set(m)
     assert {"roc.png", "pr.png", "calibration.png", "scores.png", "index.html"} <= {
         p.name for p in report.iterdir()}
+    # the pooled model's example explanations: highest, lowest, biggest errors, each adding up
+    examples = json.loads((report / "explanations.json").read_text())
+    assert [e["group"] for e in examples] == ["highest score"] * 3 + ["lowest score"] * 3 + [
+        "biggest error"] * 3
+    scores = [e["score"] for e in examples]
+    assert min(scores[:3]) >= max(scores[3:6])
+    for e in examples:
+        exp = e["explanation"]
+        total = (exp["baseline"]["logit"] + sum(f["contribution"] for f in exp["features"])
+                 + exp["other_features"] + exp["events_total"])
+        assert abs(total - exp["logit"]) < 1e-6
+        assert {x["event_id"] for x in exp["events"]} <= {w["event_id"] for w in e["window"]}
+    assert 'href="explanations.html"' in (report / "index.html").read_text()
+    assert "example explanations" in (report / "explanations.html").read_text()
 
 
 def test_evaluate_flags_say_what_to_fix(tmp_path: Path) -> None:

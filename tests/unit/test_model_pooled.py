@@ -155,3 +155,18 @@ def test_model_scores_the_same_with_and_without_the_store() -> None:
     assert len(encoder.calls) == 1  # then none: the LRU
     with pytest.raises(ValueError, match="phrase_price='bucket'"):
         here.score([build_input(window(2), max_chars=768)])
+
+
+def test_numerically_empty_axes_are_left_out_of_the_fit() -> None:
+    """Vectors of rank 2 asked for 4 components: the two empty axes are dropped, so the folded
+    weights stay the size of the data's (no huge weights cancelling in the bias)."""
+    rng = np.random.default_rng(5)
+    n = 300
+    basis = rng.normal(size=(2, DIM))
+    low_rank = rng.normal(size=(n, 2)) @ basis
+    stats = PooledStats(low_rank, low_rank[::-1].copy(), rng.uniform(-1, 1, n))
+    features = rng.normal(size=(n, len(FEATURE_NAMES)))
+    labels = (low_rank[:, 0] + rng.normal(size=n) > 0).astype(int)
+    head, info = fit_pooled_head(stats, features, labels, np.arange(n), components=4)
+    assert info["components_kept"] == {"mean": 2, "newest": 2}
+    assert abs(head.bias) < 50 and np.abs(head.mean_weight).max() < 50

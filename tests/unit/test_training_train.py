@@ -84,8 +84,10 @@ def test_pooled_config_and_metrics(trained) -> None:
     assert config.kind == "pooled" and config.training["window_model"] == "pooled"
     assert config.window_model.phrase_price == "bucket"
     assert config.training["components"] == 8
+    kept = config.training["pooled"]["components_kept"]  # numerically empty axes left out
+    assert 1 <= kept["mean"] <= 8 and 1 <= kept["newest"] <= 8
     assert len(config.training["pooled"]["standardised_coefficients"]) == \
-        len(config.feature_names) + 2 * 8 + 1
+        len(config.feature_names) + kept["mean"] + kept["newest"] + 1
     assert config.training["phrases"]["distinct_phrases"] > 0
     cv = report.metrics["user_cv"]
     if "skipped" not in cv:  # the ablation is refitted on every fold and compared

@@ -98,7 +98,9 @@ def evaluate(events: list[dict], *, model_dir: Path, report_dir: Path, source: d
                                         and trained_on == source.get("fingerprint")),
         "times_s": {k: round(v, 2) for k, v in times.items()},
     }
-    write_report(report_dir, results, title=f"intent model {model.name} {model.version}", meta=meta)
+    examples_explained = _explained_examples(model, examples, inputs, y, results["bert"][1])
+    write_report(report_dir, results, title=f"intent model {model.name} {model.version}", meta=meta,
+                 explanations=examples_explained)
     import json
 
     metrics = json.loads((report_dir / "metrics.json").read_text())["models"]
@@ -122,3 +124,32 @@ def _label_and_window(config: ModelConfig) -> tuple[LabelSection, WindowSection]
     window = config.window or WindowSection(max_events=DEFAULT_MAX_EVENTS,
                                             seconds=DEFAULT_WINDOW_SECONDS)
     return label, window
+
+
+EXAMPLES_PER_GROUP = 3
+
+
+def _explained_examples(model: Any, examples: list, inputs: list, y: np.ndarray,
+                        scores: np.ndarray, per_group: int = EXAMPLES_PER_GROUP) -> list[dict]:
+    """Explanations of a few examples for the report: the highest and lowest scores and the
+    biggest errors (|label - score|); none for a model that cannot explain (the text kind)."""
+    if not hasattr(model, "explain") or not len(scores):
+        return []
+    from worker.scoring.records import explanation_record
+
+    order = np.argsort(-scores, kind="stable")
+    errors = np.argsort(-np.abs(y - scores), kind="stable")
+    groups = [("highest score", order[:per_group]), ("lowest score", order[::-1][:per_group]),
+              ("biggest error", errors[:per_group])]
+    picked = [(name, int(i)) for name, idx in groups for i in idx]
+    _, explanations = model.explain([inputs[i] for _, i in picked], top=5)
+    out = []
+    for (group, i), explanation in zip(picked, explanations, strict=True):
+        window = examples[i].window
+        out.append({"group": group, "user_id": examples[i].user_id, "label": int(y[i]),
+                    "score": float(scores[i]),
+                    "window": [{"event_id": e["event_id"], "event_type": e["event_type"],
+                                "product_id": (e.get("product") or {}).get("id")}
+                               for e in reversed(window)],
+                    "explanation": explanation_record(explanation, window)})
+    return out

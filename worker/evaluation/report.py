@@ -12,7 +12,7 @@ import base64
 import html
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ _MAX_CURVE_POINTS = 2000  # curves are drawn from at most this many points (plus
 
 def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iterable]], *,
                  title: str, meta: Mapping[str, Any],
-                 top_k_pcts: tuple[float, ...] = (1, 5, 10), n_bins: int = _N_BINS) -> Path:
+                 top_k_pcts: tuple[float, ...] = (1, 5, 10), n_bins: int = _N_BINS,
+                 explanations: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write the report into ``out_dir`` (created if missing, files overwritten) and return
     the path of its ``index.html``.
 
@@ -43,7 +44,10 @@ def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iter
     ``{"models": {name: compute_metrics(y_true, y_score)}, "meta": meta}``; ``meta`` must be
     JSON-serialisable (values it cannot serialise are written with ``str``). A model with
     one class only still gets its metrics and histograms; the curves it cannot have are
-    left out of the ROC/PR plots and named in the legend.
+    left out of the ROC/PR plots and named in the legend. ``explanations`` (example windows,
+    each ``{"group", "user_id", "label", "score", "window": [events newest first],
+    "explanation": <a score record's explanation>}``) go to ``explanations.html`` and
+    ``explanations.json``, linked from the index.
     """
     if not results:
         raise ValueError("results is empty: nothing to report")
@@ -64,10 +68,55 @@ def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iter
     _plot_calibration(out / "calibration.png", data, n_bins)
     _plot_scores(out / "scores.png", data)
 
+    if explanations:
+        (out / "explanations.json").write_text(
+            json.dumps(list(explanations), indent=2, ensure_ascii=False, default=str) + "\n",
+            encoding="utf-8")
+        (out / "explanations.html").write_text(_explanations_html(title, explanations),
+                                               encoding="utf-8")
     index = out / "index.html"
-    index.write_text(_html(title, metrics, json.loads(json.dumps(dict(meta), default=str)), out),
-                     encoding="utf-8")
+    page = _html(title, metrics, json.loads(json.dumps(dict(meta), default=str)), out)
+    if explanations:
+        page = page.replace("<h2>Plots</h2>", '<p>Example explanations (highest and lowest '
+                            'scores, biggest errors): <a href="explanations.html">'
+                            "explanations.html</a>.</p>\n<h2>Plots</h2>", 1)
+    index.write_text(page, encoding="utf-8")
     return index
+
+
+def _explanations_html(title: str, examples: Sequence[Mapping[str, Any]]) -> str:
+    """One section per example: its score and label, its events newest first with their
+    effects, its largest feature contributions."""
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{esc(title)}: explanations</title><style>{_CSS}</style></head><body>",
+             f"<h1>{esc(title)}: example explanations</h1>",
+             "<p>Effect of an event: the score minus the score of the window without it (the "
+             "context features held). Contribution of a feature: its value times the head's "
+             "weight, on the logit. Baseline: no events, every context feature at 0.</p>"]
+    for ex in examples:
+        exp = ex["explanation"]
+        effects = {e["event_id"]: e["effect"] for e in exp["events"]}
+        parts.append(f"<h2>{esc(str(ex['group']))}: user {esc(str(ex['user_id']))}, score "
+                     f"{ex['score']:.4f}, label {ex['label']} (baseline "
+                     f"{exp['baseline']['score']:.4f})</h2>")
+        parts.append("<table><thead><tr><th>event (newest first)</th><th>type</th>"
+                     "<th>product</th><th>effect</th></tr></thead><tbody>")
+        for e in ex["window"]:
+            effect = effects.get(e["event_id"])
+            parts.append(f"<tr><td>{esc(str(e['event_id']))}</td><td>{esc(e['event_type'])}</td>"
+                         f"<td>{esc(str(e.get('product_id') or '-'))}</td>"
+                         f"<td>{'' if effect is None else f'{effect:+.4f}'}</td></tr>")
+        parts.append("</tbody></table><table><thead><tr><th>feature</th><th>value</th>"
+                     "<th>contribution</th></tr></thead><tbody>")
+        for f in exp["features"]:
+            parts.append(f"<tr><td>{esc(f['name'])}</td><td>{f['value']:.4f}</td>"
+                         f"<td>{f['contribution']:+.4f}</td></tr>")
+        parts.append(f"<tr><td>(other features)</td><td></td><td>{exp['other_features']:+.4f}"
+                     f"</td></tr><tr><td>(events together)</td><td></td>"
+                     f"<td>{exp['events_total']:+.4f}</td></tr></tbody></table>")
+    parts += ["</body></html>", ""]
+    return "\n".join(parts)
 
 
 # -- plots -------------------------------------------------------------------------------

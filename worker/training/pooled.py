@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DEFAULT_POOLED_COMPONENTS = 8
 DEFAULT_HALF_LIFE_S = 300.0
 DEFAULT_C = 0.01
+MIN_VARIANCE_RATIO = 1e-6  # a principal axis with less is numerically empty: left out
 
 
 def fit_pooled_head(stats: PooledStats, features: np.ndarray, labels: np.ndarray,
@@ -61,12 +62,16 @@ def fit_pooled_head(stats: PooledStats, features: np.ndarray, labels: np.ndarray
     n_feats, dim = feats.shape[1], stats.mean.shape[1]
     with threadpool_limits(limits=1):
         blocks = [feats[idx]]
-        pcas = []
+        pcas, axes = [], []
         if text:
             for matrix in (stats.mean, stats.newest):
                 pca = PCA(components, svd_solver="full").fit(matrix[idx])
+                # fewer distinct vectors than components: the empty axes would get huge
+                # standardised weights that cancel only in exact arithmetic
+                keep = pca.explained_variance_ratio_ >= MIN_VARIANCE_RATIO
                 pcas.append(pca)
-                blocks.append(pca.transform(matrix[idx]))
+                axes.append(pca.components_[keep])
+                blocks.append(pca.transform(matrix[idx])[:, keep])
             blocks.append(stats.cos[idx, None])
         x = np.concatenate(blocks, axis=1)
         scaler = StandardScaler().fit(x)
@@ -77,13 +82,16 @@ def fit_pooled_head(stats: PooledStats, features: np.ndarray, labels: np.ndarray
     cos_weight = 0.0
     if text:
         at = n_feats
-        for name, pca in zip(("mean", "newest"), pcas, strict=True):
-            full[name] = pca.components_.T @ weight[at:at + components]
+        for name, pca, kept in zip(("mean", "newest"), pcas, axes, strict=True):
+            full[name] = kept.T @ weight[at:at + len(kept)]
             bias -= float(pca.mean_ @ full[name])
-            at += components
+            at += len(kept)
         cos_weight = float(weight[at])
     head = PooledHead(weight[:n_feats].copy(), full["mean"], full["newest"], cos_weight, bias)
-    info = {"components": components if text else 0, "C": c, "n_iter": int(model.n_iter_[0]),
+    info = {"components": components if text else 0,
+            "components_kept": {name: len(kept) for name, kept in
+                                zip(("mean", "newest"), axes, strict=False)},
+            "C": c, "n_iter": int(model.n_iter_[0]),
             "standardised_coefficients": [round(float(v), 6) for v in model.coef_[0]],
             "explained_variance_ratio": {
                 name: [round(float(v), 6) for v in pca.explained_variance_ratio_]
