@@ -197,7 +197,7 @@ def _refit(served: Any, data: Data, fit_idx: Sequence[int], *, components: int, 
 def summary(rows: Sequence[dict[str, Any]], *, reference: str = "frozen") -> dict[str, Any]:
     """Means and sds per model; paired differences to ``reference`` (mean, 95 % t interval
     over the folds, folds won); seconds per fold."""
-    from scipy.stats import t as student_t
+    from worker.training.metrics import paired_t
 
     models = [m for m in MODELS if rows and all(m in r for r in rows)]
     out: dict[str, Any] = {"folds": len(rows)}
@@ -211,15 +211,10 @@ def summary(rows: Sequence[dict[str, Any]], *, reference: str = "frozen") -> dic
         entry["seconds_per_fold"] = float(seconds.mean())
         if model != reference:
             for metric in ("pr_auc", "roc_auc"):
-                diffs = np.array([r[model][metric] - r[reference][metric] for r in rows])
-                paired: dict[str, Any] = {"mean": float(diffs.mean()), "ci95": None,
-                                          "folds_won": int((diffs > 0).sum()),
-                                          "folds": len(diffs)}
-                if len(diffs) > 1:
-                    half = float(student_t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1)
-                                 / np.sqrt(len(diffs)))
-                    paired["ci95"] = [float(diffs.mean() - half), float(diffs.mean() + half)]
-                entry[f"{metric}_minus_{reference}"] = paired
+                d = paired_t([r[model][metric] - r[reference][metric] for r in rows])
+                entry[f"{metric}_minus_{reference}"] = {
+                    "mean": d["mean"], "ci95": d["ci95"], "folds_won": d["won"],
+                    "folds": d["n"]}
         out[model] = entry
     return out
 

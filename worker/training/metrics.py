@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["binary_metrics", "count_summary", "paired_bootstrap"]
+__all__ = ["binary_metrics", "count_summary", "paired_bootstrap", "paired_t"]
 
 
 def binary_metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> dict:
@@ -74,3 +74,20 @@ def _interval(values: Sequence[float]) -> list[float] | None:
         return None
     lo, hi = np.percentile(np.asarray(values), [2.5, 97.5])
     return [float(lo), float(hi)]
+
+
+def paired_t(diffs: Sequence[float] | np.ndarray) -> dict:
+    """Paired differences over splits or folds: ``mean``, ``sd``, the 95 % Student t interval
+    of the mean (``ci95``; None for fewer than two), ``won`` (how many > 0) and ``n``. The
+    splits share data, so the interval is indicative, not exact."""
+    from scipy.stats import t as student_t
+
+    d = np.asarray(diffs, dtype=float)
+    n = len(d)
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1)) if n > 1 else 0.0
+    ci95 = None
+    if n > 1:
+        half = float(student_t.ppf(0.975, n - 1)) * sd / float(np.sqrt(n))
+        ci95 = [mean - half, mean + half]
+    return {"mean": mean, "sd": sd, "ci95": ci95, "won": int((d > 0).sum()), "n": n}

@@ -55,7 +55,7 @@ from worker.model.modeldir import ENCODER_PACKAGES, package_dir, save_model_dir,
 from worker.training.baseline import fit_baseline
 from worker.training.card import model_card, write_json
 from worker.training.linear import DEFAULT_C, DEFAULT_COMPONENTS
-from worker.training.metrics import binary_metrics, count_summary, paired_bootstrap
+from worker.training.metrics import binary_metrics, count_summary, paired_bootstrap, paired_t
 from worker.training.pooled import DEFAULT_HALF_LIFE_S, DEFAULT_POOLED_COMPONENTS, PooledRun
 
 __all__ = ["TrainReport", "train"]
@@ -423,16 +423,11 @@ def _cv_report(fitters: dict[str, Fitter], stopped_on: str, examples: list[Examp
             values = np.array([r[model][metric] for r in rows], dtype=float)
             out.setdefault(model, {})[metric] = {"mean": float(values.mean()),
                                                  "sd": float(values.std(ddof=1))}
-    from scipy.stats import t as student_t
-
     for other in models[1:]:
-        diffs = np.array([r["bert"]["pr_auc"] - r[other]["pr_auc"] for r in rows])
-        half = float(student_t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1)
-                     / np.sqrt(len(diffs)))
+        d = paired_t([r["bert"]["pr_auc"] - r[other]["pr_auc"] for r in rows])
         out[f"pr_auc_diff_bert_minus_{other}"] = {
-            "mean": float(diffs.mean()), "ci95": [float(diffs.mean() - half),
-                                                  float(diffs.mean() + half)],
-            "folds_bert_ahead": int((diffs > 0).sum()), "folds_compared": len(diffs)}
+            "mean": d["mean"], "ci95": d["ci95"], "folds_bert_ahead": d["won"],
+            "folds_compared": d["n"]}
     return out
 
 
