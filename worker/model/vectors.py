@@ -107,9 +107,10 @@ class EventVectors:
                 vector = self._decode(raw)
                 if vector is None:
                     continue  # another dimension or a damaged value: encode it again
-                found[missing.pop(key)] = vector
+                phrase = missing.pop(key)
+                found[phrase] = vector
                 self.store_hits += 1
-                self._keep(key, vector)
+                self._keep(phrase, vector)
         if missing:
             fresh = await self._encode(list(missing.values()))
             self._add(found, missing, fresh)
@@ -139,10 +140,11 @@ class EventVectors:
         use_cache = self.cache_size > 0
         prefix = self._key_prefix
         for phrase in dict.fromkeys(phrases):
-            key = prefix + phrase_digest(phrase)
-            hit = self._cache.get(key) if use_cache else None
+            # the LRU is this encoder's alone, so it is keyed by the phrase: a hit (most
+            # lookups of a running worker) costs no hashing; store keys only for the rest
+            hit = self._cache.get(phrase) if use_cache else None
             if hit is None:
-                missing[key] = phrase
+                missing[prefix + phrase_digest(phrase)] = phrase
             else:
                 found[phrase] = hit
         self.process_hits += len(found)
@@ -151,13 +153,13 @@ class EventVectors:
     def _add(self, found: dict[str, np.ndarray], missing: dict[str, str],
              fresh: np.ndarray) -> None:
         self.encoded += len(missing)
-        for (key, phrase), vector in zip(missing.items(), fresh, strict=True):
+        for phrase, vector in zip(missing.values(), fresh, strict=True):
             found[phrase] = vector
-            self._keep(key, vector)
+            self._keep(phrase, vector)
 
-    def _keep(self, key: str, vector: np.ndarray) -> None:
+    def _keep(self, phrase: str, vector: np.ndarray) -> None:
         if self.cache_size > 0:
-            self._cache[key] = vector
+            self._cache[phrase] = vector
 
     async def _encode(self, phrases: list[str]) -> np.ndarray:
         """float16 ``(len(phrases), dim)`` from one encoder call off the event loop."""
