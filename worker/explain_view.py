@@ -21,7 +21,7 @@ async def explain_user(settings: Settings, user_id: str, *, top: int = 5) -> dic
     from worker.features import build_input
     from worker.model import default_model_path, read_config
     from worker.runtime import load_configured
-    from worker.scoring.records import explanation_record
+    from worker.scoring.records import explained_window, explanation_record
     from worker.vectors import RedisVectorStore
     from worker.windows import RedisWindowStore
 
@@ -38,15 +38,9 @@ async def explain_user(settings: Settings, user_id: str, *, top: int = 5) -> dic
         item = build_input(window, max_chars=model.max_chars, phrase_price=model.phrase_price)
         scores, explanations = await model.explain_async([item], top=top)
     explanation = explanation_record(explanations[0], window)
-    effects = {e["event_id"]: e["effect"] for e in explanation["events"]}
-    return {
-        "user_id": user_id, "score": scores[0],
-        "model": {"name": model.name, "version": model.version},
-        "window": [{"event_id": e["event_id"], "event_type": e["event_type"], "ts": e["ts"],
-                    "product_id": (e.get("product") or {}).get("id"),
-                    "effect": effects.get(e["event_id"])} for e in reversed(window)],
-        "explanation": explanation,
-    }
+    return {"user_id": user_id, "score": scores[0],
+            "model": {"name": model.name, "version": model.version},
+            "window": explained_window(window, explanation), "explanation": explanation}
 
 
 def format_explanation(report: dict[str, Any]) -> str:

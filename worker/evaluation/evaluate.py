@@ -135,7 +135,7 @@ def _explained_examples(model: Any, examples: list, inputs: list, y: np.ndarray,
     biggest errors (|label - score|); none for a model that cannot explain (the text kind)."""
     if not hasattr(model, "explain") or not len(scores):
         return []
-    from worker.scoring.records import explanation_record
+    from worker.scoring.records import explained_window, explanation_record
 
     order = np.argsort(-scores, kind="stable")
     errors = np.argsort(-np.abs(y - scores), kind="stable")
@@ -146,10 +146,8 @@ def _explained_examples(model: Any, examples: list, inputs: list, y: np.ndarray,
     out = []
     for (group, i), explanation in zip(picked, explanations, strict=True):
         window = examples[i].window
+        record = explanation_record(explanation, window)
         out.append({"group": group, "user_id": examples[i].user_id, "label": int(y[i]),
-                    "score": float(scores[i]),
-                    "window": [{"event_id": e["event_id"], "event_type": e["event_type"],
-                                "product_id": (e.get("product") or {}).get("id")}
-                               for e in reversed(window)],
-                    "explanation": explanation_record(explanation, window)})
+                    "score": float(scores[i]), "window": explained_window(window, record),
+                    "explanation": record})
     return out

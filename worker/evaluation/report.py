@@ -96,14 +96,13 @@ def _explanations_html(title: str, examples: Sequence[Mapping[str, Any]]) -> str
              "weight, on the logit. Baseline: no events, every context feature at 0.</p>"]
     for ex in examples:
         exp = ex["explanation"]
-        effects = {e["event_id"]: e["effect"] for e in exp["events"]}
         parts.append(f"<h2>{esc(str(ex['group']))}: user {esc(str(ex['user_id']))}, score "
                      f"{ex['score']:.4f}, label {ex['label']} (baseline "
                      f"{exp['baseline']['score']:.4f})</h2>")
         parts.append("<table><thead><tr><th>event (newest first)</th><th>type</th>"
                      "<th>product</th><th>effect</th></tr></thead><tbody>")
         for e in ex["window"]:
-            effect = effects.get(e["event_id"])
+            effect = e["effect"]
             parts.append(f"<tr><td>{esc(str(e['event_id']))}</td><td>{esc(e['event_type'])}</td>"
                          f"<td>{esc(str(e.get('product_id') or '-'))}</td>"
                          f"<td>{'' if effect is None else f'{effect:+.4f}'}</td></tr>")

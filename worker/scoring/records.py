@@ -91,3 +91,13 @@ def explanation_record(explanation: Explanation, window: Sequence[dict]) -> dict
                     "event_type": window[n - 1 - pos]["event_type"], "effect": effect}
                    for pos, effect in explanation.events if pos < n],
     }
+
+
+def explained_window(window: Sequence[dict], explanation: dict) -> list[dict]:
+    """A window's events newest first, as people read them next to an ``explanation`` record:
+    id, type, event time, product id and the event's ``effect`` (None when it is not among the
+    listed events)."""
+    effects = {e["event_id"]: e["effect"] for e in explanation["events"]}
+    return [{"event_id": e["event_id"], "event_type": e["event_type"], "ts": e["ts"],
+             "product_id": (e.get("product") or {}).get("id"),
+             "effect": effects.get(e["event_id"])} for e in reversed(window)]
