@@ -59,7 +59,8 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     )
     events = app.topic(settings.topic_events, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
-    topics = OutputTopics(settings.topic_scores, settings.topic_dlq, settings.topic_alerts)
+    topics = OutputTopics(settings.topic_scores, settings.topic_dlq, settings.topic_alerts,
+                          settings.topic_outcomes)
     metrics = metrics or Metrics()
     observer = BatchObserver(metrics, scorer=lambda: pipeline.scorer,
                              highwater=lambda t, p: app.consumer.highwater(TP(t, p)),
@@ -90,6 +91,8 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     @app.on_partitions_revoked.connect
     async def forget_lag(app: faust.App, revoked: set[TP], **_: object) -> None:
         observer.forget((tp.topic, tp.partition) for tp in revoked)
+        if pipeline.outcomes is not None:  # its next owner keeps the watermark from there
+            pipeline.outcomes.watermarks.forget((tp.topic, tp.partition) for tp in revoked)
 
     add_pages(app, metrics=metrics, serving=lambda: pipeline.scorer,
               ping_store=pipeline.ping_store)
@@ -102,7 +105,8 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
 
 
 def topic_names(settings: Settings) -> Sequence[str]:
-    return (settings.topic_events, settings.topic_scores, settings.topic_alerts, settings.topic_dlq)
+    return (settings.topic_events, settings.topic_scores, settings.topic_alerts, settings.topic_dlq,
+            settings.topic_outcomes)
 
 
 def to_message(m: faust.types.Message) -> Message:
@@ -142,7 +146,8 @@ class TopicProducer:
 
     def __init__(self, app: faust.App, topics: OutputTopics) -> None:
         self._topics = {name: app.topic(name, key_serializer="raw", value_serializer="raw")
-                        for name in (topics.scores, topics.dead_letters, topics.alerts)}
+                        for name in (topics.scores, topics.dead_letters, topics.alerts,
+                                     topics.outcomes)}
 
     async def send(self, topic: str, records: Sequence[Output]) -> list[Awaitable[object]]:
         faust_topic = self._topics[topic]

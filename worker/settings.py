@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     topic_scores: str = Field("intent-scores", description="output topic of intent scores")
     topic_alerts: str = Field("anomaly-alerts", description="output topic of anomaly alerts")
     topic_dlq: str = Field("clickstream-dlq", description="dead-letter topic")
+    topic_outcomes: str = Field(
+        "intent-outcomes", description="output topic of score outcomes (label once known)")
     topic_partitions: int = Field(8, ge=1, description="partitions for topics the worker creates")
     kafka_fetch_max_wait_ms: int = Field(
         100, ge=1, le=60_000,
@@ -106,6 +108,30 @@ class Settings(BaseSettings):
     vector_ttl_seconds: int = Field(
         7 * 86_400, ge=1,
         description="an event-phrase vector in Redis expires this long after its last write")
+    shadow_model_path: Path | None = Field(
+        None,
+        description="a challenger model directory scored on the same inputs in the same batch; "
+                    "its scores go only into the outcomes and the live metrics, never into "
+                    "the score topic")
+    # Outcomes and live quality
+    outcomes_enabled: bool = Field(
+        True,
+        description="resolve each score's label from the stream (a purchase within the "
+                    "model's horizon) and publish it on INTENT_TOPIC_OUTCOMES")
+    outcome_lateness_s: int = Field(
+        60, ge=0, le=86_400,
+        description="a score is labelled 0 once its partition's event time passed its horizon "
+                    "by this much (a purchase arriving later than this is not counted)")
+    outcome_max_pending: int = Field(
+        200, ge=1, le=100_000,
+        description="scores waiting for their outcome per user, at most (the oldest are "
+                    "dropped and counted)")
+    outcome_sweep_users: int = Field(
+        1000, ge=1, le=1_000_000,
+        description="users whose scores are due a negative outcome resolved per batch, at most")
+    live_window: int = Field(
+        5000, ge=10, le=1_000_000,
+        description="recent outcomes per model that the live quality metrics are computed on")
     # Batching and windows
     batch_max: int = Field(256, ge=1, le=100_000, description="events per micro-batch, at most")
     batch_wait_ms: int = Field(
@@ -225,6 +251,9 @@ class Settings(BaseSettings):
             raise ValueError("INTENT_REDIS_URL must start with redis://, rediss:// or unix://")
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError("INTENT_KAFKA_SSL_CERTFILE and INTENT_KAFKA_SSL_KEYFILE go together")
+        if self.shadow_model_path is not None and not self.shadow_model_path.is_dir():
+            raise ValueError(f"INTENT_SHADOW_MODEL_PATH={str(self.shadow_model_path)!r}: "
+                             "not a directory (a model directory made by intent-worker train)")
         if self.anomaly_price_stats_capacity < self.anomaly_price_min_samples:
             raise ValueError(
                 f"INTENT_ANOMALY_PRICE_STATS_CAPACITY ({self.anomaly_price_stats_capacity}) must "

@@ -19,7 +19,8 @@ from worker.settings import Settings
 from worker.windows import MemoryWindowStore
 
 __all__ = ["DEFAULT_HORIZON_S", "DEFAULT_MAX_EVENTS", "DEFAULT_WINDOW_SECONDS",
-           "LABEL_DEFINITION", "Example", "LabelSpec", "build_examples"]
+           "LABEL_DEFINITION", "Example", "LabelSpec", "bought_within", "build_examples",
+           "is_example"]
 
 DEFAULT_HORIZON_S = 600
 # The worker's own window by default: examples hold what the worker would score.
@@ -81,15 +82,22 @@ def build_examples(events: Iterable[dict], *, horizon_s: int = DEFAULT_HORIZON_S
     for event in ordered:
         user, ts = event["user_id"], event["ts"]
         window = store.append_sync({user: [event]})[user]
-        if event["event_type"] == "purchase" or ts + horizon_ms > end_ms:
+        if not is_example(event) or ts + horizon_ms > end_ms:
             continue
         out.append(Example(user_id=user, event_id=event["event_id"], ts=ts,
                            window=tuple(window),
-                           label=_bought_within(purchases.get(user, ()), ts, horizon_ms)))
+                           label=bought_within(purchases.get(user, ()), ts, horizon_ms)))
     return out
 
 
-def _bought_within(times: Sequence[int], ts: int, horizon_ms: int) -> int:
-    """1 iff some purchase time lies in ``(ts, ts + horizon_ms]``; ``times`` ascending."""
+def is_example(event: dict) -> bool:
+    """Whether the window right after ``event`` is an example: purchases never are. The worker's
+    outcome tracker asks the same of a score record's newest event."""
+    return event["event_type"] != "purchase"
+
+
+def bought_within(times: Sequence[int], ts: int, horizon_ms: int) -> int:
+    """The label: 1 iff some purchase time lies in ``(ts, ts + horizon_ms]``; ``times``
+    ascending. Training, ``evaluate`` and the worker's outcomes all label with this."""
     i = bisect.bisect_right(times, ts)
     return int(i < len(times) and times[i] <= ts + horizon_ms)

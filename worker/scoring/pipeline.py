@@ -14,23 +14,48 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 
 from worker.anomaly.alerts import ModelRef, alert_record
 from worker.anomaly.batch import BatchDetector
 from worker.anomaly.state import CooldownState, DetectorState, Exchanged, state_for
+from worker.dataset.examples import DEFAULT_HORIZON_S, is_example
 from worker.errors import BadEvent, IntentError
 from worker.events import dead_letter, parse_event
 from worker.features import EventCache, ModelInput, build_input
 from worker.features.window import event_time_key
 from worker.latest import LatestScore, RedisLatestScores, WriteBehind, stored_record
+from worker.outcomes.pending import Pending
+from worker.outcomes.records import outcome_record
+from worker.outcomes.redis_state import RedisOutcomeState
+from worker.outcomes.tracker import OutcomeTracker, Resolution
 from worker.scoring.records import explanation_record, score_record
 from worker.scoring.scorer import AsyncScorer, ExplainingScorer, Scorer
 from worker.settings import Settings
 from worker.windows import RedisWindowStore, WindowStore
 
 log = logging.getLogger(__name__)
+
+
+class LiveSink(Protocol):
+    """Where served scores and their outcomes go for the live figures
+    (:class:`worker.outcomes.live.LiveQuality`)."""
+
+    def add_scores(self, model: str, version: str, role: str,
+                   scores: Sequence[float]) -> None: ...
+
+    def add_outcomes(self, model: str, version: str, role: str, scores: Sequence[float],
+                     labels: Sequence[int]) -> None: ...
+
+
+def _horizon_s(scorer: object) -> int:
+    """The label horizon the model was trained for (its directory's ``label.horizon_s``)."""
+    config = getattr(scorer, "config", None)
+    label = getattr(config, "label", None)
+    horizon = getattr(label, "horizon_s", None)
+    return int(horizon) if isinstance(horizon, int) and horizon > 0 else DEFAULT_HORIZON_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,10 @@ class BatchResult:
     cooldown_updates: dict[str, CooldownState] = field(default_factory=dict)
     # the score records to keep for lookups once delivered (Pipeline.keep_latest)
     latest: list[LatestScore] = field(default_factory=list)
+    outcomes: list[Output] = field(default_factory=list)
+    outcome_labels: list[int] = field(default_factory=list)
+    # outcome state to write once the outcomes are delivered (Pipeline.confirm_outcomes)
+    resolutions: list[Resolution] = field(default_factory=list)
     events: int = 0
     users: int = 0
     sequences: int = 0  # model inputs: one per user, plus out-of-character prior windows
@@ -71,15 +100,18 @@ class BatchResult:
     store_s: float = 0.0
     model_s: float = 0.0
     detect_s: float = 0.0
+    outcome_s: float = 0.0  # waiting for the outcome state beyond the model's time
+    shadow_s: float = 0.0
 
     def merge(self, other: BatchResult) -> None:
         """Add ``other`` (a later part of the same batch) to this result."""
         for name in ("scores", "dead_letters", "dead_letter_reasons", "alerts", "alert_kinds",
-                     "latencies_ms", "latest"):
+                     "latencies_ms", "latest", "outcomes", "outcome_labels", "resolutions"):
             getattr(self, name).extend(getattr(other, name))
         for user, state in other.cooldown_updates.items():
             self.cooldown_updates.setdefault(user, {}).update(state)
-        for name in ("events", "users", "sequences", "store_s", "model_s", "detect_s"):
+        for name in ("events", "users", "sequences", "store_s", "model_s", "detect_s",
+                     "outcome_s", "shadow_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -88,6 +120,7 @@ class _UserBatch:
     events: list[dict] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
     appended_at_ms: int = 0
+    partition: tuple[str, int] = ("", 0)  # where the user's events come from
 
 
 @dataclass(slots=True)
@@ -101,6 +134,8 @@ class Prepared:
     exchanged: Exchanged = field(default_factory=lambda: Exchanged({}))
     priors: list = field(default_factory=list)
     inputs: list[ModelInput] = field(default_factory=list)
+    # each partition's outcome cutoff as of this batch's events (worker.outcomes.watermark)
+    cutoffs: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -110,16 +145,25 @@ class Pipeline:
     between batches without a restart. ``event_cache`` keeps each window event's share of the
     model inputs for the next batches (default: ``INTENT_WINDOW_CACHE_EVENTS`` events, as the
     Redis store's decoded events, whose dicts come back batch after batch). ``latest`` keeps
-    each user's newest published record for lookups (:meth:`keep_latest`).
+    each user's newest published record for lookups (:meth:`keep_latest`). ``outcomes``
+    resolves what became of each published score (:meth:`confirm_outcomes`); ``shadow`` is a
+    challenger scored on the same inputs, whose scores reach only the outcomes and ``live``
+    (the live-quality figures, :class:`worker.outcomes.live.LiveQuality`). Like ``scorer``,
+    ``shadow`` is read once per batch.
     """
 
     def __init__(self, settings: Settings, *, store: WindowStore, scorer: Scorer,
                  executor: Executor | None = None, detector: BatchDetector | None = None,
                  event_cache: EventCache | None = None,
-                 latest: WriteBehind | None = None) -> None:
+                 latest: WriteBehind | None = None, outcomes: OutcomeTracker | None = None,
+                 shadow: Scorer | None = None, live: LiveSink | None = None) -> None:
         self._settings = settings
         self._store = store
         self.scorer = scorer
+        self.shadow = shadow
+        self.outcomes = outcomes
+        self.live = live
+        self.shadow_failures = 0
         self._executor = executor
         self._detector = detector
         self.latest = latest
@@ -129,18 +173,27 @@ class Pipeline:
     @classmethod
     def from_settings(cls, settings: Settings, *, store: WindowStore, scorer: Scorer,
                       executor: Executor | None = None,
-                      detector_state: DetectorState | None = None) -> Pipeline:
+                      detector_state: DetectorState | None = None,
+                      shadow: Scorer | None = None, live: LiveSink | None = None) -> Pipeline:
         """With the anomaly detectors of ``settings`` (unless ``INTENT_ANOMALY_ENABLED`` is off),
         their state kept beside ``store`` (default: :func:`~worker.anomaly.state.state_for`),
-        and, on a Redis store, each user's latest score kept beside the window."""
+        and, on a Redis store, each user's latest score and pending outcomes (unless
+        ``INTENT_OUTCOMES_ENABLED`` is off) kept beside the window."""
         detector = None
         if settings.anomaly_enabled:
             state = detector_state if detector_state is not None else state_for(store)
             detector = BatchDetector.from_settings(settings, state)
-        latest = (WriteBehind(RedisLatestScores.beside(store))
-                  if isinstance(store, RedisWindowStore) else None)
+        latest = outcomes = None
+        if isinstance(store, RedisWindowStore):
+            latest = WriteBehind(RedisLatestScores.beside(store))
+            if settings.outcomes_enabled:
+                outcomes = OutcomeTracker(
+                    RedisOutcomeState.beside(store),
+                    lateness_ms=settings.outcome_lateness_s * 1000,
+                    max_pending=settings.outcome_max_pending,
+                    sweep_users=settings.outcome_sweep_users)
         return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector,
-                   latest=latest)
+                   latest=latest, outcomes=outcomes, shadow=shadow, live=live)
 
     async def process(self, messages: Sequence[Message]) -> BatchResult:
         """One micro-batch, start to end: :meth:`prepare`, then :meth:`finish`."""
@@ -154,6 +207,7 @@ class Pipeline:
         result = BatchResult()
         received_at = datetime.now(UTC)
         users: dict[str, _UserBatch] = {}
+        marks = self.outcomes.watermarks if self.outcomes is not None else None
         for msg in messages:
             try:
                 event = parse_event(msg.value, max_bytes=self._settings.max_event_bytes)
@@ -172,11 +226,15 @@ class Pipeline:
                 batch.ids.add(event["event_id"])
                 batch.events.append(event)
             batch.appended_at_ms = max(batch.appended_at_ms, msg.timestamp_ms)
+            batch.partition = (msg.topic, msg.partition)
+            if marks is not None:
+                marks.advance(msg.topic, msg.partition, event["ts"])
+        cutoffs = self.outcomes.cutoffs() if self.outcomes is not None else {}
         result.events = sum(len(b.events) for b in users.values())
         result.users = len(users)
         scorer = self.scorer  # read once: a swap takes effect at the next batch
         if not users:
-            return Prepared(result, scorer, users)
+            return Prepared(result, scorer, users, cutoffs=cutoffs)
 
         new = {u: b.events for u, b in users.items()}
         detector = self._detector
@@ -201,30 +259,46 @@ class Pipeline:
         inputs.extend(build_input(list(p.window), max_chars=max_chars, phrase_price=price,
                                   cache=cache) for p in priors)
         result.sequences = len(inputs)
-        return Prepared(result, scorer, users, new, got, priors, inputs)
+        return Prepared(result, scorer, users, new, got, priors, inputs, cutoffs)
 
     async def finish(self, prepared: Prepared) -> BatchResult:
-        """The rest of a prepared batch: the model, score records, anomaly alerts."""
+        """The rest of a prepared batch: the model (and the shadow), score records, anomaly
+        alerts, outcomes. The outcome state is read while the model runs."""
         result, scorer, users = prepared.result, prepared.scorer, prepared.users
         if not users:
             return result
         inputs, priors, windows = prepared.inputs, prepared.priors, prepared.exchanged.windows
+        tracker = self.outcomes
+        reading = None
+        if tracker is not None:
+            purchasers = [tracker.state.tag(u) for u, b in users.items()
+                          if any(not is_example(e) for e in b.events)]
+            reading = asyncio.ensure_future(tracker.read(purchasers, prepared.cutoffs))
         t1 = time.perf_counter()
         explanations: list | None = None
-        if self._settings.explain and isinstance(scorer, ExplainingScorer):
-            # same vectors, same call: the explanation costs dot products, no encoder work
-            all_scores, explanations = await scorer.explain_async(
-                inputs, top=self._settings.explain_top)
-        else:
-            all_scores = await self._run_model(scorer, inputs)
+        try:
+            if self._settings.explain and isinstance(scorer, ExplainingScorer):
+                # same vectors, same call: the explanation costs dot products, no encoder work
+                all_scores, explanations = await scorer.explain_async(
+                    inputs, top=self._settings.explain_top)
+            else:
+                all_scores = await self._run_model(scorer, inputs)
+        except BaseException:
+            if reading is not None:
+                reading.cancel()
+            raise
         t2 = time.perf_counter()
         result.model_s = t2 - t1
         if len(all_scores) != len(inputs):
             raise RuntimeError(f"scorer returned {len(all_scores)} scores for {len(inputs)} inputs")
         scores = all_scores[:len(users)]
+        shadow = self.shadow
+        shadow_scores = await self._shadow_scores(shadow, scorer, prepared, result)
 
         scored_at_ms = time.time_ns() // 1_000_000
         keep = self.latest is not None
+        waiting: list[tuple[tuple[str, int], Pending]] = []
+        horizon_ms = _horizon_s(scorer) * 1000
         for i, ((user_id, batch), score) in enumerate(zip(users.items(), scores, strict=True)):
             window = windows[user_id]
             record = score_record(
@@ -237,10 +311,16 @@ class Pipeline:
             value = orjson.dumps(record)
             result.scores.append(Output(user_id.encode(), value))
             result.latencies_ms.append(record["latency_ms"])
+            newest = max(batch.events, key=event_time_key) if keep or tracker else None
             if keep:
-                newest = max(batch.events, key=event_time_key)
                 result.latest.append(LatestScore(user_id, newest["ts"], newest["event_id"],
                                                  stored_record(record)))
+            if tracker is not None and is_example(newest):
+                waiting.append((batch.partition, Pending(
+                    record["score_id"], tracker.state.tag(user_id), newest["event_id"],
+                    newest["ts"], horizon_ms, record["score"], (scorer.name, scorer.version),
+                    (shadow.name, shadow.version, min(1.0, max(0.0, float(shadow_scores[i]))))
+                    if shadow_scores is not None else None)))
         detector = self._detector
         if detector is not None:
             prior_scores = {p.purchase_id: s for p, s in zip(priors, all_scores[len(users):],
@@ -248,7 +328,69 @@ class Pipeline:
             await self._detect(detector, result, prepared.new, prepared.exchanged, prior_scores,
                                scorer)
             result.detect_s += time.perf_counter() - t2
+        if reading is not None:  # last: nothing may fail once the resolution is taken
+            t3 = time.perf_counter()
+            reads = await reading
+            result.outcome_s = time.perf_counter() - t3
+            self._resolve(tracker, reads, prepared, waiting, result)
+        if self.live is not None and waiting:
+            self._live_scores(waiting)
         return result
+
+    async def _shadow_scores(self, shadow: Scorer | None, scorer: Scorer, prepared: Prepared,
+                             result: BatchResult) -> list[float] | None:
+        """The shadow's scores of the batch's users, or ``None`` (no shadow, or it failed: a
+        shadow never holds up or fails the champion's batch)."""
+        if shadow is None:
+            return None
+        n = len(prepared.users)
+        inputs = prepared.inputs[:n]
+        same = (shadow.max_chars == scorer.max_chars and getattr(shadow, "phrase_price", None)
+                == getattr(scorer, "phrase_price", None))
+        t0 = time.perf_counter()
+        try:
+            if not same:  # another kind of input: built here, without the shared cache
+                windows = prepared.exchanged.windows
+                inputs = [build_input(windows[u], max_chars=shadow.max_chars,
+                                      phrase_price=getattr(shadow, "phrase_price", None))
+                          for u in prepared.users]
+            got = await self._run_model(shadow, inputs)
+            if len(got) != n:
+                raise RuntimeError(f"shadow returned {len(got)} scores for {n} inputs")
+            return list(got)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the champion's batch goes on without it
+            self.shadow_failures += 1
+            log.warning("shadow model %s %s failed on a batch (%s); its scores are left out",
+                        shadow.name, shadow.version, type(exc).__name__)
+            return None
+        finally:
+            result.shadow_s = time.perf_counter() - t0
+
+    def _resolve(self, tracker: OutcomeTracker, reads, prepared: Prepared,
+                 waiting: list[tuple[tuple[str, int], Pending]], result: BatchResult) -> None:
+        tag = tracker.state.tag
+        purchases = {tag(u): [e["ts"] for e in b.events if not is_example(e)]
+                     for u, b in prepared.users.items()}
+        res = tracker.resolve(reads, purchases={t: ts for t, ts in purchases.items() if ts},
+                              new=waiting, cutoffs=prepared.cutoffs)
+        result.resolutions.append(res)
+        produced_at_ms = time.time_ns() // 1_000_000
+        name = tracker.state.published_id
+        for o in res.outcomes:
+            user = name(o.pending.tag)
+            record = outcome_record(o, user_id=user, produced_at_ms=produced_at_ms)
+            result.outcomes.append(Output(user.encode(), orjson.dumps(record)))
+            result.outcome_labels.append(o.label)
+
+    def _live_scores(self, waiting: list[tuple[tuple[str, int], Pending]]) -> None:
+        live = self.live
+        first = waiting[0][1]
+        live.add_scores(*first.model, "champion", [p.score for _, p in waiting])
+        if first.shadow is not None:
+            live.add_scores(first.shadow[0], first.shadow[1], "shadow",
+                            [p.shadow[2] for _, p in waiting if p.shadow is not None])
 
     async def _detect(self, detector: BatchDetector, result: BatchResult,
                       new: dict[str, list[dict]], got: Exchanged, prior_scores: dict[str, float],
@@ -273,6 +415,31 @@ class Pipeline:
         except IntentError as exc:
             log.warning("alert cooldown state not saved (%s); a redelivery may repeat %d alerts",
                         exc, len(result.alerts))
+
+    async def confirm_outcomes(self, result: BatchResult) -> None:
+        """Call once the batch's outcomes were delivered: records their scores as resolved and
+        the batch's new scores as waiting, then counts the outcomes into the live figures.
+        Raises :class:`~worker.errors.StoreError` (retriable: every write is idempotent)."""
+        if self.outcomes is None or not result.resolutions:
+            return
+        for res in result.resolutions:
+            await self.outcomes.confirm(res)
+        if self.live is not None:
+            groups: dict[tuple[str, str, str], tuple[list[float], list[int]]] = {}
+            for res in result.resolutions:
+                for o in res.outcomes:
+                    p = o.pending
+                    scores, labels = groups.setdefault((*p.model, "champion"), ([], []))
+                    scores.append(p.score)
+                    labels.append(o.label)
+                    if p.shadow is not None:
+                        scores, labels = groups.setdefault((p.shadow[0], p.shadow[1], "shadow"),
+                                                           ([], []))
+                        scores.append(p.shadow[2])
+                        labels.append(o.label)
+            for (model, version, role), (scores, labels) in groups.items():
+                self.live.add_outcomes(model, version, role, scores, labels)
+        result.resolutions = []  # confirmed: a retry of the caller's step does nothing again
 
     def keep_latest(self, result: BatchResult) -> None:
         """Call once the batch's score records were delivered: keeps each user's newest one for

@@ -18,6 +18,9 @@ The rules it keeps:
   there and the fraud team does not get one twice.
 - Score records are kept for lookups only once delivered, and in the background: the batch is
   acknowledged without waiting for that write, which can never fail it.
+- Outcomes are delivered with the score records; only then are their scores recorded as
+  resolved (and the batch's new scores as waiting), retried while Redis is down, so a
+  redelivered batch gives no outcome twice and a score published is never left unresolved.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class OutputTopics:
     scores: str
     dead_letters: str
     alerts: str
+    outcomes: str = "intent-outcomes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +205,14 @@ class BatchRunner:
         if self._transactional:
             await self._producer.send(topics.scores, result.scores)
             await self._producer.send(topics.dead_letters, result.dead_letters)
+            await self._producer.send(topics.outcomes, result.outcomes)
         else:
             await self._deliver((topics.scores, result.scores),
-                                (topics.dead_letters, result.dead_letters))
+                                (topics.dead_letters, result.dead_letters),
+                                (topics.outcomes, result.outcomes))
+        if result.resolutions:
+            await self._until_done(lambda: self.pipeline.confirm_outcomes(result),
+                                   "recording outcomes")
         try:  # in the background: nothing waits for it, and it must never fail the batch
             self.pipeline.keep_latest(result)
         except Exception:

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import re
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from worker.errors import ConfigError
 
@@ -87,6 +88,20 @@ class KeyBuilder:
         if name in ("w", "e", "v") or not name or "{" in name or "}" in name:
             raise ValueError(f"not a free user key name: {name!r}")
         return f"{self._prefix}:{{{self.tag(user_id)}}}:{name}"
+
+    def tag_key(self, tag: str, name: str) -> str:
+        """:meth:`user_key` of the user whose hash tag is ``tag`` (state that names users by
+        tag, such as the pending outcomes' due index, finds their keys with it)."""
+        if name in ("w", "e", "v") or not name or "{" in name or "}" in name:
+            raise ValueError(f"not a free user key name: {name!r}")
+        return f"{self._prefix}:{{{tag}}}:{name}"
+
+    def published_id(self, tag: str) -> str:
+        """The user id to publish for a hash tag: the user id itself, or, when pseudonymised,
+        the tag (the pseudonym; the raw id is not recoverable, by design)."""
+        if self._secret is not None:
+            return tag
+        return unquote(tag)
 
     def shared_key(self, namespace: str, name: str) -> str:
         """A key that holds no user's data, ``{prefix}:<namespace>:<name>`` (braces escaped in

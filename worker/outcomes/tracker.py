@@ -1,0 +1,202 @@
+"""OutcomeTracker: which published scores have their outcome now, and what to remember.
+
+Per batch (:meth:`OutcomeTracker.read`, then :meth:`resolve`, then, once the batch's
+outcomes are delivered, :meth:`confirm`):
+
+- a **positive** is a pending score of a user with a purchase in this batch inside its horizon
+  (event time in ``(ts, ts + horizon]``): read with the user's pending hash;
+- a **negative** is a pending score whose horizon ended before its partition's cutoff (the
+  watermark less the allowed lateness, :mod:`worker.outcomes.watermark`), found in the
+  partition's due index, at most ``sweep_users`` per partition and batch (the rest next batch);
+- each new score of an example window (its newest event not a purchase) becomes pending.
+
+The label is training's (:func:`worker.dataset.examples.bought_within`, and
+:func:`~worker.dataset.examples.is_example` for which windows have one). A resolved score
+leaves a done marker, so a redelivered batch (same score ids) is never resolved twice; markers
+older than ``keep_done_ms`` of the user's event time are cleaned up when the user's hash is
+read. A user holds at most ``max_pending`` waiting scores: beyond that the oldest are dropped
+(counted in :attr:`dropped`), checked after each write.
+
+Changes are applied only in :meth:`confirm`, after delivery; until then a resolution stays
+visible to later :meth:`resolve` calls of this process (a batch processed message by message
+resolves each part before any is confirmed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from worker.dataset.examples import bought_within
+from worker.outcomes.pending import Pending, done_marker, marker_ts, pack, unpack
+from worker.outcomes.state import DueQuery, OutcomeState, Reads, Writes, due_member, split_member
+from worker.outcomes.watermark import Watermarks
+
+__all__ = ["Outcome", "OutcomeTracker", "Resolution"]
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+MAX_UNCONFIRMED = 64  # resolutions awaiting delivery; more means batches were abandoned
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    pending: Pending
+    label: int
+    resolved_by: str  # "purchase" | "watermark"
+    resolved_ts: int
+
+
+@dataclass(slots=True, eq=False)  # identity: the tracker removes this very one
+class Resolution:
+    """A batch's outcomes and the state changes to apply once they are delivered."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    writes: Writes = field(default_factory=Writes)
+    stale: int = 0
+    dropped: int = 0
+
+
+class OutcomeTracker:
+    def __init__(self, state: OutcomeState, *, lateness_ms: int, max_pending: int,
+                 sweep_users: int, keep_done_ms: int = 3_600_000) -> None:
+        self.state = state
+        self.watermarks = Watermarks(lateness_ms=lateness_ms)
+        self.max_pending = max_pending
+        self.sweep_users = sweep_users
+        self.keep_done_ms = keep_done_ms
+        self._unconfirmed: list[Resolution] = []
+        self._trim: set[str] = set()  # users whose hash grew past max_pending
+        self.resolved = 0
+        self.dropped = 0
+        self.stale = 0
+
+    def cutoffs(self) -> dict[Partition, int]:
+        """Each partition's cutoff now (a batch keeps the ones of when it was prepared)."""
+        out = {}
+        for tp in self.watermarks.partitions():
+            cut = self.watermarks.cutoff(*tp)
+            if cut is not None:
+                out[tp] = cut
+        return out
+
+    async def read(self, purchasers: Sequence[str], cutoffs: Mapping[Partition, int]) -> Reads:
+        """The state :meth:`resolve` needs: the pending hashes of ``purchasers`` (tags) and of
+        users over the bound, and the due scores of each partition."""
+        users = list(dict.fromkeys([*purchasers, *self._trim]))
+        due = [DueQuery(t, p, cut, self.sweep_users) for (t, p), cut in cutoffs.items()]
+        return await self.state.read(users, due)
+
+    def resolve(self, reads: Reads, *, purchases: Mapping[str, Sequence[int]],
+                new: Sequence[tuple[Partition, Pending]],
+                cutoffs: Mapping[Partition, int]) -> Resolution:
+        """Outcomes of this batch. ``purchases``: tag -> purchase times (ms) in this batch;
+        ``new``: the batch's new pending scores with their source partition."""
+        res = Resolution()
+        w = res.writes
+        done_here: dict[str, set[str]] = {}
+        added_here: dict[str, dict[str, Pending]] = {}
+        for earlier in self._unconfirmed:  # resolved or added, not yet written
+            for o in earlier.outcomes:
+                done_here.setdefault(o.pending.tag, set()).add(o.pending.score_id)
+            for tag, fields in earlier.writes.add.items():
+                for sid, raw in fields.items():
+                    p = unpack(sid, tag, raw)
+                    if p is not None:
+                        added_here.setdefault(tag, {})[sid] = p
+
+        def finish(p: Pending, label: int, by: str, ts: int) -> None:
+            done_here.setdefault(p.tag, set()).add(p.score_id)
+            res.outcomes.append(Outcome(p, label, by, ts))
+            w.done.setdefault(p.tag, {})[p.score_id] = done_marker(p.ts)
+
+        # positives: purchases in this batch inside a pending score's horizon
+        for tag, fields in reads.entries.items():
+            waiting, done = self._entries(tag, fields, added_here.get(tag, {}))
+            times = sorted(purchases.get(tag, ()))
+            kept = []
+            for p in waiting:
+                if p.score_id in done_here.get(tag, ()):
+                    continue
+                if times and bought_within(times, p.ts, p.horizon_ms):
+                    finish(p, 1, "purchase", _first_after(times, p.ts))
+                else:
+                    kept.append(p)
+            self._clean(tag, kept, done, res)
+        # negatives: horizons the partition's watermark passed
+        for topic, partition, member in reads.due:
+            sid, tag = split_member(member)
+            w.due_remove.setdefault((topic, partition), []).append(member)
+            raw = reads.due_values.get(tag, {}).get(sid)
+            p = unpack(sid, tag, raw) if raw is not None else None
+            if p is None or sid in done_here.get(tag, ()):
+                res.stale += 1  # resolved already, dropped or expired: just a pointer left
+                continue
+            cut = cutoffs.get((topic, partition))
+            if cut is None or p.due_ms >= cut:  # not due after all (a cutoff moved back)
+                w.due_remove[(topic, partition)].pop()
+                continue
+            finish(p, 0, "watermark", cut + self.watermarks.lateness_ms)
+        # new scores wait for their outcome
+        for tp, p in new:
+            if p.score_id in done_here.get(p.tag, ()):
+                continue  # a redelivered batch: this score has its outcome
+            w.add.setdefault(p.tag, {})[p.score_id] = pack(p)
+            w.due_add.setdefault(tp, []).append((p.due_ms, due_member(p.score_id, p.tag)))
+        self._unconfirmed.append(res)
+        if len(self._unconfirmed) > MAX_UNCONFIRMED:
+            log.warning("%d batches' outcomes were never confirmed; forgetting the oldest",
+                        len(self._unconfirmed))
+            del self._unconfirmed[0]
+        self.stale += res.stale
+        self.dropped += res.dropped
+        self.resolved += len(res.outcomes)
+        return res
+
+    async def confirm(self, res: Resolution) -> None:
+        """Apply ``res``'s changes (after its outcomes were delivered)."""
+        sizes = await self.state.write(res.writes)
+        for tag in res.writes.done:
+            self._trim.discard(tag)
+        for tag, size in sizes.items():
+            if size > self.max_pending:
+                self._trim.add(tag)  # read and trimmed with the next batch
+        self.forget(res)
+
+    def forget(self, res: Resolution) -> None:
+        """Stop showing ``res`` to later batches (confirmed, or abandoned)."""
+        with contextlib.suppress(ValueError):
+            self._unconfirmed.remove(res)
+
+    def _entries(self, tag: str, fields: Mapping[str, bytes],
+                 added: Mapping[str, Pending]) -> tuple[list[Pending], dict[str, int]]:
+        """A user's waiting scores (oldest first) and done markers (score_id -> ts)."""
+        waiting: dict[str, Pending] = dict(added)
+        done: dict[str, int] = {}
+        for sid, raw in fields.items():
+            p = unpack(sid, tag, raw)
+            if p is not None:
+                waiting[sid] = p
+            else:
+                done[sid] = marker_ts(raw) or 0
+        return sorted(waiting.values(), key=lambda p: (p.ts, p.score_id)), done
+
+    def _clean(self, tag: str, waiting: list[Pending], done: Mapping[str, int],
+               res: Resolution) -> None:
+        """Drop old done markers and the oldest waiting scores over the bound."""
+        newest = max([p.ts for p in waiting] + list(done.values()), default=0)
+        old = [sid for sid, ts in done.items() if ts < newest - self.keep_done_ms]
+        over = waiting[:max(0, len(waiting) - self.max_pending)]
+        res.dropped += len(over)
+        if old or over:
+            res.writes.delete.setdefault(tag, []).extend([*old, *(p.score_id for p in over)])
+
+
+def _first_after(times: Sequence[int], ts: int) -> int:
+    for t in times:
+        if t > ts:
+            return t
+    return ts
