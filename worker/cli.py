@@ -57,14 +57,15 @@ def run(model_path: Path | None) -> None:
 @main.command()
 @click.argument("user_ids", nargs=-1, required=True, metavar="USER_ID...")
 def forget(user_ids: tuple[str, ...]) -> None:
-    """Delete users' state in Redis (window, event payloads, alert cooldowns, latest score):
-    erasure requests.
+    """Delete users' state in Redis (window, event payloads, alert cooldowns, latest score,
+    scores waiting for their outcome): erasure requests.
 
     Uses the worker's INTENT_REDIS_* and INTENT_KEY_* settings, so pseudonymised keys are found.
     Scores and alerts already published to Kafka are not touched (see your topics' retention)."""
     settings = _settings()
     from worker.anomaly.state import RedisDetectorState
     from worker.latest import RedisLatestScores
+    from worker.outcomes.redis_state import RedisOutcomeState
     from worker.windows import RedisWindowStore
 
     async def go() -> None:
@@ -74,6 +75,7 @@ def forget(user_ids: tuple[str, ...]) -> None:
             for user in user_ids:
                 await RedisDetectorState(store).forget(user)
                 await RedisLatestScores.beside(store).forget(user)
+                await RedisOutcomeState.beside(store).forget(user)
                 await store.forget(user)
                 click.echo(f"forgot {user}")
         finally:

@@ -13,6 +13,9 @@ from worker.anomaly.state import RedisDetectorState
 from worker.cli import main
 from worker.errors import StoreError
 from worker.ops.stack import start_redis
+from worker.outcomes.pending import Pending, pack
+from worker.outcomes.redis_state import RedisOutcomeState
+from worker.outcomes.state import Writes
 from worker.settings import load_settings
 from worker.windows import KeyBuilder, RedisWindowStore
 
@@ -96,15 +99,20 @@ def test_forget_command_deletes_a_users_state(redis_url, monkeypatch, secret) ->
         monkeypatch.setenv("INTENT_KEY_SECRET", secret)
     keys = KeyBuilder(prefix, secret.encode() if secret else None)
 
-    def all_user_keys(user: str) -> tuple[str, ...]:  # window, payloads, version, cooldowns
-        return (*keys.user_keys(user), keys.user_key(user, "a"))
+    def all_user_keys(user: str) -> tuple[str, ...]:
+        # window, payloads, version, cooldowns, scores waiting for their outcome
+        return (*keys.user_keys(user), keys.user_key(user, "a"), keys.user_key(user, "o"))
 
     async def setup() -> None:
         store = RedisWindowStore.from_settings(load_settings())
         await store.start()
         await store.append({"alice": [ev("a", "alice")], "bob": [ev("b", "bob")]})
         await RedisDetectorState(store).save_cooldowns({"alice": {"bot_cadence": [(T0, "x")]}})
-        assert await store.client.exists(*all_user_keys("alice")) == 4
+        outcomes = RedisOutcomeState.beside(store)
+        await outcomes.start()
+        pending = Pending("0" * 32, keys.tag("alice"), "a", T0, 600_000, 0.5, ("m", "1"))
+        await outcomes.write(Writes(add={pending.tag: {pending.score_id: pack(pending)}}))
+        assert await store.client.exists(*all_user_keys("alice")) == 5
         if secret:  # pseudonymised: no raw user id in any key
             assert not [k async for k in store.client.scan_iter(match=f"{prefix}:*alice*")]
         await store.stop()
