@@ -164,7 +164,7 @@ def test_memory_is_bounded_by_the_windows() -> None:
         live.add_outcomes("m", "1", "champion", [0.3] * 10, [0, 1] * 5)
         live.add_scores("m", "1", "champion", [0.3] * 10)
     (key,) = live._keys.values()
-    assert len(key.outcomes) == 5 and len(key.scores) == 7
+    assert len(key.outcome_scores) == len(key.labels) == 5 and len(key.scores) == 7
     f = only(live)
     assert (f.outcomes, f.outcomes_total, f.scores_total) == (5, 1000, 1000)
 
