@@ -19,7 +19,7 @@ outcomes (about 40 bytes each) and ``score_window`` scores (about 32 bytes each)
 :data:`MAX_KEYS`, the key that has gone longest without data: after a hot swap the old
 version's figures stay visible a while, next to the new one's, and then go.
 
-Not thread-safe: the worker calls it from its event loop only.
+Not thread-safe: call it from one thread (the worker: its event loop).
 """
 
 from __future__ import annotations
