@@ -169,22 +169,27 @@ def test_memory_is_bounded_by_the_windows() -> None:
     assert (f.outcomes, f.outcomes_total, f.scores_total) == (5, 1000, 1000)
 
 
-@pytest.mark.parametrize(("scores", "labels", "match"), [
-    ([0.1, 0.2], [0], "2 scores but 1 labels"),
-    ([0.1, 1.5], [0, 1], r"\[0, 1\]"),
-    ([0.1, math.nan], [0, 1], r"\[0, 1\]"),
-    ([0.1, 0.2], [0, 2], "0 or 1"),
-])
-def test_malformed_outcomes_are_refused_when_added(scores, labels, match) -> None:
+def test_outcomes_that_are_not_probabilities_or_0_1_are_left_out_with_a_warning(caplog) -> None:
     live = LiveQuality(window=10)
-    with pytest.raises(ValueError, match=match):
-        live.add_outcomes("m", "1", "champion", scores, labels)
-    assert live.figures() == []
+    live.add_outcomes("m", "1", "champion", [0.1, 1.5, math.nan, 0.9, 0.8, -0.1],
+                      [0, 1, 1, 1, 2, 0])
+    f = only(live)
+    assert (f.outcomes, f.positives, f.outcomes_total) == (2, 1, 2)
+    assert f.pr_auc == 1.0
+    assert "4 scores of m 1 (champion) left out" in caplog.text
 
 
-def test_malformed_scores_are_refused_when_added() -> None:
+def test_scores_that_are_not_probabilities_are_left_out_with_a_warning(caplog) -> None:
     live = LiveQuality(window=10)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        live.add_scores("m", "1", "champion", [-0.1])
+    live.add_scores("m", "1", "champion", [-0.1, math.nan])
+    assert live.figures() == [] and "2 scores of m 1 (champion)" in caplog.text
+    live.add_scores("m", "1", "champion", [0.5, 2.0])
+    assert only(live).scores_total == 1
+
+
+def test_outcomes_need_as_many_labels_as_scores() -> None:
+    live = LiveQuality(window=10)
+    with pytest.raises(ValueError, match="2 scores but 1 labels"):
+        live.add_outcomes("m", "1", "champion", [0.1, 0.2], [0])
     with pytest.raises(ValueError, match=">= 1"):
         LiveQuality(window=0)

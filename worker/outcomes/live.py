@@ -24,6 +24,7 @@ Not thread-safe: call it from one thread (the worker: its event loop).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict, deque
@@ -45,6 +46,8 @@ MAX_KEYS = 8
 IDLE_S = 3600.0
 
 _NAN = math.nan
+
+log = logging.getLogger(__name__)
 
 
 class Reference(Protocol):
@@ -123,29 +126,34 @@ class LiveQuality:
 
     def add_scores(self, model: str, version: str, role: str,
                    scores: Sequence[float]) -> None:
-        """Scores the model served (champion) or computed (shadow), for its drift."""
-        if not scores:
+        """Scores the model served (champion) or computed (shadow), for its drift. A score that
+        is not a probability is left out, with a warning."""
+        kept = [float(s) for s in scores if 0.0 <= s <= 1.0]  # also leaves out nan
+        if len(kept) < len(scores):
+            _warn_dropped(model, version, role, len(scores) - len(kept))
+        if not kept:
             return
-        _check_scores(scores)
         key = self._key(model, version, role)
-        key.scores.extend(map(float, scores))
-        key.scores_total += len(scores)
+        key.scores.extend(kept)
+        key.scores_total += len(kept)
 
     def add_outcomes(self, model: str, version: str, role: str, scores: Sequence[float],
                      labels: Sequence[int]) -> None:
-        """Resolved outcomes: the model's score of each and its label (0/1)."""
+        """Resolved outcomes: the model's score of each and its label (0/1). An outcome whose
+        score is not a probability or whose label is not 0/1 is left out, with a warning (a
+        metric never fails a batch); ``ValueError`` if the lengths differ."""
         if len(scores) != len(labels):
             raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
-        if not scores:
+        kept = [(float(s), int(y)) for s, y in zip(scores, labels, strict=True)
+                if 0.0 <= s <= 1.0 and y in (0, 1)]
+        if len(kept) < len(scores):
+            _warn_dropped(model, version, role, len(scores) - len(kept))
+        if not kept:
             return
-        _check_scores(scores)
-        if any(label not in (0, 1) for label in labels):
-            raise ValueError(f"labels must be 0 or 1, got e.g. "
-                             f"{next(x for x in labels if x not in (0, 1))!r}")
         key = self._key(model, version, role)
-        key.outcome_scores.extend(map(float, scores))
-        key.labels.extend(map(int, labels))
-        key.outcomes_total += len(scores)
+        key.outcome_scores.extend(s for s, _ in kept)
+        key.labels.extend(y for _, y in kept)
+        key.outcomes_total += len(kept)
 
     def figures(self) -> list[LiveFigures]:
         """The figures of every key still kept, in the order the keys were last fed."""
@@ -206,8 +214,6 @@ def _nan_if_none(value: float | None) -> float:
     return _NAN if value is None else float(value)
 
 
-def _check_scores(scores: Sequence[float]) -> None:
-    # the same rule compute_metrics applies, checked here so figures() never fails later
-    for s in scores:
-        if not 0.0 <= s <= 1.0:  # also true for nan
-            raise ValueError(f"scores must be probabilities in [0, 1], got e.g. {s!r}")
+def _warn_dropped(model: str, version: str, role: str, n: int) -> None:
+    log.warning("live quality: %d scores of %s %s (%s) left out: not probabilities in [0, 1] "
+                "or labels not 0/1", n, model, version, role)
