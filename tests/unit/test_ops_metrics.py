@@ -216,6 +216,8 @@ def test_live_figures_are_refreshed_at_most_every_few_seconds() -> None:
     observer.observe([], Result(), 0.1)
     assert calls == [50.0, 55.0]
     assert sample(observer.metrics, "intent_live_pr_auc", **champion) == 0.2
+    observer.refresh_live(force=True)  # e.g. right after a hot swap
+    assert calls == [50.0, 55.0, 55.0]
 
 
 def test_a_failing_live_source_never_fails_the_batch() -> None:
