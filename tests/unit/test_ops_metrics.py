@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from worker.ops.metrics import BatchObserver, Metrics
@@ -25,6 +26,8 @@ class Result:
     store_s: float = 0.01
     model_s: float = 0.1
     detect_s: float = 0.001
+    outcome_labels: list = field(default_factory=lambda: [0, 1, 0])
+    outcome_s: float = 0.002
 
 
 class Scorer:
@@ -126,3 +129,115 @@ def test_latest_scores_kept_for_lookups_are_counted_by_result() -> None:
     assert sample(m, "intent_latest_scores_total", result="written") == 7
     assert sample(m, "intent_latest_scores_total", result="kept") == 1
     assert sample(m, "intent_latest_scores_total", result="failed") == 3
+
+
+def test_outcomes_are_counted_by_label_and_their_time_observed() -> None:
+    observer = BatchObserver(Metrics(), highwater=lambda t, p: None, scorer=lambda: Scorer("1"))
+    m = observer.metrics
+    assert 'intent_outcomes_total{label="1"} 0.0' in m.render().decode()  # there from the start
+    observer.observe([], Result(outcome_labels=[0, 1, 0], outcome_s=0.002), 0.1)
+    observer.observe([], Result(outcome_labels=[1], outcome_s=0.004), 0.1)
+    assert sample(m, "intent_outcomes_total", label="0") == 2
+    assert sample(m, "intent_outcomes_total", label="1") == 2
+    assert sample(m, "intent_outcome_seconds_count") == 2
+    assert sample(m, "intent_outcome_seconds_sum") == 0.006
+
+
+@dataclass(frozen=True)
+class Figures:
+    model: str = "m"
+    version: str = "1"
+    role: str = "champion"
+    outcomes: int = 100
+    positives: int = 7
+    pr_auc: float = 0.4
+    roc_auc: float = 0.8
+    brier: float = 0.05
+    ece: float = 0.02
+    psi: float = 0.03
+
+
+LIVE = {"intent_live_pr_auc": "pr_auc", "intent_live_roc_auc": "roc_auc",
+        "intent_live_brier": "brier", "intent_live_ece": "ece", "intent_live_outcomes": "outcomes",
+        "intent_live_positives": "positives", "intent_score_psi": "psi"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_live_gauges_carry_model_version_and_role_after_observe() -> None:
+    figures = [Figures(), Figures(model="c", version="2", role="shadow", pr_auc=0.5, psi=0.3)]
+    observer = BatchObserver(Metrics(), highwater=lambda t, p: None, scorer=lambda: Scorer("1"),
+                             live=lambda: figures)
+    observer.observe([], Result(), 0.1)
+    m = observer.metrics
+    for f in figures:
+        for metric, attr in LIVE.items():
+            labels = {"model": f.model, "version": f.version, "role": f.role}
+            assert sample(m, metric, **labels) == getattr(f, attr), (metric, f.role)
+
+
+def test_nan_figures_and_figures_no_longer_reported_are_not_exported() -> None:
+    m = Metrics()
+    m.set_live([Figures(), Figures(version="2")])
+    m.set_live([Figures(pr_auc=math.nan, roc_auc=math.nan, psi=math.nan)])
+    champion = {"model": "m", "version": "1", "role": "champion"}
+    assert m.registry.get_sample_value("intent_live_pr_auc", champion) is None
+    assert m.registry.get_sample_value("intent_score_psi", champion) is None
+    assert sample(m, "intent_live_brier", **champion) == 0.05  # still defined: still there
+    assert 'version="2"' not in m.render().decode()
+    assert "NaN" not in m.render().decode()
+    m.set_live([Figures(pr_auc=0.6)])  # defined again: back
+    assert sample(m, "intent_live_pr_auc", **champion) == 0.6
+
+
+def test_live_figures_are_refreshed_at_most_every_few_seconds() -> None:
+    clock, calls = Clock(), []
+    pr_auc = [0.1]
+
+    def live() -> list[Figures]:
+        calls.append(clock.now)
+        return [Figures(pr_auc=pr_auc[0])]
+
+    observer = BatchObserver(Metrics(), highwater=lambda t, p: None, scorer=lambda: Scorer("1"),
+                             live=live, live_every_s=5.0, clock=clock)
+    champion = {"model": "m", "version": "1", "role": "champion"}
+    observer.observe([], Result(), 0.1)  # the first batch refreshes
+    pr_auc[0] = 0.2
+    clock.now += 4.9
+    observer.observe([], Result(), 0.1)
+    assert calls == [50.0] and sample(observer.metrics, "intent_live_pr_auc", **champion) == 0.1
+    clock.now += 0.1
+    observer.observe([], Result(), 0.1)
+    assert calls == [50.0, 55.0]
+    assert sample(observer.metrics, "intent_live_pr_auc", **champion) == 0.2
+    observer.refresh_live(force=True)  # e.g. right after a hot swap
+    assert calls == [50.0, 55.0, 55.0]
+
+
+def test_a_failing_live_source_never_fails_the_batch() -> None:
+    def live() -> list[Figures]:
+        raise RuntimeError("boom")
+
+    observer = BatchObserver(Metrics(), highwater=lambda t, p: None, scorer=lambda: Scorer("1"),
+                             live=live)
+    observer.observe([], Result(outcome_labels=[1]), 0.1)
+    assert sample(observer.metrics, "intent_outcomes_total", label="1") == 1
+
+
+def test_live_quality_figures_fit_the_gauges() -> None:
+    from worker.outcomes.live import LiveQuality
+
+    live = LiveQuality(window=10)
+    live.add_outcomes("m", "1", "shadow", [0.1, 0.9, 0.2], [0, 1, 0])
+    m = Metrics()
+    m.set_live(live.figures())
+    labels = {"model": "m", "version": "1", "role": "shadow"}
+    assert sample(m, "intent_live_pr_auc", **labels) == 1.0
+    assert sample(m, "intent_live_outcomes", **labels) == 3
+    assert m.registry.get_sample_value("intent_score_psi", labels) is None  # no reference

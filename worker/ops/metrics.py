@@ -2,19 +2,34 @@
 
 One :class:`Metrics` per app, on its own registry (nothing registered at import time, so
 tests and several apps in one process do not collide). :class:`BatchObserver` updates them
-once per micro-batch from its result, never per event.
+once per micro-batch from its result, never per event; the live quality and drift gauges at
+most every few seconds from the figures it is given (:class:`LiveFigure`).
+
+A live figure that is undefined (``nan``: one class only in the window, no reference, no
+scores) is not exported: its label set is absent until the figure is defined again, so
+neither a dashboard nor an alert ever reads a made-up number.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "BatchObserver", "Metrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "LIVE_EVERY_S", "BatchObserver", "LiveFigure", "Metrics"]
+
+log = logging.getLogger(__name__)
+
+# The live figures are recomputed over whole windows: every few seconds is enough for a
+# dashboard scraped every 15 s, and keeps the work off most batches.
+LIVE_EVERY_S = 5.0
+_LIVE_LABELS = ["model", "version", "role"]
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -75,6 +90,31 @@ class Metrics:
             "failed; the user's next score writes again)", ["result"], registry=r)
         self.model_info = Gauge("intent_model_info", "The model serving now (value 1)",
                                 ["name", "version"], registry=r)
+        self.outcomes = Counter("intent_outcomes", "Outcomes of score records resolved, by "
+                                "label (1: purchased within the horizon)", ["label"], registry=r)
+        for label in ("0", "1"):
+            self.outcomes.labels(label)  # both exported from the start, so rate() sees them
+        self.outcome_seconds = Histogram("intent_outcome_seconds",
+                                         "Outcome tracking time of a micro-batch",
+                                         buckets=_SECONDS, registry=r)
+        # LiveFigure attribute -> its gauge
+        self.live = {
+            "pr_auc": Gauge("intent_live_pr_auc", "PR-AUC (average precision) over the live "
+                            "window of outcomes", _LIVE_LABELS, registry=r),
+            "roc_auc": Gauge("intent_live_roc_auc", "ROC-AUC over the live window of outcomes",
+                             _LIVE_LABELS, registry=r),
+            "brier": Gauge("intent_live_brier", "Brier score over the live window of outcomes",
+                           _LIVE_LABELS, registry=r),
+            "ece": Gauge("intent_live_ece", "Expected calibration error (10 equal-width bins) "
+                         "over the live window of outcomes", _LIVE_LABELS, registry=r),
+            "outcomes": Gauge("intent_live_outcomes", "Outcomes in the live window",
+                              _LIVE_LABELS, registry=r),
+            "positives": Gauge("intent_live_positives", "Positive outcomes in the live window",
+                               _LIVE_LABELS, registry=r),
+            "psi": Gauge("intent_score_psi", "Population stability index of recent scores "
+                         "against the model's training-time scores", _LIVE_LABELS, registry=r),
+        }
+        self._live_shown: dict[str, set[tuple[str, str, str]]] = {k: set() for k in self.live}
 
     def observe_batch(self, *, messages: int, events: int, scores: int,
                       latencies_s: Iterable[float], dead_letter_reasons: Iterable[str],
@@ -97,6 +137,37 @@ class Metrics:
             self.dead_letters.labels(reason).inc()
         for kind in alert_kinds:
             self.alerts.labels(kind).inc()
+
+    def observe_outcomes(self, labels: Iterable[int], seconds: float) -> None:
+        """One batch's resolved outcomes (labels 0/1) and the time tracking them took."""
+        ones = zeros = 0
+        for label in labels:
+            if label:
+                ones += 1
+            else:
+                zeros += 1
+        if zeros:
+            self.outcomes.labels("0").inc(zeros)
+        if ones:
+            self.outcomes.labels("1").inc(ones)
+        self.outcome_seconds.observe(seconds)
+
+    def set_live(self, figures: Iterable[LiveFigure]) -> None:
+        """Set the live gauges to ``figures``; label sets not among them, or whose figure is
+        ``nan`` now, are removed."""
+        shown: dict[str, set[tuple[str, str, str]]] = {k: set() for k in self.live}
+        for f in figures:
+            labels = (f.model, f.version, f.role)
+            for attr, gauge in self.live.items():
+                value = float(getattr(f, attr))
+                if math.isnan(value):
+                    continue
+                gauge.labels(*labels).set(value)
+                shown[attr].add(labels)
+        for attr, gauge in self.live.items():
+            for labels in self._live_shown[attr] - shown[attr]:
+                gauge.remove(*labels)
+        self._live_shown = shown
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         for (topic, partition), lag in lags.items():
@@ -138,6 +209,34 @@ class Outcome(Protocol):
     store_s: float
     model_s: float
     detect_s: float
+    outcome_labels: Sequence[int]  # the labels of the outcomes the batch resolved
+    outcome_s: float  # time the outcome tracking took
+
+
+class LiveFigure(Protocol):
+    """One model's live quality and drift (``worker.outcomes.live.LiveFigures``); ``nan`` where
+    undefined. ``role`` is ``champion`` (the model serving) or ``shadow``."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def outcomes(self) -> int: ...
+    @property
+    def positives(self) -> int: ...
+    @property
+    def pr_auc(self) -> float: ...
+    @property
+    def roc_auc(self) -> float: ...
+    @property
+    def brier(self) -> float: ...
+    @property
+    def ece(self) -> float: ...
+    @property
+    def psi(self) -> float: ...
 
 
 class Serving(Protocol):
@@ -157,13 +256,25 @@ class BatchObserver:
     window store's cache (``window_cache()``: running hits and misses) and the latest scores
     kept for lookups (``latest()``: running written, kept, failed) gained since the last
     batch. A new model starts its caches' counts from zero.
+
+    ``live()``, when given, returns the live quality and drift figures; they are computed over
+    whole windows, so the gauges are refreshed from it at most every ``live_every_s`` seconds
+    (``clock``: monotonic), on the first batch after that time. A failure there is logged and
+    never fails the batch.
     """
 
     def __init__(self, metrics: Metrics, *, highwater: Callable[[str, int], int | None],
                  scorer: Callable[[], Serving],
                  window_cache: Callable[[], tuple[int, int]] = lambda: (0, 0),
-                 latest: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)) -> None:
+                 latest: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
+                 live: Callable[[], Sequence[LiveFigure]] | None = None,
+                 live_every_s: float = LIVE_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.metrics = metrics
+        self._live = live
+        self._live_every_s = live_every_s
+        self._clock = clock
+        self._live_at: float | None = None
         self._highwater = highwater
         self._scorer = scorer
         self._window_cache = window_cache
@@ -198,6 +309,22 @@ class BatchObserver:
         self._windows_seen = _count(metrics.window_cache, self._windows_seen, self._window_cache())
         self._latest_seen = _count(metrics.latest_scores, self._latest_seen, self._latest(),
                                    ("written", "kept", "failed"))
+        self.refresh_live()
+        metrics.observe_outcomes(result.outcome_labels, result.outcome_s)
+
+    def refresh_live(self, *, force: bool = False) -> None:
+        """Set the live gauges from ``live()`` if ``live_every_s`` passed since the last time
+        (or ``force``)."""
+        if self._live is None:
+            return
+        now = self._clock()
+        if not force and self._live_at is not None and now - self._live_at < self._live_every_s:
+            return
+        self._live_at = now
+        try:
+            self.metrics.set_live(self._live())
+        except Exception:  # noqa: BLE001 - a metric must never fail a batch
+            log.warning("live quality figures not updated", exc_info=True)
 
     def lags(self, messages: Sequence[Consumed]) -> dict[tuple[str, int], int]:
         """Messages behind the high watermark, per partition, after the last of ``messages``;
