@@ -65,7 +65,9 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     observer = BatchObserver(metrics, scorer=lambda: pipeline.scorer,
                              highwater=lambda t, p: app.consumer.highwater(TP(t, p)),
                              window_cache=pipeline.window_cache_counts,
-                             latest=pipeline.latest_counts)
+                             latest=pipeline.latest_counts,
+                             outcome_trouble=pipeline.outcome_trouble,
+                             live=pipeline.live.figures if pipeline.live is not None else None)
     runner = BatchRunner(
         pipeline, DirectProducer(app) if batched else TopicProducer(app, topics),
         topics, transactional=not batched, observe=observer.observe,

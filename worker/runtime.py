@@ -38,6 +38,33 @@ def make_scorer(settings: Settings, *, vector_store=None, executor=None):
     return model
 
 
+def make_shadow(settings: Settings, champion, *, vector_store=None, executor=None):
+    """The shadow challenger at INTENT_SHADOW_MODEL_PATH, warmed up, or ``None``."""
+    if settings.shadow_model_path is None:
+        return None
+    model = load_configured(settings, settings.shadow_model_path, vector_store=vector_store,
+                            executor=executor, threads=settings.model_threads())
+    log.info("shadow model warmed up in %.2fs", model.warm_up())
+    log.info("loaded shadow model %s %s (%s) from %s: scored beside %s %s, published only as "
+             "outcomes", model.name, model.version, model.config.kind,
+             settings.shadow_model_path, getattr(champion, "name", "?"),
+             getattr(champion, "version", "?"))
+    mine, theirs = _horizon(model), _horizon(champion)
+    if theirs is not None and mine != theirs:
+        log.warning("the shadow model was trained for a %ss horizon, the champion for %ss: "
+                    "the shadow is judged on the champion's", mine, theirs)
+    return model
+
+
+def _horizon(model) -> int | None:
+    label = getattr(getattr(model, "config", None), "label", None)
+    return getattr(label, "horizon_s", None)
+
+
+def _reference(model):
+    return getattr(getattr(model, "config", None), "score_reference", None)
+
+
 def load_configured(settings: Settings, path, *, vector_store=None, executor=None,
                     threads: int | None = None):
     """The model directory at ``path`` loaded with the worker's settings (either kind)."""
@@ -86,6 +113,7 @@ def run_worker(settings: Settings) -> None:
     from worker.kafka.admin import ensure_topics
     from worker.kafka.security import aiokafka_options
     from worker.ops.logs import logging_config, setup_logging
+    from worker.outcomes.live import LiveQuality
     from worker.scoring.pipeline import Pipeline
     from worker.vectors import RedisVectorStore
     from worker.windows import RedisWindowStore
@@ -110,13 +138,23 @@ def run_worker(settings: Settings) -> None:
                     "(%ds): the cooldown state expires with the user's keys, so the cooldown is "
                     "at most the TTL for a user who goes quiet", settings.anomaly_cooldown_s,
                     settings.window_ttl_seconds)
-    pipeline = Pipeline.from_settings(settings, store=store, scorer=scorer, executor=executor)
+    shadow = (make_shadow(settings, scorer, vector_store=vectors, executor=executor)
+              if settings.scorer == "model" else None)
+    live = LiveQuality(window=settings.live_window)
+    for model in (scorer, shadow):
+        if model is not None:
+            live.set_reference(model.name, model.version, _reference(model))
+    pipeline = Pipeline.from_settings(settings, store=store, scorer=scorer, executor=executor,
+                                      shadow=shadow, live=live)
+    if pipeline.outcomes is not None:
+        loop.run_until_complete(pipeline.outcomes.state.start())
     reloader = None
     if settings.scorer == "model":
         from worker.model import default_model_path
         from worker.model.reload import ModelReloader
 
         def swap(model: object) -> None:
+            live.set_reference(model.name, model.version, _reference(model))
             pipeline.scorer = model  # read once per batch: lands between batches
 
         # either kind may replace either kind: the pipeline asks each batch's scorer what

@@ -130,8 +130,10 @@ class Settings(BaseSettings):
         1000, ge=1, le=1_000_000,
         description="users whose scores are due a negative outcome resolved per batch, at most")
     live_window: int = Field(
-        5000, ge=10, le=1_000_000,
-        description="recent outcomes per model that the live quality metrics are computed on")
+        5000, ge=10, le=100_000,
+        description="recent outcomes per model that the live quality metrics are computed on "
+                    "(recomputed every 5 s on the event loop: about 2.5 ms per model at 5,000, "
+                    "17 ms at 50,000)")
     # Batching and windows
     batch_max: int = Field(256, ge=1, le=100_000, description="events per micro-batch, at most")
     batch_wait_ms: int = Field(

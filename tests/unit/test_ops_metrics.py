@@ -28,6 +28,7 @@ class Result:
     detect_s: float = 0.001
     outcome_labels: list = field(default_factory=lambda: [0, 1, 0])
     outcome_s: float = 0.002
+    shadow_s: float = 0.0
 
 
 class Scorer:
@@ -241,3 +242,19 @@ def test_live_quality_figures_fit_the_gauges() -> None:
     assert sample(m, "intent_live_pr_auc", **labels) == 1.0
     assert sample(m, "intent_live_outcomes", **labels) == 3
     assert m.registry.get_sample_value("intent_score_psi", labels) is None  # no reference
+
+
+def test_shadow_time_and_outcome_losses_are_counted():
+    metrics = Metrics()
+    trouble = [(0, 0)]
+    observer = BatchObserver(metrics, highwater=lambda t, p: None, scorer=lambda: Scorer("1"),
+                             outcome_trouble=lambda: trouble[0])
+    observer.observe([], Result(), 0.5)
+    trouble[0] = (3, 1)
+    observer.observe([], Result(shadow_s=0.25), 0.5)
+    observer.observe([], Result(shadow_s=0.5), 0.5)
+    text = metrics.render().decode()
+    assert 'intent_outcome_trouble_total{reason="dropped"} 3.0' in text
+    assert 'intent_outcome_trouble_total{reason="shadow_failed"} 1.0' in text
+    assert "intent_shadow_seconds_count 2.0" in text and "intent_shadow_seconds_sum 0.75" in text
+

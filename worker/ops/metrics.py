@@ -97,6 +97,15 @@ class Metrics:
         self.outcome_seconds = Histogram("intent_outcome_seconds",
                                          "Outcome tracking time of a micro-batch",
                                          buckets=_SECONDS, registry=r)
+        self.outcome_trouble = Counter(
+            "intent_outcome_trouble", "Outcome tracking's losses: waiting scores dropped over "
+            "INTENT_OUTCOME_MAX_PENDING (reason=dropped), batches whose shadow scores were "
+            "left out because the shadow failed (reason=shadow_failed)", ["reason"], registry=r)
+        for reason in ("dropped", "shadow_failed"):
+            self.outcome_trouble.labels(reason)
+        self.shadow_seconds = Histogram("intent_shadow_seconds",
+                                        "Shadow model time of a micro-batch (with a shadow)",
+                                        buckets=_SECONDS, registry=r)
         # LiveFigure attribute -> its gauge
         self.live = {
             "pr_auc": Gauge("intent_live_pr_auc", "PR-AUC (average precision) over the live "
@@ -211,6 +220,7 @@ class Outcome(Protocol):
     detect_s: float
     outcome_labels: Sequence[int]  # the labels of the outcomes the batch resolved
     outcome_s: float  # time the outcome tracking took
+    shadow_s: float  # time the shadow model took (0 without one)
 
 
 class LiveFigure(Protocol):
@@ -267,6 +277,7 @@ class BatchObserver:
                  scorer: Callable[[], Serving],
                  window_cache: Callable[[], tuple[int, int]] = lambda: (0, 0),
                  latest: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
+                 outcome_trouble: Callable[[], tuple[int, int]] = lambda: (0, 0),
                  live: Callable[[], Sequence[LiveFigure]] | None = None,
                  live_every_s: float = LIVE_EVERY_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -279,6 +290,8 @@ class BatchObserver:
         self._scorer = scorer
         self._window_cache = window_cache
         self._latest = latest
+        self._outcome_trouble = outcome_trouble
+        self._trouble_seen = (0, 0)
         self._serving: tuple[str, str] | None = None
         self._text_seen = (0, 0)
         self._vectors_seen = (0, 0, 0)
@@ -309,6 +322,10 @@ class BatchObserver:
         self._windows_seen = _count(metrics.window_cache, self._windows_seen, self._window_cache())
         self._latest_seen = _count(metrics.latest_scores, self._latest_seen, self._latest(),
                                    ("written", "kept", "failed"))
+        self._trouble_seen = _count(metrics.outcome_trouble, self._trouble_seen,
+                                    self._outcome_trouble(), ("dropped", "shadow_failed"))
+        if result.shadow_s:
+            metrics.shadow_seconds.observe(result.shadow_s)
         self.refresh_live()
         metrics.observe_outcomes(result.outcome_labels, result.outcome_s)
 

@@ -49,6 +49,8 @@ class LiveSink(Protocol):
     def add_outcomes(self, model: str, version: str, role: str, scores: Sequence[float],
                      labels: Sequence[int]) -> None: ...
 
+    def figures(self) -> Sequence[object]: ...
+
 
 def _horizon_s(scorer: object) -> int:
     """The label horizon the model was trained for (its directory's ``label.horizon_s``)."""
@@ -100,7 +102,9 @@ class BatchResult:
     store_s: float = 0.0
     model_s: float = 0.0
     detect_s: float = 0.0
-    outcome_s: float = 0.0  # waiting for the outcome state beyond the model's time
+    # outcome tracking on the batch's path: what is left of the state read once the model is
+    # done, resolving, and the state write after delivery
+    outcome_s: float = 0.0
     shadow_s: float = 0.0
 
     def merge(self, other: BatchResult) -> None:
@@ -330,9 +334,9 @@ class Pipeline:
             result.detect_s += time.perf_counter() - t2
         if reading is not None:  # last: nothing may fail once the resolution is taken
             t3 = time.perf_counter()
-            reads = await reading
-            result.outcome_s = time.perf_counter() - t3
+            reads = await reading  # read while the model ran: what is left to wait, if any
             self._resolve(tracker, reads, prepared, waiting, result)
+            result.outcome_s = time.perf_counter() - t3
         if self.live is not None and waiting:
             self._live_scores(waiting)
         return result
@@ -422,8 +426,10 @@ class Pipeline:
         Raises :class:`~worker.errors.StoreError` (retriable: every write is idempotent)."""
         if self.outcomes is None or not result.resolutions:
             return
+        t0 = time.perf_counter()
         for res in result.resolutions:
             await self.outcomes.confirm(res)
+        result.outcome_s += time.perf_counter() - t0
         if self.live is not None:
             groups: dict[tuple[str, str, str], tuple[list[float], list[int]]] = {}
             for res in result.resolutions:
@@ -451,6 +457,12 @@ class Pipeline:
     def latest_counts(self) -> tuple[int, int, int]:
         """Latest scores written, kept (a later one was stored) and failed, so far."""
         return self.latest.counts if self.latest is not None else (0, 0, 0)
+
+    def outcome_trouble(self) -> tuple[int, int]:
+        """Waiting scores dropped over the per-user bound, and batches whose shadow failed,
+        so far."""
+        dropped = self.outcomes.dropped if self.outcomes is not None else 0
+        return dropped, self.shadow_failures
 
     def window_cache_counts(self) -> tuple[int, int]:
         """Windows the store answered from its cache and whole, so far (0, 0 without one)."""
