@@ -212,3 +212,12 @@ def test_watermarks_ignore_events_dated_far_in_the_future():
 def test_negative_lateness_is_refused(lateness):
     with pytest.raises(ValueError):
         Watermarks(lateness_ms=lateness)
+
+
+async def test_a_score_already_past_the_watermark_is_resolved_at_once():
+    """The batch that moves the watermark past a new score's horizon resolves it itself: no
+    later batch may come to sweep it."""
+    pipe, state = make()
+    _, got = await run(pipe, batch(ev("a", "u1", T0), ev("z", "u9", T0 + H + 1)))
+    assert [(o["event_id"], o["label"], o["resolved_by"]) for o in got] == [("a", 0, "watermark")]
+    assert "u1" not in state.hashes or all(v.startswith(b"-") for v in state.hashes["u1"].values())

@@ -140,10 +140,17 @@ class OutcomeTracker:
                 w.due_remove[(topic, partition)].pop()
                 continue
             finish(p, 0, "watermark", cut + self.watermarks.lateness_ms)
-        # new scores wait for their outcome
+        # new scores wait for their outcome, unless the watermark has passed their horizon
+        # already (a replay's backlog, or the batch that moves the watermark): no purchase of
+        # the user is still to come within it, and none is later in this batch (the score's
+        # event is the user's newest here)
         for tp, p in new:
             if p.score_id in done_here.get(p.tag, ()):
                 continue  # a redelivered batch: this score has its outcome
+            cut = cutoffs.get(tp)
+            if cut is not None and p.due_ms < cut:
+                finish(p, 0, "watermark", cut + self.watermarks.lateness_ms)
+                continue
             w.add.setdefault(p.tag, {})[p.score_id] = pack(p)
             w.due_add.setdefault(tp, []).append((p.due_ms, due_member(p.score_id, p.tag)))
         self._unconfirmed.append(res)
