@@ -330,11 +330,11 @@ def format_comparison(comparison: Comparison, read: OutcomeRead) -> str:
              f"{read.invalid} invalid"]
     for example in read.invalid_examples:
         lines.append(f"  invalid: {example}")
-    lines.append(f"{'model':<36}{'n':>8}{'pos':>7}{'ROC-AUC':>9}{'PR-AUC':>9}{'Brier':>9}"
+    lines.append(f"{'model':<44}{'n':>8}{'pos':>7}{'ROC-AUC':>9}{'PR-AUC':>9}{'Brier':>9}"
                  f"{'ECE':>8}")
     for name, (y, _) in comparison.results.items():
         m = _metrics_of(comparison, name)
-        lines.append(f"{name[:35]:<36}{len(y):>8}{int(y.sum()):>7}{_f(m['roc_auc']):>9}"
+        lines.append(f"{name[:43]:<44}{len(y):>8}{int(y.sum()):>7}{_f(m['roc_auc']):>9}"
                      f"{_f(m['pr_auc']):>9}{_f(m['brier']):>9}{_f(m['ece']):>8}")
     for p in comparison.pairs:
         lines.append(f"shadow {p.shadow} minus champion {p.champion} "
