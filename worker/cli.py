@@ -536,7 +536,10 @@ def _evaluate_outcomes(settings: Settings, *, topic: str | None, outcomes_file: 
     except ConfigError as exc:
         raise click.UsageError(f"--from-time must be before --to-time ({exc})") from None
     if outcomes_file is not None:
-        read = outcomes_from_file(outcomes_file, from_ms=from_ms, to_ms=to_ms)
+        try:
+            read = outcomes_from_file(outcomes_file, from_ms=from_ms, to_ms=to_ms)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--outcomes-file") from None
         source: dict = {"file": str(outcomes_file)}
         where = str(outcomes_file)
     else:
