@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.unit.test_evaluation_outcomes import BASE_MS, synthetic
+from tests.support.outcomes import BASE_MS, synthetic
 from worker.errors import ConfigError
 from worker.evaluation.outcomes import compare_outcomes, outcomes_from_topic
 from worker.kafka.admin import ensure_topics

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from tests.unit.test_evaluation_outcomes import BASE_MS, synthetic
+from tests.support.outcomes import BASE_MS, synthetic
 from worker.cli import main
 from worker.dataset.metrics import compute_metrics
 
