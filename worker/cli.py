@@ -380,14 +380,17 @@ def _f(x: object) -> str:
 @click.argument("input_path", metavar="[INPUT]", required=False,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "rees46"]), default=None)
-@click.option("--topic", default=None, help="Replay this topic instead of a file.")
+@click.option("--topic", default=None,
+              help="Replay this topic instead of a file (with --outcomes: the outcomes topic to "
+                   "read; default INTENT_TOPIC_OUTCOMES).")
 @click.option("--from-time", default=None,
-              help="Topic range start: RFC 3339 with offset, or epoch ms.")
+              help="Topic range start: RFC 3339 with offset, or epoch ms (Kafka record time; "
+                   "with --outcomes, the scored event's time).")
 @click.option("--to-time", default=None, help="Topic range end (exclusive).")
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None,
               help="Model directory (default: INTENT_MODEL_PATH or the shipped model).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--report", "--out", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Where metrics.json, the plots and index.html go.")
 @click.option("--users", type=click.Choice(["all", "train", "val", "test"]), default="all",
               show_default=True,
@@ -401,20 +404,42 @@ def _f(x: object) -> str:
               default=None,
               help="Also measure the anomaly detectors (INTENT_ANOMALY_* thresholds) against these "
                    "labels of injected anomalies (from python -m loadtest.inject_anomalies).")
+@click.option("--outcomes", is_flag=True,
+              help="Evaluate the outcome records the worker published (INTENT_TOPIC_OUTCOMES) "
+                   "instead of replaying events: the champion per model version, and champion "
+                   "against shadow on the same records with paired intervals.")
+@click.option("--outcomes-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="With --outcomes: read outcome records from this JSON Lines "
+                                 "file instead of the topic.")
 def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_time: str | None,
              to_time: str | None, model_dir: Path | None, report_dir: Path | None, users: str,
-             publish_to: str | None, speed: float | None, anomaly_labels: Path | None) -> None:
+             publish_to: str | None, speed: float | None, anomaly_labels: Path | None,
+             outcomes: bool, outcomes_file: Path | None) -> None:
     """Replay a file or a topic range through the scoring code and report metrics and plots.
 
     With --anomaly-labels, also replay it through the anomaly detectors and print, per kind,
-    recall on the injected anomalies and false alerts per 10,000 clean events."""
+    recall on the injected anomalies and false alerts per 10,000 clean events.
+
+    With --outcomes, read the published outcomes (scores whose label the stream resolved)
+    whose scored event lies in [--from-time, --to-time), and compare champion and shadow."""
     settings = _settings()
     _setup_logging(settings)
+    if outcomes or outcomes_file is not None:
+        given = {"INPUT": input_path, "--format": fmt, "--model": model_dir,
+                 "--publish-to": publish_to, "--speed": speed, "--anomaly-labels": anomaly_labels,
+                 "--users": None if users == "all" else users}
+        refused = [flag for flag, value in given.items() if value is not None]
+        if refused:
+            raise click.UsageError(f"--outcomes reads published outcome records and scores "
+                                   f"nothing: drop {', '.join(refused)}")
+        _evaluate_outcomes(settings, topic=topic, outcomes_file=outcomes_file,
+                           from_time=from_time, to_time=to_time, report_dir=report_dir)
+        return
     from worker.kafka.reader import parse_time
     from worker.kafka.security import aiokafka_options
 
     if (input_path is None) == (topic is None):
-        raise click.UsageError("give either INPUT --format ... or --topic T")
+        raise click.UsageError("give either INPUT --format ... or --topic T (or --outcomes)")
     if input_path is not None and fmt is None:
         raise click.UsageError("INPUT needs --format jsonl|rees46")
     if (from_time or to_time or publish_to) and topic is None:
@@ -479,6 +504,67 @@ def evaluate(input_path: Path | None, fmt: str | None, topic: str | None, from_t
                    f"{_f(v.get('best_f1')):>9}{_f(v.get('precision_at_top_k', {}).get('5%')):>8}"
                    f"{_f(v.get('brier')):>9}{_f(v.get('ece')):>8}")
     click.echo(f"report: {result.report}")
+
+
+def _evaluate_outcomes(settings: Settings, *, topic: str | None, outcomes_file: Path | None,
+                       from_time: str | None, to_time: str | None,
+                       report_dir: Path | None) -> None:
+    from worker.errors import ConfigError
+    from worker.evaluation.outcomes import (
+        compare_outcomes,
+        format_comparison,
+        outcome_topic,
+        outcomes_from_file,
+        outcomes_from_topic,
+        write_outcome_report,
+    )
+    from worker.kafka.reader import check_range, parse_time
+    from worker.kafka.security import aiokafka_options
+
+    if report_dir is None:
+        raise click.UsageError("--outcomes needs --report DIR (or --out DIR) for metrics.json "
+                               "and index.html")
+    if outcomes_file is not None and topic is not None:
+        raise click.UsageError("give --outcomes-file FILE or --topic T, not both")
+    bounds = {}
+    for flag, text in (("--from-time", from_time), ("--to-time", to_time)):
+        try:
+            bounds[flag] = parse_time(text) if text else None
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint=flag) from None
+    from_ms, to_ms = bounds["--from-time"], bounds["--to-time"]
+    try:
+        check_range(from_ms, to_ms)
+    except ConfigError as exc:
+        raise click.UsageError(f"--from-time must be before --to-time ({exc})") from None
+    if outcomes_file is not None:
+        try:
+            read = outcomes_from_file(outcomes_file, from_ms=from_ms, to_ms=to_ms)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--outcomes-file") from None
+        source: dict = {"file": str(outcomes_file)}
+        where = str(outcomes_file)
+    else:
+        name = topic or outcome_topic(settings)
+        try:
+            read = asyncio.run(outcomes_from_topic(settings.bootstrap_list, name, from_ms=from_ms,
+                                                   to_ms=to_ms, **aiokafka_options(settings)))
+        except ConfigError as exc:
+            raise click.UsageError(f"{exc} (name the outcomes topic with --topic or "
+                                   "INTENT_TOPIC_OUTCOMES)") from None
+        source = {"topic": name}
+        where = f"topic {name}"
+    if not read.records:
+        raise click.UsageError(
+            f"no valid outcome records with event_ts in [{from_time or '-inf'}, "
+            f"{to_time or '+inf'}) in {where}: {read.read} read, {read.out_of_range} outside the "
+            f"range, {read.invalid} invalid"
+            + (f" (e.g. {read.invalid_examples[0]})" if read.invalid_examples else "")
+            + "; check the range (event time of the scored events) and the source")
+    comparison = compare_outcomes(read.records)
+    index = write_outcome_report(report_dir, comparison, read, source)
+    click.echo(format_comparison(comparison, read))
+    click.echo(f"report: {index}")
 
 
 def _evaluate_anomalies(settings, events: list[dict], labels_path: Path, model_dir: Path,

@@ -36,7 +36,8 @@ _MAX_CURVE_POINTS = 2000  # curves are drawn from at most this many points (plus
 def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iterable]], *,
                  title: str, meta: Mapping[str, Any],
                  top_k_pcts: tuple[float, ...] = (1, 5, 10), n_bins: int = _N_BINS,
-                 explanations: Sequence[Mapping[str, Any]] = ()) -> Path:
+                 explanations: Sequence[Mapping[str, Any]] = (),
+                 summary: Sequence[str] = ()) -> Path:
     """Write the report into ``out_dir`` (created if missing, files overwritten) and return
     the path of its ``index.html``.
 
@@ -47,7 +48,8 @@ def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iter
     left out of the ROC/PR plots and named in the legend. ``explanations`` (example windows,
     each ``{"group", "user_id", "label", "score", "window": [events newest first],
     "explanation": <a score record's explanation>}``) go to ``explanations.html`` and
-    ``explanations.json``, linked from the index.
+    ``explanations.json``, linked from the index. ``summary`` lines (verdicts) are shown
+    above the metrics table.
     """
     if not results:
         raise ValueError("results is empty: nothing to report")
@@ -76,6 +78,9 @@ def write_report(out_dir: str | Path, results: Mapping[str, tuple[Iterable, Iter
                                                encoding="utf-8")
     index = out / "index.html"
     page = _html(title, metrics, json.loads(json.dumps(dict(meta), default=str)), out)
+    if summary:
+        lines = "".join(f"<p><b>{html.escape(line)}</b></p>" for line in summary)
+        page = page.replace("<h2>Metrics</h2>", lines + "\n<h2>Metrics</h2>", 1)
     if explanations:
         page = page.replace("<h2>Plots</h2>", '<p>Example explanations (highest and lowest '
                             'scores, biggest errors): <a href="explanations.html">'

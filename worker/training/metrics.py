@@ -34,11 +34,24 @@ def count_summary(labels: Sequence[int], users: Sequence[str]) -> dict:
 
 
 def paired_bootstrap(y: Sequence[int], scores: Mapping[str, Sequence[float]],
-                     users: Sequence[str], *, rounds: int = 500, seed: int = 0) -> dict:
-    """95% intervals of each model's PR-AUC and of the difference of the first two, resampling
-    *users* (their examples move together), the same resamples for every model."""
-    from sklearn.metrics import average_precision_score
+                     users: Sequence[str], *, rounds: int = 500, seed: int = 0,
+                     metrics: Sequence[str] = ("pr_auc",)) -> dict:
+    """95% intervals of each model's metrics and of the difference of the first two,
+    resampling *users* (their examples move together), the same resamples for every model
+    and every metric.
 
+    ``metrics`` names the figures: ``pr_auc`` (average precision), ``roc_auc``, ``brier``
+    (lower is better). Keys: ``{model}_{metric}_ci95`` and
+    ``{metric}_diff_{first}_minus_{second}_ci95``; ``p_diff_le_0`` is the share of resamples
+    where the PR-AUC difference is <= 0 (only when ``pr_auc`` is asked for). Resamples with a
+    single class are skipped; ``{}`` when the data holds a single class."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    figures = {"pr_auc": average_precision_score, "roc_auc": roc_auc_score,
+               "brier": lambda yy, ss: float(np.mean((ss - yy) ** 2))}
+    unknown = [m for m in metrics if m not in figures]
+    if unknown or not metrics:
+        raise ValueError(f"metrics must be some of {sorted(figures)}, got {list(metrics)}")
     y = np.asarray(y, dtype=int)
     names = list(scores)
     arrays = {k: np.asarray(v, dtype=float) for k, v in scores.items()}
@@ -49,22 +62,25 @@ def paired_bootstrap(y: Sequence[int], scores: Mapping[str, Sequence[float]],
     if not groups or not 0 < y.sum() < len(y):
         return {}
     rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {k: [] for k in names}
-    diffs: list[float] = []
+    draws: dict[tuple[str, str], list[float]] = {(k, m): [] for m in metrics for k in names}
+    diffs: dict[str, list[float]] = {m: [] for m in metrics}
     for _ in range(rounds):
         pick = np.concatenate([groups[j] for j in rng.integers(0, len(groups), len(groups))])
         yy = y[pick]
         if not 0 < yy.sum() < len(yy):
             continue
-        values = [average_precision_score(yy, arrays[k][pick]) for k in names]
-        for k, v in zip(names, values, strict=True):
-            draws[k].append(v)
-        if len(values) >= 2:
-            diffs.append(values[0] - values[1])
-    out = {f"{k}_pr_auc_ci95": _interval(v) for k, v in draws.items()}
-    if diffs:
-        out[f"pr_auc_diff_{names[0]}_minus_{names[1]}_ci95"] = _interval(diffs)
-        out["p_diff_le_0"] = float(np.mean(np.asarray(diffs) <= 0))
+        for m in metrics:
+            values = [float(figures[m](yy, arrays[k][pick])) for k in names]
+            for k, v in zip(names, values, strict=True):
+                draws[(k, m)].append(v)
+            if len(values) >= 2:
+                diffs[m].append(values[0] - values[1])
+    out = {f"{k}_{m}_ci95": _interval(v) for (k, m), v in draws.items()}
+    for m in metrics:
+        if diffs[m]:
+            out[f"{m}_diff_{names[0]}_minus_{names[1]}_ci95"] = _interval(diffs[m])
+    if diffs.get("pr_auc"):
+        out["p_diff_le_0"] = float(np.mean(np.asarray(diffs["pr_auc"]) <= 0))
     out["rounds"] = rounds
     return out
 
