@@ -97,7 +97,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             pipeline.outcomes.watermarks.forget((tp.topic, tp.partition) for tp in revoked)
 
     add_pages(app, metrics=metrics, serving=lambda: pipeline.scorer,
-              ping_store=pipeline.ping_store)
+              ping_store=pipeline.ping_store, before_scrape=observer.refresh_live)
     if reloader is not None:
         @app.task
         async def watch_model() -> None:

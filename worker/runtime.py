@@ -50,7 +50,7 @@ def make_shadow(settings: Settings, champion, *, vector_store=None, executor=Non
              settings.shadow_model_path, getattr(champion, "name", "?"),
              getattr(champion, "version", "?"))
     mine, theirs = _horizon(model), _horizon(champion)
-    if theirs is not None and mine != theirs:
+    if None not in (mine, theirs) and mine != theirs:
         log.warning("the shadow model was trained for a %ss horizon, the champion for %ss: "
                     "the shadow is judged on the champion's", mine, theirs)
     return model

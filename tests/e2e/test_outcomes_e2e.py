@@ -8,6 +8,8 @@ label; a redelivery of every batch adds none; the live metrics agree with the ou
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -80,17 +82,23 @@ async def outcomes_run(kafka_bootstrap, redis_url, tmp_path_factory):
         outcomes = await read_topic(kafka_bootstrap, env["INTENT_TOPIC_OUTCOMES"],
                                     until=lambda r: len({o["score_id"] for o in r})
                                     >= len(expected), timeout_s=120)
-        metrics = metrics_text(env)
+        n_outcomes = len({o["score_id"] for o in outcomes})
+        metrics = await live_metrics(env, n_outcomes)
     # every batch again, as after a lost commit: a new consumer group starts at the first
     # offset, on the same Redis state
     n_scores = len(scores)
-    again_env = {**env, "INTENT_APP_ID": env["INTENT_APP_ID"] + "-again"}
+    # offset, on the same Redis state; its outcomes go to a topic of their own, so the first
+    # topic stays the first run's (which evaluate --outcomes reads)
+    again_env = {**env, "INTENT_APP_ID": env["INTENT_APP_ID"] + "-again",
+                 "INTENT_TOPIC_OUTCOMES": env["INTENT_TOPIC_OUTCOMES"] + "-again"}
     with worker_process(again_env, root / "worker-again.log"):
         again = await read_topic(kafka_bootstrap, env["INTENT_TOPIC_SCORES"],
                                  until=lambda r: covered(r[n_scores:]), timeout_s=300)
         await asyncio.sleep(2.0)  # the last batch's outcomes, delivered with its scores
-        outcomes_after = await read_all(kafka_bootstrap, env["INTENT_TOPIC_OUTCOMES"])
-    return {"env": env, "events": events, "scores": scores, "expected": expected,
+        outcomes_after = outcomes + await read_all(kafka_bootstrap,
+                                                   again_env["INTENT_TOPIC_OUTCOMES"])
+    return {"env": env, "events": events, "sentinels": sentinels, "scores": scores,
+            "expected": expected,
             "outcomes": outcomes, "again": again, "outcomes_after": outcomes_after,
             "metrics": metrics, "shadow": shadow, "log": logs.read_text(errors="replace")}
 
@@ -118,6 +126,27 @@ def metrics_text(env: dict) -> str:
     url = f"http://127.0.0.1:{env['INTENT_WEB_PORT']}/metrics"
     with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
         return resp.read().decode()
+
+
+def gauges(text: str, name: str) -> dict[tuple[str, str, str], float]:
+    """``name``'s samples by (model, version, role)."""
+    out = {}
+    for m in re.finditer(name + r'\{([^}]*)\} (\S+)', text):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        out[(labels["model"], labels["version"], labels["role"])] = float(m.group(2))
+    return out
+
+
+async def live_metrics(env: dict, n: int) -> str:
+    """/metrics once the live window holds all ``n`` outcomes (the page refreshes it, at most
+    every few seconds)."""
+    text = ""
+    for _ in range(60):
+        text = await asyncio.to_thread(metrics_text, env)
+        if n in gauges(text, "intent_live_outcomes").values():
+            return text
+        await asyncio.sleep(0.5)
+    return text
 
 
 async def test_every_due_score_has_exactly_one_outcome_with_trainings_label(outcomes_run):
@@ -151,3 +180,79 @@ async def test_a_redelivery_of_every_batch_adds_no_second_outcome(outcomes_run):
     assert len(same) > len(expected) // 4, (len(same), len(expected))
     counts = Counter(o["score_id"] for o in outcomes_run["outcomes_after"])
     assert max(counts.values()) == 1 and set(expected) <= set(counts)
+
+
+def by_role(outcomes: list[dict], role: str) -> tuple[list[int], list[float]]:
+    if role == "champion":
+        return [o["label"] for o in outcomes], [o["score"] for o in outcomes]
+    return [o["label"] for o in outcomes], [o["shadow"]["score"] for o in outcomes]
+
+
+async def test_the_live_metrics_agree_with_the_outcomes(outcomes_run):
+    from worker.dataset.metrics import compute_metrics
+
+    text, outcomes = outcomes_run["metrics"], outcomes_run["outcomes"]
+    for role, key in (("champion", ("intent-minilm", "2.0.0", "champion")),
+                      ("shadow", ("tiny", "9.0.0", "shadow"))):
+        y, s = by_role(outcomes, role)
+        offline = compute_metrics(y, s)
+        assert gauges(text, "intent_live_outcomes")[key] == len(outcomes)
+        assert gauges(text, "intent_live_positives")[key] == sum(y)
+        for metric in ("pr_auc", "roc_auc", "brier", "ece"):
+            assert gauges(text, f"intent_live_{metric}")[key] == pytest.approx(
+                offline[metric], abs=1e-9), (role, metric)
+    labels = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'intent_outcomes_total\{label="(\d)"\} (\S+)', text)}
+    assert labels == {"0": len(outcomes) - sum(y), "1": sum(y)}
+
+
+def test_evaluate_outcomes_reproduces_evaluate_on_the_same_events(outcomes_run, tmp_path,
+                                                                   monkeypatch):
+    """The champion's figures from the outcomes topic equal evaluate's on the same events:
+    the same examples (windows, labels), the same model, the same metric function."""
+    from click.testing import CliRunner
+
+    from worker.cli import main
+    from worker.dataset import build_examples, compute_metrics
+    from worker.features import build_input
+    from worker.model import default_model_path, load_model
+
+    env = outcomes_run["env"]
+    monkeypatch.setenv("INTENT_KAFKA_BOOTSTRAP", env["INTENT_KAFKA_BOOTSTRAP"])
+    result = CliRunner().invoke(main, ["evaluate", "--outcomes", "--topic",
+                                       env["INTENT_TOPIC_OUTCOMES"], "--report",
+                                       str(tmp_path / "outcomes")])
+    assert result.exit_code == 0, result.output
+    online = json.loads((tmp_path / "outcomes" / "metrics.json").read_text())["models"]
+    champion = online["champion intent-minilm 2.0.0"]
+
+    model = load_model(default_model_path(), device="cpu")
+    window = model.config.window
+    outcomes = {o["event_id"]: o for o in outcomes_run["outcomes"]}
+    seen = outcomes_run["events"] + outcomes_run["sentinels"]  # everything the worker read
+    examples = [e for e in build_examples(seen,
+                                          horizon_s=model.config.label.horizon_s,
+                                          max_events=window.max_events,
+                                          window_seconds=window.seconds)
+                if e.event_id in outcomes]
+    assert len(examples) == len(outcomes)
+    assert {e.event_id: e.label for e in examples} == {i: o["label"] for i, o in outcomes.items()}
+    scores = model.score([build_input(e.window, max_chars=model.max_chars,
+                                      phrase_price=model.phrase_price) for e in examples])
+    assert scores == pytest.approx([outcomes[e.event_id]["score"] for e in examples], abs=1e-6)
+    labels = [e.label for e in examples]
+    published = [outcomes[e.event_id]["score"] for e in examples]
+    # the report's figures are exactly evaluate's function on these examples and scores
+    same = compute_metrics(labels, published)
+    assert champion["counts"] == same["counts"]
+    for metric in ("pr_auc", "roc_auc", "brier", "ece", "best_f1"):
+        assert champion[metric] == pytest.approx(same[metric], abs=1e-12), metric
+    # rescored here, the scores agree to 1e-6 (a phrase's vector depends slightly on the
+    # encoder batch it came in); windows tied within that may swap places, so the ranking
+    # figures agree to the third decimal, Brier to the sixth
+    offline = compute_metrics(labels, scores)
+    assert champion["brier"] == pytest.approx(offline["brier"], abs=1e-6)
+    for metric in ("pr_auc", "roc_auc"):
+        assert champion[metric] == pytest.approx(offline[metric], abs=1e-3), metric
+    assert champion["counts"]["n"] == len(examples)
+

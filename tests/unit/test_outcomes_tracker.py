@@ -221,3 +221,15 @@ async def test_a_score_already_past_the_watermark_is_resolved_at_once():
     _, got = await run(pipe, batch(ev("a", "u1", T0), ev("z", "u9", T0 + H + 1)))
     assert [(o["event_id"], o["label"], o["resolved_by"]) for o in got] == [("a", 0, "watermark")]
     assert "u1" not in state.hashes or all(v.startswith(b"-") for v in state.hashes["u1"].values())
+
+
+async def test_a_redelivered_score_resolved_at_once_is_not_resolved_again():
+    pipe, _ = make()
+    first = batch(ev("a", "u1", T0), ev("z", "u9", T0 + H + 1))
+    _, got = await run(pipe, first)
+    again_pipe = Pipeline(pipe._settings, store=MemoryWindowStore.from_settings(pipe._settings),
+                          scorer=FixedScorer(), outcomes=OutcomeTracker(
+                              pipe.outcomes.state, lateness_ms=0, max_pending=100,
+                              sweep_users=1000))  # a restarted worker on the same state
+    _, again = await run(again_pipe, first)
+    assert [o["event_id"] for o in got] == ["a"] and again == []

@@ -18,13 +18,18 @@ class Serving(Protocol):
 
 
 def add_pages(app: faust.App, *, metrics: Metrics, serving: Callable[[], Serving],
-              ping_store: Callable[[], Awaitable[None]], store_timeout_s: float = 1.0) -> None:
+              ping_store: Callable[[], Awaitable[None]], store_timeout_s: float = 1.0,
+              before_scrape: Callable[[], None] | None = None) -> None:
     """Add the pages to ``app``: ``serving()`` is the model serving now, ``ping_store()``
-    raises an :class:`IntentError` when the window store does not answer."""
+    raises an :class:`IntentError` when the window store does not answer, ``before_scrape()``
+    brings gauges up to date that batches refresh (a quiet worker still reports its latest
+    live figures)."""
 
     @app.page("/metrics")
     async def prometheus(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         """Prometheus text exposition of :class:`worker.ops.metrics.Metrics`."""
+        if before_scrape is not None:
+            before_scrape()
         # aiohttp refuses a charset inside content_type: send the header as it is
         return web.bytes(metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -16,7 +16,7 @@ every step is idempotent (reads; HSETNX, HSET, HDEL, ZADD, ZREM).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -116,20 +116,29 @@ class RedisOutcomeState:
         except RedisError as exc:
             raise StoreError(f"redis not usable for outcomes: {_describe(exc)}") from exc
 
-    async def read(self, users: Sequence[str], due: Sequence[DueQuery]) -> Reads:
+    async def read(self, users: Sequence[str], due: Sequence[DueQuery],
+                   fields: Mapping[str, Sequence[str]] | None = None) -> Reads:
         reads = Reads()
-        if not users and not due:
+        fields = {t: list(sids) for t, sids in (fields or {}).items() if sids}
+        if not users and not due and not fields:
             return reads
+        asked = list(fields)
+
         def first(pipe) -> None:
-            self._script_calls(pipe, self._read.sha, [(self.key(u), [-1]) for u in users])
+            self._script_calls(pipe, self._read.sha,
+                               [(self.key(u), [-1]) for u in users]
+                               + [(self.key(t), [len(fields[t]), *fields[t]]) for t in asked])
             for q in due:
                 pipe.zrangebyscore(self.due_key(q.topic, q.partition), "-inf",
                                    f"({q.cutoff_ms}", start=0, num=q.limit)
 
         replies = await self._run(first, "read of pending outcomes")
-        hashes, found = self._split(replies, len(users))
-        for user, flat in zip(users, hashes, strict=True):
+        hashes, found = self._split(replies, len(users) + len(asked))
+        for user, flat in zip(users, hashes, strict=False):
             reads.entries[user] = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+        for tag, got in zip(asked, hashes[len(users):], strict=True):
+            reads.due_values.setdefault(tag, {}).update(
+                (sid, v if v else None) for sid, v in zip(fields[tag], got, strict=True))
         wanted: dict[str, list[str]] = {}
         for q, members in zip(due, found, strict=True):
             for raw in members:
@@ -144,8 +153,8 @@ class RedisOutcomeState:
                 lambda pipe: self._script_calls(pipe, self._read.sha, calls),
                 "read of due outcomes"), len(tags))
             for tag, got in zip(tags, values, strict=True):
-                reads.due_values[tag] = {sid: (v if v else None)
-                                         for sid, v in zip(wanted[tag], got, strict=True)}
+                reads.due_values.setdefault(tag, {}).update(
+                    (sid, v if v else None) for sid, v in zip(wanted[tag], got, strict=True))
         return reads
 
     async def write(self, writes: Writes) -> dict[str, int]:

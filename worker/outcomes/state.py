@@ -86,8 +86,10 @@ class OutcomeState(Protocol):
         """The user id an outcome record carries for ``tag``."""
         ...
 
-    async def read(self, users: Sequence[str], due: Sequence[DueQuery]) -> Reads:
-        """Every entry of ``users`` (tags), the due members of each query and their entries."""
+    async def read(self, users: Sequence[str], due: Sequence[DueQuery],
+                   fields: Mapping[str, Sequence[str]] | None = None) -> Reads:
+        """Every entry of ``users`` (tags), the due members of each query and their entries,
+        and the values of ``fields`` (tag -> score ids), the latter two in ``due_values``."""
         ...
 
     async def write(self, writes: Writes) -> dict[str, int]:
@@ -108,8 +110,12 @@ class MemoryOutcomeState:
     def published_id(self, tag: str) -> str:
         return tag
 
-    async def read(self, users: Sequence[str], due: Sequence[DueQuery]) -> Reads:
+    async def read(self, users: Sequence[str], due: Sequence[DueQuery],
+                   fields: Mapping[str, Sequence[str]] | None = None) -> Reads:
         reads = Reads(entries={u: dict(self.hashes.get(u, {})) for u in users})
+        for tag, sids in (fields or {}).items():
+            for sid in sids:
+                reads.due_values.setdefault(tag, {})[sid] = self.hashes.get(tag, {}).get(sid)
         for q in due:
             index = self.due_index.get((q.topic, q.partition), {})
             found = sorted((ms, m) for m, ms in index.items() if ms < q.cutoff_ms)[:q.limit]

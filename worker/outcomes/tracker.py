@@ -83,12 +83,15 @@ class OutcomeTracker:
                 out[tp] = cut
         return out
 
-    async def read(self, purchasers: Sequence[str], cutoffs: Mapping[Partition, int]) -> Reads:
+    async def read(self, purchasers: Sequence[str], cutoffs: Mapping[Partition, int],
+                   past_due: Mapping[str, Sequence[str]] | None = None) -> Reads:
         """The state :meth:`resolve` needs: the pending hashes of ``purchasers`` (tags) and of
-        users over the bound, and the due scores of each partition."""
+        users over the bound, the due scores of each partition, and what is stored for the
+        batch's new scores that are ``past_due`` already (tag -> score ids): a redelivered one
+        may have had its outcome."""
         users = list(dict.fromkeys([*purchasers, *self._trim]))
         due = [DueQuery(t, p, cut, self.sweep_users) for (t, p), cut in cutoffs.items()]
-        return await self.state.read(users, due)
+        return await self.state.read(users, due, past_due)
 
     def resolve(self, reads: Reads, *, purchases: Mapping[str, Sequence[int]],
                 new: Sequence[tuple[Partition, Pending]],
@@ -149,6 +152,9 @@ class OutcomeTracker:
                 continue  # a redelivered batch: this score has its outcome
             cut = cutoffs.get(tp)
             if cut is not None and p.due_ms < cut:
+                stored = reads.due_values.get(p.tag, {}).get(p.score_id)
+                if stored is not None and unpack(p.score_id, p.tag, stored) is None:
+                    continue  # resolved before this redelivery
                 finish(p, 0, "watermark", cut + self.watermarks.lateness_ms)
                 continue
             w.add.setdefault(p.tag, {})[p.score_id] = pack(p)

@@ -31,7 +31,7 @@ from worker.outcomes.pending import Pending
 from worker.outcomes.records import outcome_record
 from worker.outcomes.redis_state import RedisOutcomeState
 from worker.outcomes.tracker import OutcomeTracker, Resolution
-from worker.scoring.records import explanation_record, score_record
+from worker.scoring.records import explanation_record, score_id, score_record
 from worker.scoring.scorer import AsyncScorer, ExplainingScorer, Scorer
 from worker.settings import Settings
 from worker.windows import RedisWindowStore, WindowStore
@@ -275,9 +275,7 @@ class Pipeline:
         tracker = self.outcomes
         reading = None
         if tracker is not None:
-            purchasers = [tracker.state.tag(u) for u, b in users.items()
-                          if any(not is_example(e) for e in b.events)]
-            reading = asyncio.ensure_future(tracker.read(purchasers, prepared.cutoffs))
+            reading = asyncio.ensure_future(self._read_outcomes(tracker, prepared, scorer))
         t1 = time.perf_counter()
         explanations: list | None = None
         try:
@@ -340,6 +338,25 @@ class Pipeline:
         if self.live is not None and waiting:
             self._live_scores(waiting)
         return result
+
+    def _read_outcomes(self, tracker: OutcomeTracker, prepared: Prepared, scorer: Scorer):
+        """The outcome state this batch resolves against (a coroutine, run beside the model):
+        the buyers' waiting scores, the partitions' due scores, and the stored state of the
+        batch's new scores whose horizon is behind the watermark already."""
+        tag, cutoffs = tracker.state.tag, prepared.cutoffs
+        horizon_ms = _horizon_s(scorer) * 1000
+        purchasers, past_due = [], {}
+        for user, batch in prepared.users.items():
+            if any(not is_example(e) for e in batch.events):
+                purchasers.append(tag(user))
+            cut = cutoffs.get(batch.partition)
+            if cut is None:
+                continue
+            newest = max(batch.events, key=event_time_key)
+            if is_example(newest) and newest["ts"] + horizon_ms < cut:
+                sid = score_id(scorer.version, [e["event_id"] for e in batch.events])
+                past_due.setdefault(tag(user), []).append(sid)
+        return tracker.read(purchasers, cutoffs, past_due)
 
     async def _shadow_scores(self, shadow: Scorer | None, scorer: Scorer, prepared: Prepared,
                              result: BatchResult) -> list[float] | None:
