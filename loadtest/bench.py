@@ -464,6 +464,7 @@ class Bench:
         }
         if self.args.device:
             env["INTENT_DEVICE"] = self.args.device
+        env.update(self.args.worker_env)
         env.update(extra)
         return env
 
@@ -867,6 +868,7 @@ async def run(args: argparse.Namespace) -> dict:
             "cold_vectors": args.cold_vectors,
             "embed_catalog": args.embed_catalog,
             "torch_threads": load_settings().model_threads(),
+            "worker_env": args.worker_env,
         },
         "broker": "embedded Tansu + redis-server" if stack is not None else args.bootstrap,
         "model": None,
@@ -975,11 +977,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="pooled model: before row c, embed the generator's whole product catalogue into "
         "its vector store, as 'intent-worker embed-catalog' does for a shop",
     )
+    ap.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the workers of rows b and c (repeatable), e.g. "
+        "INTENT_OUTCOMES_ENABLED=off or INTENT_SHADOW_MODEL_PATH=DIR",
+    )
     ap.add_argument("--profile", action="store_true", help="attach py-spy to the profiled rows")
     ap.add_argument("--profile-rows", default="b", help="rows py-spy profiles with --profile")
     args = ap.parse_args(argv)
     if args.bootstrap and not args.redis_url:
         ap.error("--bootstrap needs --redis-url")
+    pairs = {}
+    for item in args.worker_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("INTENT_"):
+            ap.error(f"--worker-env {item!r}: expected INTENT_NAME=VALUE")
+        pairs[name] = value
+    args.worker_env = pairs
     bad = set(args.rows) - set(ROW_NAMES)
     if bad:
         ap.error(f"unknown rows {''.join(sorted(bad))}; choose from abcd")

@@ -434,3 +434,14 @@ def test_replay_stream_repeats_a_recording_with_new_ids_and_shifted_times() -> N
     parsed = [parse_event(orjson.dumps(e), max_bytes=10_000) for e in out]
     assert [p["ts"] - t0 for p in parsed] == [1_000, 2_000, 3_000, 4_000, 5_000]  # span 1+1 s
     assert [p["user_id"] for p in parsed][:2] == ["u2", "u1"]
+
+
+def test_bench_worker_env_takes_settings_and_refuses_anything_else():
+    from loadtest.bench import parse_args
+
+    args = parse_args(["--worker-env", "INTENT_OUTCOMES_ENABLED=off",
+                       "--worker-env", "INTENT_SHADOW_MODEL_PATH=/m"])
+    assert args.worker_env == {"INTENT_OUTCOMES_ENABLED": "off", "INTENT_SHADOW_MODEL_PATH": "/m"}
+    for bad in ("OUTCOMES=off", "INTENT_X"):
+        with pytest.raises(SystemExit):
+            parse_args(["--worker-env", bad])

@@ -8,7 +8,8 @@ from worker.outcomes.tracker import Outcome
 __all__ = ["outcome_record"]
 
 
-def outcome_record(outcome: Outcome, *, user_id: str, produced_at_ms: int) -> dict:
+def outcome_record(outcome: Outcome, *, user_id: str, produced_at: str) -> dict:
+    """``produced_at``: RFC 3339 (:func:`~worker.events.format_ts`), one per batch."""
     p = outcome.pending
     record = {
         "score_id": p.score_id,
@@ -21,7 +22,7 @@ def outcome_record(outcome: Outcome, *, user_id: str, produced_at_ms: int) -> di
         "horizon_s": p.horizon_ms // 1000,
         "resolved_by": outcome.resolved_by,
         "resolved_ts": format_ts(outcome.resolved_ts),
-        "produced_at": format_ts(produced_at_ms),
+        "produced_at": produced_at,
     }
     if p.shadow is not None:
         record["shadow"] = {"name": p.shadow[0], "version": p.shadow[1], "score": p.shadow[2]}

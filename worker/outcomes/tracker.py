@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -73,6 +74,8 @@ class OutcomeTracker:
         self.resolved = 0
         self.dropped = 0
         self.stale = 0
+        self.read_s = 0.0  # time in state reads and writes, so far (benchmarks)
+        self.write_s = 0.0
 
     def cutoffs(self) -> dict[Partition, int]:
         """Each partition's cutoff now (a batch keeps the ones of when it was prepared)."""
@@ -91,7 +94,11 @@ class OutcomeTracker:
         may have had its outcome."""
         users = list(dict.fromkeys([*purchasers, *self._trim]))
         due = [DueQuery(t, p, cut, self.sweep_users) for (t, p), cut in cutoffs.items()]
-        return await self.state.read(users, due, past_due)
+        t0 = time.perf_counter()
+        try:
+            return await self.state.read(users, due, past_due)
+        finally:
+            self.read_s += time.perf_counter() - t0
 
     def resolve(self, reads: Reads, *, purchases: Mapping[str, Sequence[int]],
                 new: Sequence[tuple[Partition, Pending]],
@@ -171,7 +178,11 @@ class OutcomeTracker:
 
     async def confirm(self, res: Resolution) -> None:
         """Apply ``res``'s changes (after its outcomes were delivered)."""
-        sizes = await self.state.write(res.writes)
+        t0 = time.perf_counter()
+        try:
+            sizes = await self.state.write(res.writes)
+        finally:
+            self.write_s += time.perf_counter() - t0
         for tag in res.writes.done:
             self._trim.discard(tag)
         for tag, size in sizes.items():

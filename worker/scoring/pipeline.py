@@ -23,7 +23,7 @@ from worker.anomaly.batch import BatchDetector
 from worker.anomaly.state import CooldownState, DetectorState, Exchanged, state_for
 from worker.dataset.examples import DEFAULT_HORIZON_S, is_example
 from worker.errors import BadEvent, IntentError
-from worker.events import dead_letter, parse_event
+from worker.events import dead_letter, format_ts, parse_event
 from worker.features import EventCache, ModelInput, build_input
 from worker.features.window import event_time_key
 from worker.latest import LatestScore, RedisLatestScores, WriteBehind, stored_record
@@ -125,6 +125,7 @@ class _UserBatch:
     ids: set[str] = field(default_factory=set)
     appended_at_ms: int = 0
     partition: tuple[str, int] = ("", 0)  # where the user's events come from
+    tag: str = ""  # the outcome state's name of the user (an HMAC when pseudonymised): once
 
 
 @dataclass(slots=True)
@@ -233,7 +234,12 @@ class Pipeline:
             batch.partition = (msg.topic, msg.partition)
             if marks is not None:
                 marks.advance(msg.topic, msg.partition, event["ts"])
-        cutoffs = self.outcomes.cutoffs() if self.outcomes is not None else {}
+        cutoffs = {}
+        if self.outcomes is not None:
+            cutoffs = self.outcomes.cutoffs()
+            tag = self.outcomes.state.tag
+            for user, batch in users.items():
+                batch.tag = tag(user)
         result.events = sum(len(b.events) for b in users.values())
         result.users = len(users)
         scorer = self.scorer  # read once: a swap takes effect at the next batch
@@ -319,7 +325,7 @@ class Pipeline:
                                                  stored_record(record)))
             if tracker is not None and is_example(newest):
                 waiting.append((batch.partition, Pending(
-                    record["score_id"], tracker.state.tag(user_id), newest["event_id"],
+                    record["score_id"], batch.tag, newest["event_id"],
                     newest["ts"], horizon_ms, record["score"], (scorer.name, scorer.version),
                     (shadow.name, shadow.version, min(1.0, max(0.0, float(shadow_scores[i]))))
                     if shadow_scores is not None else None)))
@@ -343,19 +349,19 @@ class Pipeline:
         """The outcome state this batch resolves against (a coroutine, run beside the model):
         the buyers' waiting scores, the partitions' due scores, and the stored state of the
         batch's new scores whose horizon is behind the watermark already."""
-        tag, cutoffs = tracker.state.tag, prepared.cutoffs
+        cutoffs = prepared.cutoffs
         horizon_ms = _horizon_s(scorer) * 1000
         purchasers, past_due = [], {}
-        for user, batch in prepared.users.items():
+        for batch in prepared.users.values():
             if any(not is_example(e) for e in batch.events):
-                purchasers.append(tag(user))
+                purchasers.append(batch.tag)
             cut = cutoffs.get(batch.partition)
             if cut is None:
                 continue
             newest = max(batch.events, key=event_time_key)
             if is_example(newest) and newest["ts"] + horizon_ms < cut:
                 sid = score_id(scorer.version, [e["event_id"] for e in batch.events])
-                past_due.setdefault(tag(user), []).append(sid)
+                past_due.setdefault(batch.tag, []).append(sid)
         return tracker.read(purchasers, cutoffs, past_due)
 
     async def _shadow_scores(self, shadow: Scorer | None, scorer: Scorer, prepared: Prepared,
@@ -391,17 +397,16 @@ class Pipeline:
 
     def _resolve(self, tracker: OutcomeTracker, reads, prepared: Prepared,
                  waiting: list[tuple[tuple[str, int], Pending]], result: BatchResult) -> None:
-        tag = tracker.state.tag
-        purchases = {tag(u): [e["ts"] for e in b.events if not is_example(e)]
-                     for u, b in prepared.users.items()}
+        purchases = {b.tag: [e["ts"] for e in b.events if not is_example(e)]
+                     for b in prepared.users.values()}
         res = tracker.resolve(reads, purchases={t: ts for t, ts in purchases.items() if ts},
                               new=waiting, cutoffs=prepared.cutoffs)
         result.resolutions.append(res)
-        produced_at_ms = time.time_ns() // 1_000_000
+        produced_at = format_ts(time.time_ns() // 1_000_000)
         name = tracker.state.published_id
         for o in res.outcomes:
             user = name(o.pending.tag)
-            record = outcome_record(o, user_id=user, produced_at_ms=produced_at_ms)
+            record = outcome_record(o, user_id=user, produced_at=produced_at)
             result.outcomes.append(Output(user.encode(), orjson.dumps(record)))
             result.outcome_labels.append(o.label)
 
