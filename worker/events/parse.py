@@ -7,6 +7,7 @@ only when there is one.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -59,9 +60,16 @@ def parse_event(raw: bytes | None, *, max_bytes: int) -> dict:
 
 
 def format_ts(ms: int) -> str:
-    """Epoch milliseconds -> RFC 3339 UTC with milliseconds, e.g. ``2019-10-01T00:00:00.000Z``."""
-    dt = _EPOCH + timedelta(milliseconds=ms)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    """Epoch milliseconds -> RFC 3339 UTC with milliseconds, e.g. ``2019-10-01T00:00:00.000Z``.
+
+    Every record carries a few of these, mostly of the same seconds: the seconds part is
+    formatted once per second (a small LRU), the milliseconds appended."""
+    return f"{_format_second(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_second(s: int) -> str:
+    return f"{_EPOCH + timedelta(seconds=s):%Y-%m-%dT%H:%M:%S}"
 
 
 def epoch_ms(dt: datetime) -> int:

@@ -277,24 +277,38 @@ class Pipeline:
         result, scorer, users = prepared.result, prepared.scorer, prepared.users
         if not users:
             return result
-        inputs, priors, windows = prepared.inputs, prepared.priors, prepared.exchanged.windows
         tracker = self.outcomes
-        reading = None
-        if tracker is not None:
-            reading = asyncio.ensure_future(self._read_outcomes(tracker, prepared, scorer))
-        t1 = time.perf_counter()
-        explanations: list | None = None
+        reading = (asyncio.ensure_future(self._read_outcomes(tracker, prepared, scorer))
+                   if tracker is not None else None)
         try:
-            if self._settings.explain and isinstance(scorer, ExplainingScorer):
-                # same vectors, same call: the explanation costs dot products, no encoder work
-                all_scores, explanations = await scorer.explain_async(
-                    inputs, top=self._settings.explain_top)
-            else:
-                all_scores = await self._run_model(scorer, inputs)
+            waiting = await self._score(prepared, result)
+            if reading is not None:  # last: nothing may fail once the resolution is taken
+                t0 = time.perf_counter()
+                reads = await reading  # read while the model ran: what is left to wait, if any
+                self._resolve(tracker, reads, prepared, waiting, result)
+                result.outcome_s = time.perf_counter() - t0
         except BaseException:
-            if reading is not None:
+            if reading is not None and not reading.done():
                 reading.cancel()
             raise
+        if self.live is not None and waiting:
+            self._live_scores(waiting)
+        return result
+
+    async def _score(self, prepared: Prepared, result: BatchResult
+                     ) -> list[tuple[tuple[str, int], Pending]]:
+        """The model, the shadow, score records and alerts into ``result``; returns the new
+        scores that wait for an outcome (with their source partition)."""
+        scorer, users = prepared.scorer, prepared.users
+        inputs, priors, windows = prepared.inputs, prepared.priors, prepared.exchanged.windows
+        t1 = time.perf_counter()
+        explanations: list | None = None
+        if self._settings.explain and isinstance(scorer, ExplainingScorer):
+            # same vectors, same call: the explanation costs dot products, no encoder work
+            all_scores, explanations = await scorer.explain_async(
+                inputs, top=self._settings.explain_top)
+        else:
+            all_scores = await self._run_model(scorer, inputs)
         t2 = time.perf_counter()
         result.model_s = t2 - t1
         if len(all_scores) != len(inputs):
@@ -304,7 +318,7 @@ class Pipeline:
         shadow_scores = await self._shadow_scores(shadow, scorer, prepared, result)
 
         scored_at_ms = time.time_ns() // 1_000_000
-        keep = self.latest is not None
+        keep, track = self.latest is not None, self.outcomes is not None
         waiting: list[tuple[tuple[str, int], Pending]] = []
         horizon_ms = _horizon_s(scorer) * 1000
         for i, ((user_id, batch), score) in enumerate(zip(users.items(), scores, strict=True)):
@@ -316,14 +330,13 @@ class Pipeline:
                 explanation=(explanation_record(explanations[i], window)
                              if explanations is not None else None),
             )
-            value = orjson.dumps(record)
-            result.scores.append(Output(user_id.encode(), value))
+            result.scores.append(Output(user_id.encode(), orjson.dumps(record)))
             result.latencies_ms.append(record["latency_ms"])
-            newest = max(batch.events, key=event_time_key) if keep or tracker else None
+            newest = max(batch.events, key=event_time_key) if keep or track else None
             if keep:
                 result.latest.append(LatestScore(user_id, newest["ts"], newest["event_id"],
                                                  stored_record(record)))
-            if tracker is not None and is_example(newest):
+            if track and is_example(newest):
                 waiting.append((batch.partition, Pending(
                     record["score_id"], batch.tag, newest["event_id"],
                     newest["ts"], horizon_ms, record["score"], (scorer.name, scorer.version),
@@ -336,14 +349,7 @@ class Pipeline:
             await self._detect(detector, result, prepared.new, prepared.exchanged, prior_scores,
                                scorer)
             result.detect_s += time.perf_counter() - t2
-        if reading is not None:  # last: nothing may fail once the resolution is taken
-            t3 = time.perf_counter()
-            reads = await reading  # read while the model ran: what is left to wait, if any
-            self._resolve(tracker, reads, prepared, waiting, result)
-            result.outcome_s = time.perf_counter() - t3
-        if self.live is not None and waiting:
-            self._live_scores(waiting)
-        return result
+        return waiting
 
     def _read_outcomes(self, tracker: OutcomeTracker, prepared: Prepared, scorer: Scorer):
         """The outcome state this batch resolves against (a coroutine, run beside the model):
