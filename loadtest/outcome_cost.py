@@ -1,7 +1,8 @@
 """What outcome tracking and a shadow model cost, and what the live figures say, on a real Redis.
 
     python -m loadtest.outcome_cost ../shared/data/rees46/events-dev.csv [--format rees46]
-        [--rounds 3] [--batch-max 256] [--partitions 8] [--model DIR] [--shadow DIR]
+        [--rounds 3] [--batch-max 256] [--partitions 8] [--sample 1.0] [--model DIR]
+        [--shadow DIR]
         [--redis-url URL] [--out FILE.json]
 
 The recorded stream runs, in event-time order, through the worker's own pipeline
@@ -97,7 +98,7 @@ async def one_pass(config: str, msgs: list[Message], args, url: str, model, shad
     prefix = f"oc{uuid.uuid4().hex[:8]}"
     settings = load_settings(redis_url=url, key_prefix=prefix, batch_max=args.batch_max,
                              outcomes_enabled=config != "off", outcome_lateness_s=0,
-                             live_window=100_000)
+                             outcome_sample=args.sample, live_window=100_000)
     store = RedisWindowStore.from_settings(settings)
     await store.start()
     live = LiveQuality(window=100_000)
@@ -179,6 +180,7 @@ async def measure(args, url: str) -> dict:
         await vectors.stop()
         executor.shutdown()
     return {"events": len(events), "batch_max": args.batch_max, "partitions": args.partitions,
+            "sample": args.sample,
             "model": f"{model.name} {model.version}",
             "shadow": f"{shadow.name} {shadow.version}", "rounds": rounds,
             "summary": summarise(rounds)}
@@ -215,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-max", type=int, default=256)
     ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--sample", type=float, default=1.0,
+                    help="INTENT_OUTCOME_SAMPLE of the outcomes and shadow configurations")
     ap.add_argument("--model", type=Path, default=None, help="default: the shipped model")
     ap.add_argument("--shadow", type=Path, default=None, help="default: the same directory")
     ap.add_argument("--redis-url", default=None, help="default: start a redis-server")

@@ -46,6 +46,7 @@ class Summary:
     dead_letters: int = 0
     alerts: list[dict] = field(default_factory=list)
     models: set[str] = field(default_factory=set)
+    outcome_labels: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -81,6 +82,10 @@ class Summary:
             kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
         out.append(f"alerts             {len(self.alerts)}" + (
             " (" + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")" if kinds else ""))
+        positives = sum(self.outcome_labels)
+        out.append(f"outcomes so far    {len(self.outcome_labels)} (bought within the horizon: "
+                   f"{positives}; not: {len(self.outcome_labels) - positives}; the rest wait "
+                   "for event time to pass their horizon)")
         return out
 
 
@@ -91,7 +96,8 @@ async def _follow(settings: Settings, expected: int, summary: Summary, echo: Cal
     await consumer.start()
     try:
         tps = [TopicPartition(t, p)
-               for t in (settings.topic_scores, settings.topic_dlq, settings.topic_alerts)
+               for t in (settings.topic_scores, settings.topic_dlq, settings.topic_alerts,
+                         settings.topic_outcomes)
                for p in range(settings.topic_partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -108,6 +114,9 @@ async def _follow(settings: Settings, expected: int, summary: Summary, echo: Cal
                     if tp.topic == settings.topic_dlq:
                         summary.dead_letters += 1
                         echo(f"DLQ   {rec['reason']}: {rec['detail'][:80]}")
+                        continue
+                    if tp.topic == settings.topic_outcomes:
+                        summary.outcome_labels.append(rec["label"])
                         continue
                     if tp.topic == settings.topic_alerts:
                         summary.alerts.append(rec)
@@ -177,7 +186,8 @@ def run_demo(*, data: Path, fmt: str, rate: float | None, timeout_s: float,
         settings = load_settings()
         asyncio.run(ensure_topics(settings.bootstrap_list,
                                   [settings.topic_events, settings.topic_scores,
-                                   settings.topic_alerts, settings.topic_dlq],
+                                   settings.topic_alerts, settings.topic_dlq,
+                                   settings.topic_outcomes],
                                   partitions=settings.topic_partitions, timeout_s=30))
         log_path = workdir / "worker.log"
         echo(f"starting the worker (intent-worker run); log in {log_path}")

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         True,
         description="resolve each score's label from the stream (a purchase within the "
                     "model's horizon) and publish it on INTENT_TOPIC_OUTCOMES")
+    outcome_sample: float = Field(
+        1.0, gt=0, le=1, allow_inf_nan=False,
+        description="share of users whose scores get outcomes (and shadow scores), chosen by a "
+                    "stable hash of the user: the live figures on a sample cost that share of "
+                    "the tracking (docs/outcomes.md)")
     outcome_lateness_s: int = Field(
         60, ge=0, le=86_400,
         description="a score is labelled 0 once its partition's event time passed its horizon "

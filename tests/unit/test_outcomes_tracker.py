@@ -168,7 +168,7 @@ async def test_a_failing_shadow_leaves_the_champion_alone():
     s1, _ = await run(pipe, batch(ev("a", "u1", T0)))
     _, got = await run(pipe, batch(ev("p", "u1", T0 + MIN, "purchase")))
     assert s1[0]["score"] == 0.25 and got[0]["label"] == 1 and "shadow" not in got[0]
-    assert pipe.shadow_failures == 2
+    assert pipe.shadow_failures == 1  # the purchase's score waits for nothing: not shadowed
 
 
 async def test_a_user_holds_at_most_max_pending_scores():
@@ -233,3 +233,25 @@ async def test_a_redelivered_score_resolved_at_once_is_not_resolved_again():
                               sweep_users=1000))  # a restarted worker on the same state
     _, again = await run(again_pipe, first)
     assert [o["event_id"] for o in got] == ["a"] and again == []
+
+
+async def test_a_sample_of_users_gets_outcomes_and_shadow_scores():
+    settings = load_settings(anomaly_enabled=False)
+    tracker = OutcomeTracker(MemoryOutcomeState(), lateness_ms=0, max_pending=100,
+                             sweep_users=1000, sample=0.5)
+    shadow = FixedScorer(0.75)
+    calls = []
+    shadow.score = lambda inputs: calls.append(len(inputs)) or [0.75] * len(inputs)
+    pipe = Pipeline(settings, store=MemoryWindowStore.from_settings(settings),
+                    scorer=FixedScorer(), outcomes=tracker, shadow=shadow)
+    users = [f"u{i}" for i in range(200)]
+    tracked = {u for u in users if tracker.tracks(u)}
+    assert 70 < len(tracked) < 130  # about half, and always the same half
+    assert tracked == {u for u in users if tracker.tracks(u)}
+    await run(pipe, batch(*(ev(f"a{u}", u, T0) for u in users)))
+    _, got = await run(pipe, batch(ev("z", "late", T0 + H + 1)))
+    assert {o["user_id"] for o in got} == tracked
+    assert all("shadow" in o for o in got) and calls[0] == len(tracked)
+    with pytest.raises(ValueError):
+        OutcomeTracker(MemoryOutcomeState(), lateness_ms=0, max_pending=1, sweep_users=1,
+                       sample=0)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ __all__ = ["Outcome", "OutcomeTracker", "Resolution"]
 log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
+SAMPLE_SPACE = 10_000
 MAX_UNCONFIRMED = 64  # resolutions awaiting delivery; more means batches were abandoned
 
 
@@ -63,8 +65,11 @@ class Resolution:
 
 class OutcomeTracker:
     def __init__(self, state: OutcomeState, *, lateness_ms: int, max_pending: int,
-                 sweep_users: int, keep_done_ms: int = 3_600_000) -> None:
+                 sweep_users: int, keep_done_ms: int = 3_600_000, sample: float = 1.0) -> None:
+        if not 0 < sample <= 1:
+            raise ValueError(f"sample must be in (0, 1], got {sample}")
         self.state = state
+        self._sample_below = int(sample * SAMPLE_SPACE)
         self.watermarks = Watermarks(lateness_ms=lateness_ms)
         self.max_pending = max_pending
         self.sweep_users = sweep_users
@@ -76,6 +81,12 @@ class OutcomeTracker:
         self.stale = 0
         self.read_s = 0.0  # time in state reads and writes, so far (benchmarks)
         self.write_s = 0.0
+
+    def tracks(self, tag: str) -> bool:
+        """Whether this user's scores get outcomes: all of them, or a stable sample of users
+        (a hash of the tag, so a user is in or out for good, in every worker)."""
+        return (self._sample_below >= SAMPLE_SPACE
+                or zlib.crc32(tag.encode()) % SAMPLE_SPACE < self._sample_below)
 
     def cutoffs(self) -> dict[Partition, int]:
         """Each partition's cutoff now (a batch keeps the ones of when it was prepared)."""

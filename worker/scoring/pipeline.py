@@ -126,6 +126,7 @@ class _UserBatch:
     appended_at_ms: int = 0
     partition: tuple[str, int] = ("", 0)  # where the user's events come from
     tag: str = ""  # the outcome state's name of the user (an HMAC when pseudonymised): once
+    tracked: bool = False  # its scores get outcomes (INTENT_OUTCOME_SAMPLE)
 
 
 @dataclass(slots=True)
@@ -196,7 +197,7 @@ class Pipeline:
                     RedisOutcomeState.beside(store),
                     lateness_ms=settings.outcome_lateness_s * 1000,
                     max_pending=settings.outcome_max_pending,
-                    sweep_users=settings.outcome_sweep_users)
+                    sweep_users=settings.outcome_sweep_users, sample=settings.outcome_sample)
         return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector,
                    latest=latest, outcomes=outcomes, shadow=shadow, live=live)
 
@@ -237,9 +238,10 @@ class Pipeline:
         cutoffs = {}
         if self.outcomes is not None:
             cutoffs = self.outcomes.cutoffs()
-            tag = self.outcomes.state.tag
+            tag, tracks = self.outcomes.state.tag, self.outcomes.tracks
             for user, batch in users.items():
                 batch.tag = tag(user)
+                batch.tracked = tracks(batch.tag)
         result.events = sum(len(b.events) for b in users.values())
         result.users = len(users)
         scorer = self.scorer  # read once: a swap takes effect at the next batch
@@ -336,12 +338,12 @@ class Pipeline:
             if keep:
                 result.latest.append(LatestScore(user_id, newest["ts"], newest["event_id"],
                                                  stored_record(record)))
-            if track and is_example(newest):
+            if track and batch.tracked and is_example(newest):
                 waiting.append((batch.partition, Pending(
                     record["score_id"], batch.tag, newest["event_id"],
                     newest["ts"], horizon_ms, record["score"], (scorer.name, scorer.version),
-                    (shadow.name, shadow.version, min(1.0, max(0.0, float(shadow_scores[i]))))
-                    if shadow_scores is not None else None)))
+                    (shadow.name, shadow.version, shadow_scores[i])
+                    if shadow_scores is not None and shadow_scores[i] is not None else None)))
         detector = self._detector
         if detector is not None:
             prior_scores = {p.purchase_id: s for p, s in zip(priors, all_scores[len(users):],
@@ -359,6 +361,8 @@ class Pipeline:
         horizon_ms = _horizon_s(scorer) * 1000
         purchasers, past_due = [], {}
         for batch in prepared.users.values():
+            if not batch.tracked:
+                continue
             if any(not is_example(e) for e in batch.events):
                 purchasers.append(batch.tag)
             cut = cutoffs.get(batch.partition)
@@ -371,26 +375,35 @@ class Pipeline:
         return tracker.read(purchasers, cutoffs, past_due)
 
     async def _shadow_scores(self, shadow: Scorer | None, scorer: Scorer, prepared: Prepared,
-                             result: BatchResult) -> list[float] | None:
-        """The shadow's scores of the batch's users, or ``None`` (no shadow, or it failed: a
-        shadow never holds up or fails the champion's batch)."""
-        if shadow is None:
+                             result: BatchResult) -> list[float | None] | None:
+        """The shadow's scores of the batch's users whose scores will wait for an outcome
+        (``None`` for the others), or ``None`` (no shadow, no outcomes, or it failed: a shadow
+        never holds up or fails the champion's batch)."""
+        if shadow is None or self.outcomes is None:
             return None
-        n = len(prepared.users)
-        inputs = prepared.inputs[:n]
+        users = list(prepared.users.items())
+        picked = [i for i, (_, batch) in enumerate(users)
+                  if batch.tracked and is_example(max(batch.events, key=event_time_key))]
+        if not picked:
+            return None
         same = (shadow.max_chars == scorer.max_chars and getattr(shadow, "phrase_price", None)
                 == getattr(scorer, "phrase_price", None))
         t0 = time.perf_counter()
         try:
-            if not same:  # another kind of input: built here, without the shared cache
+            if same:
+                inputs = [prepared.inputs[i] for i in picked]
+            else:  # another kind of input: built here, without the shared cache
                 windows = prepared.exchanged.windows
-                inputs = [build_input(windows[u], max_chars=shadow.max_chars,
+                inputs = [build_input(windows[users[i][0]], max_chars=shadow.max_chars,
                                       phrase_price=getattr(shadow, "phrase_price", None))
-                          for u in prepared.users]
+                          for i in picked]
             got = await self._run_model(shadow, inputs)
-            if len(got) != n:
-                raise RuntimeError(f"shadow returned {len(got)} scores for {n} inputs")
-            return list(got)
+            if len(got) != len(picked):
+                raise RuntimeError(f"shadow returned {len(got)} scores for {len(picked)} inputs")
+            out: list[float | None] = [None] * len(users)
+            for i, score in zip(picked, got, strict=True):
+                out[i] = min(1.0, max(0.0, float(score)))
+            return out
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the champion's batch goes on without it
