@@ -133,20 +133,33 @@ async def one_pass(config: str, msgs: list[Message], args, url: str, model, shad
         out |= {"state_read_s": tracker.read_s, "state_write_s": tracker.write_s,
                 "dropped": tracker.dropped, "stale": tracker.stale}
     if config == "outcomes":
-        out["live"] = live_next_to_offline(live, outcomes)
+        out["live"] = live_next_to_offline(live, outcomes, model.config.split)
     return out
 
 
-def live_next_to_offline(live: LiveQuality, outcomes: list[dict]) -> dict:
+def live_next_to_offline(live: LiveQuality, outcomes: list[dict], split) -> dict:
+    """The live figures over every outcome, ``compute_metrics`` on the same pairs, and the same
+    on the users the model did not train on (``split``: its config's user split)."""
+    from worker.dataset import user_split
     from worker.dataset.metrics import compute_metrics
 
+    def figures_of(chosen: list[dict]) -> dict:
+        m = compute_metrics([o["label"] for o in chosen], [o["score"] for o in chosen])
+        return {"outcomes": len(chosen), "positives": sum(o["label"] for o in chosen),
+                **{k: m[k] for k in ("pr_auc", "roc_auc", "brier", "ece")}}
+
     figures = [f for f in live.figures() if f.role == "champion"]
-    offline = compute_metrics([o["label"] for o in outcomes], [o["score"] for o in outcomes])
     f = figures[0] if figures else None
-    return {"live": None if f is None else {
+    out = {"live": None if f is None else {
         "outcomes": f.outcomes, "positives": f.positives, "pr_auc": f.pr_auc,
         "roc_auc": f.roc_auc, "brier": f.brier, "ece": f.ece, "psi": f.psi},
-        "compute_metrics": {k: offline[k] for k in ("pr_auc", "roc_auc", "brier", "ece")}}
+        "compute_metrics": figures_of(outcomes)}
+    if split is not None:
+        held_out = [o for o in outcomes if user_split(
+            o["user_id"], seed=split.seed, val_frac=split.val_frac,
+            test_frac=split.test_frac) != "train"]
+        out["held_out_users"] = figures_of(held_out)
+    return out
 
 
 async def measure(args, url: str) -> dict:
