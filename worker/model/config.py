@@ -18,6 +18,7 @@
      "split": {"method": "sha256(seed, user_id)", "seed": "intent-v1", "val_frac": 0.2,
                "test_frac": 0.0},
      "training": {...}, "counts": {...}, "baseline": {"files": [...]},
+     "score_reference": {"edges": [...], "shares": [...], "n": ..., "source": "..."},
      ...}                                             # unknown keys are kept (ModelConfig.extra)
 
 Two kinds of window model (``window_model.kind``): ``text``, the window rendered as one text
@@ -27,6 +28,9 @@ phrase encoded once (:mod:`worker.features.sequence`) and pooled into a linear h
 before event-vector models existed) has no ``window_model`` and reads as the text kind.
 
 ``data``, ``label``, ``window`` and ``split`` are typed sections that evaluation reads;
+``score_reference`` (:class:`~worker.model.reference.ScoreReference`) is the distribution of
+the model's scores on its validation users' examples, which the worker's score drift (PSI)
+compares served scores with;
 ``training``, ``counts`` and ``baseline`` are records for people (the model card) and
 stay plain JSON objects. The optional sections are None when a directory has none (an
 untrained head). Every problem is a :class:`~worker.errors.ModelError` that names the
@@ -43,6 +47,7 @@ from typing import Any
 from worker.errors import ModelError
 from worker.features import FEATURE_NAMES
 from worker.features.phrase import PRICE_MODES
+from worker.model.reference import ScoreReference
 
 __all__ = ["DEFAULT_ENCODER_PACKAGE", "FORMAT", "FORMATS", "KINDS", "POOLINGS", "DataSection",
            "LabelSection", "ModelConfig", "SplitSection", "WindowModelSection", "WindowSection"]
@@ -56,7 +61,8 @@ POOLINGS = ("mean", "cls")
 _REQUIRED_KEYS = ("format", "name", "version", "created", "encoder", "pooling", "max_tokens",
                   "max_chars", "feature_names", "text_dim")
 _RECORD_KEYS = ("training", "counts", "baseline")
-_SECTION_KEYS = ("trained", "data", "label", "window", "split", *_RECORD_KEYS)
+_SECTION_KEYS = ("trained", "data", "label", "window", "split", "score_reference",
+                 *_RECORD_KEYS)
 _KNOWN_KEYS = (*_REQUIRED_KEYS, "head", "window_model", *_SECTION_KEYS)
 
 
@@ -218,6 +224,7 @@ class ModelConfig:
     label: LabelSection | None = None
     window: WindowSection | None = None
     split: SplitSection | None = None
+    score_reference: ScoreReference | None = None
     training: Mapping[str, Any] | None = None
     counts: Mapping[str, Any] | None = None
     baseline: Mapping[str, Any] | None = None
@@ -239,7 +246,7 @@ class ModelConfig:
             out["head"] = {"hidden": self.head_hidden, "dropout": self.head_dropout}
         if self.trained is not None:
             out["trained"] = self.trained
-        for key in ("data", "label", "window", "split"):
+        for key in ("data", "label", "window", "split", "score_reference"):
             section = getattr(self, key)
             if section is not None:
                 out[key] = section.to_json()
@@ -304,7 +311,8 @@ class ModelConfig:
             raise ModelError(f"{where}: trained must be true or false, got {trained!r}")
         sections = {key: kind.from_json(_check(data, key, dict, where), f"{where} {key}")
                     for key, kind in (("data", DataSection), ("label", LabelSection),
-                                      ("window", WindowSection), ("split", SplitSection))
+                                      ("window", WindowSection), ("split", SplitSection),
+                                      ("score_reference", ScoreReference))
                     if key in data}
         records = {key: _check(data, key, dict, where) for key in _RECORD_KEYS if key in data}
         return cls(

@@ -85,7 +85,7 @@ def model_card(config: dict, metrics: dict) -> str:
                          "baseline stopped on an inner split of them), scored on the "
                          "examples after it (all users; report only)"))
     for key, title in sections:
-        block = metrics[key]
+        block = metrics.get(key, {})  # no validation users: no block
         if "bert" not in block:
             lines += [f"**{title}**: skipped ({block.get('skipped', 'no examples')})", ""]
             continue
@@ -149,6 +149,7 @@ def model_card(config: dict, metrics: dict) -> str:
             "the output bias shifted by -log(pos_weight) so scores are probabilities at the "
             f"base rate; seed {training['seed']}.")
     lines += _cv_lines(metrics.get("user_cv"))
+    lines += _reference_lines(config.get("score_reference"))
     lines += [
         "## Training",
         "",
@@ -226,6 +227,19 @@ def _cv_lines(cv: dict | None) -> list[str]:
                   f"{d['folds_bert_ahead']} of {d['folds_compared']} folds (per fold: "
                   f"{per_fold}).", ""]
     return lines
+
+
+def _reference_lines(reference: dict | None) -> list[str]:
+    """The score reference the worker's drift (PSI) compares served scores with."""
+    if not reference:
+        return ["**Score reference**: none (no validation users); the worker reports no "
+                "score drift for this model.", ""]
+    edges = ", ".join(f"{e:.4g}" for e in reference["edges"]) or "none (one bin)"
+    shares = ", ".join(f"{s:.3f}" for s in reference["shares"])
+    return [f"**Score reference** (`score_reference` in `config.json`; the worker's score drift, "
+            f"`intent_score_psi`, compares served scores with it): n {reference['n']:,} "
+            f"scores of the {reference['source']}; {len(reference['shares'])} bins, edges "
+            f"{edges}; shares {shares}.", ""]
 
 
 def _baseline_trees(info: dict) -> str:

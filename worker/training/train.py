@@ -52,6 +52,7 @@ from worker.model.config import (
     WindowSection,
 )
 from worker.model.modeldir import ENCODER_PACKAGES, package_dir, save_model_dir, swap_in_dir
+from worker.model.reference import ScoreReference
 from worker.training.baseline import fit_baseline
 from worker.training.card import model_card, write_json
 from worker.training.linear import DEFAULT_C, DEFAULT_COMPONENTS
@@ -230,12 +231,12 @@ def train(
     times["fit_baseline_s"] = time.perf_counter() - t0
 
     metrics: dict[str, Any] = {"label": label.to_json(), "counts": counts}
-    for part in ("val", "test"):
+    scores = {part: predict(idx) for part, idx in parts.items() if part != "train" and idx}
+    for part, part_scores in scores.items():
         idx = parts[part]
-        if idx:
-            metrics[part] = _compare(examples, idx, predict(idx),
-                                     baseline.predict_proba([examples[i].window for i in idx]),
-                                     seed)
+        metrics[part] = _compare(examples, idx, part_scores,
+                                 baseline.predict_proba([examples[i].window for i in idx]), seed)
+    reference = _score_reference(scores.get("val"), counts["val"], split_seed)
     if time_frac:
         t0 = time.perf_counter()
         metrics["time_split"] = _time_report(fitters["bert"], examples, time_frac, horizon_s,
@@ -299,7 +300,7 @@ def train(
         label=LabelSection(horizon_s=label.horizon_s, definition=label.definition),
         window=WindowSection(max_events=max_events, seconds=window_seconds),
         split=SplitSection(seed=split_seed, val_frac=val_frac, test_frac=test_frac),
-        training=training, counts=counts,
+        score_reference=reference, training=training, counts=counts,
         baseline={"files": ["baseline.joblib", "baseline.json"]})
     staging = out_dir.parent / f".{out_dir.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -330,6 +331,20 @@ def _compare(examples: Sequence[Example], idx: Sequence[int], bert: np.ndarray,
     return {"bert": binary_metrics(y, bert), "baseline": binary_metrics(y, base),
             "bootstrap": paired_bootstrap(y, {"bert": bert, "baseline": base}, users,
                                           seed=seed)}
+
+
+def _score_reference(val_scores: np.ndarray | None, val_counts: dict[str, Any],
+                     split_seed: str) -> ScoreReference | None:
+    """The shipped model's score distribution on the validation users' examples (one score
+    per example, as the worker's outcomes have one per scored non-purchase event); None
+    without validation users."""
+    if val_scores is None or not len(val_scores):
+        log.warning("no validation users: the model directory gets no score reference, so "
+                    "the worker reports no score drift for it")
+        return None
+    return ScoreReference.from_scores(
+        val_scores.tolist(), source=f"validation users' examples (user_split seed "
+        f"{split_seed!r}: {val_counts['examples']} examples of {val_counts['users']} users)")
 
 
 def _bert_stopped_on(head: str) -> str:
