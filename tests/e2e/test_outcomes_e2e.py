@@ -201,6 +201,11 @@ async def test_the_live_metrics_agree_with_the_outcomes(outcomes_run):
         for metric in ("pr_auc", "roc_auc", "brier", "ece"):
             assert gauges(text, f"intent_live_{metric}")[key] == pytest.approx(
                 offline[metric], abs=1e-9), (role, metric)
+    # drift against the shipped model's training-time scores: present for the champion (its
+    # directory has a reference), absent for the shadow (the tiny model has none)
+    psi = gauges(text, "intent_score_psi")
+    assert 0 <= psi[("intent-minilm", "2.0.0", "champion")] < 10
+    assert ("tiny", "9.0.0", "shadow") not in psi
     labels = {m.group(1): float(m.group(2)) for m in re.finditer(
         r'intent_outcomes_total\{label="(\d)"\} (\S+)', text)}
     assert labels == {"0": len(outcomes) - sum(y), "1": sum(y)}

@@ -1,10 +1,11 @@
 """The shipped default model directory (``worker/model/default``) and how to recreate it.
 
-The shipped model is a fusion head trained on the REES46 dev slice, on the packaged
-MiniLM encoder, with the GBDT baseline beside it. It was made, and is remade, by::
+The shipped model is a pooled window model over event vectors, trained on the REES46 dev
+slice on the packaged MiniLM encoder, with the GBDT baseline and the training-time score
+distribution (``score_reference``) beside it. It was made, and is remade, by::
 
     intent-worker train ../shared/data/rees46/events-dev.csv --format rees46 \
-        --out worker/model/default --version 1.1.0 --overwrite
+        --out worker/model/default --version 2.0.0 --overwrite
 
 :func:`init_default` writes an *untrained* head of the same shape (deterministic, seed 0):
 a fixture for tests and a starting point, never shipped.
