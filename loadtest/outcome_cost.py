@@ -102,6 +102,8 @@ async def one_pass(config: str, msgs: list[Message], args, url: str, model, shad
     store = RedisWindowStore.from_settings(settings)
     await store.start()
     live = LiveQuality(window=100_000)
+    for m in (model, shadow):  # as the worker does at start-up: drift against training time
+        live.set_reference(m.name, m.version, m.config.score_reference)
     pipe = Pipeline.from_settings(settings, store=store, scorer=model, executor=executor,
                                   shadow=shadow if config == "shadow" else None, live=live)
     if pipe.outcomes is not None:
