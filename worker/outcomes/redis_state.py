@@ -55,22 +55,26 @@ return out
 
 # KEYS: user hashes. ARGV[1] ttl_ms, then per key: n_add (field, value)*, n_done (field,
 # value)*, n_del field*. Adds only where absent (HSETNX: a done marker stays), done markers
-# replace, deletes drop; the TTL restarts. Returns each hash's field count afterwards.
+# replace, deletes drop. Where something was added, the TTL restarts and the reply is the
+# hash's field count afterwards (the bound is checked on growth only); elsewhere -1.
 WRITE_SCRIPT = """
 local ttl = ARGV[1]
 local out = {}
 local a = 2
 for k = 1, #KEYS do
   local key = KEYS[k]
+  local added = tonumber(ARGV[a]); a = a + 1
+  for i = 1, added do redis.call('HSETNX', key, ARGV[a], ARGV[a + 1]); a = a + 2 end
   local n = tonumber(ARGV[a]); a = a + 1
-  for i = 1, n do redis.call('HSETNX', key, ARGV[a], ARGV[a + 1]); a = a + 2 end
-  n = tonumber(ARGV[a]); a = a + 1
   for i = 1, n do redis.call('HSET', key, ARGV[a], ARGV[a + 1]); a = a + 2 end
   n = tonumber(ARGV[a]); a = a + 1
   for i = 1, n do redis.call('HDEL', key, ARGV[a]); a = a + 1 end
-  local len = redis.call('HLEN', key)
-  if len > 0 then redis.call('PEXPIRE', key, ttl) end
-  out[k] = len
+  if added > 0 then
+    redis.call('PEXPIRE', key, ttl)
+    out[k] = redis.call('HLEN', key)
+  else
+    out[k] = -1
+  end
 end
 return out
 """
@@ -184,8 +188,12 @@ class RedisOutcomeState:
 
         replies = await self._run(build, "write of pending outcomes")
         sizes, _ = self._split(replies, len(tags))
-        return {tag: int(n[0] if isinstance(n, list) else n)
-                for tag, n in zip(tags, sizes, strict=True)}
+        out = {}
+        for tag, n in zip(tags, sizes, strict=True):
+            size = int(n[0] if isinstance(n, list) else n)
+            if size >= 0:
+                out[tag] = size
+        return out
 
     async def forget(self, user_id: str) -> None:
         """Drop the user's pending outcomes (their due-index members become stale pointers)."""

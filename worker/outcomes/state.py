@@ -93,7 +93,8 @@ class OutcomeState(Protocol):
         ...
 
     async def write(self, writes: Writes) -> dict[str, int]:
-        """Apply ``writes``; return the number of fields each written user's hash now holds."""
+        """Apply ``writes``; return the number of fields each hash that gained an entry now
+        holds (where the bound may have been crossed)."""
         ...
 
 
@@ -126,30 +127,21 @@ class MemoryOutcomeState:
         return reads
 
     async def write(self, writes: Writes) -> dict[str, int]:
-        touched: set[str] = set()
         for tag, fields in writes.add.items():
             h = self.hashes.setdefault(tag, {})
             for sid, value in fields.items():
                 h.setdefault(sid, value)
-            touched.add(tag)
         for tag, fields in writes.done.items():
             self.hashes.setdefault(tag, {}).update(fields)
-            touched.add(tag)
         for tag, sids in writes.delete.items():
             h = self.hashes.setdefault(tag, {})
             for sid in sids:
                 h.pop(sid, None)
-            touched.add(tag)
         for key, members in writes.due_add.items():
             self.due_index.setdefault(key, {}).update((m, ms) for ms, m in members)
         for key, members in writes.due_remove.items():
             index = self.due_index.get(key, {})
             for m in members:
                 index.pop(m, None)
-        return {tag: len(self.hashes.get(tag, {})) for tag in touched}
+        return {tag: len(self.hashes.get(tag, {})) for tag in writes.add}
 
-
-def merge_fields(target: dict[str, dict[str, bytes]],
-                 source: Mapping[str, Mapping[str, bytes]]) -> None:
-    for tag, fields in source.items():
-        target.setdefault(tag, {}).update(fields)
