@@ -138,8 +138,16 @@ def run_worker(settings: Settings) -> None:
                     "(%ds): the cooldown state expires with the user's keys, so the cooldown is "
                     "at most the TTL for a user who goes quiet", settings.anomaly_cooldown_s,
                     settings.window_ttl_seconds)
+    tracking = settings.outcomes_enabled and settings.processing_guarantee == "at_least_once"
+    if settings.outcomes_enabled and not tracking:
+        log.warning("outcomes are not tracked with INTENT_PROCESSING_GUARANTEE=exactly_once: "
+                    "their state would be written before the transaction commits; set "
+                    "INTENT_OUTCOMES_ENABLED=off to silence this")
+    if settings.shadow_model_path is not None and not tracking:
+        log.warning("INTENT_SHADOW_MODEL_PATH is set but outcomes are not tracked: the shadow "
+                    "model is not loaded (its scores only ever go into the outcomes)")
     shadow = (make_shadow(settings, scorer, vector_store=vectors, executor=executor)
-              if settings.scorer == "model" else None)
+              if settings.scorer == "model" and tracking else None)
     live = LiveQuality(window=settings.live_window)
     for model in (scorer, shadow):
         if model is not None:

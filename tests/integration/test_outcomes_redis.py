@@ -118,3 +118,25 @@ async def cluster_windows(cluster_ports: list[int]) -> AsyncIterator[tuple]:
 async def test_labels_on_a_cluster(cluster_windows: tuple) -> None:
     windows, settings = cluster_windows
     await labels_through_the_pipeline(windows, settings)
+
+
+async def test_a_marker_never_leaves_a_hash_without_a_ttl(redis_url: str, prefix: str,
+                                                          admin: aioredis.Redis) -> None:
+    """A done marker written after the user's hash expired or was forgotten re-makes it: with
+    the TTL, never without."""
+    client = aioredis.Redis.from_url(redis_url)
+    state = RedisOutcomeState(client, keys=KeyBuilder(prefix), ttl_s=600)
+    try:
+        await state.start()
+        await state.write(Writes(done={"u1": {"0" * 32: b"-1"}}))
+        assert 0 < await admin.pttl(state.key("u1")) <= 600_000
+    finally:
+        await client.aclose()
+
+
+def test_exactly_once_tracks_no_outcomes(redis_url: str, prefix: str) -> None:
+    settings = load_settings(redis_url=redis_url, key_prefix=prefix,
+                             processing_guarantee="exactly_once")
+    pipe = Pipeline.from_settings(settings, store=RedisWindowStore.from_settings(settings),
+                                  scorer=FixedScorer())
+    assert pipe.outcomes is None and pipe.latest is not None

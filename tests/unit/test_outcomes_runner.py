@@ -55,3 +55,61 @@ async def test_every_due_score_gets_one_outcome_with_its_label(overlap, failed_w
     assert sorted((o["event_id"], o["label"]) for o in got) == [
         ("a", 1), ("b", 1), ("c", 0), ("x", 0)]
     assert len(h.retries) == failed_writes
+
+
+class FlakyReads(MemoryOutcomeState):
+    """Fails the first ``reads`` reads."""
+
+    def __init__(self, reads: int) -> None:
+        super().__init__()
+        self.failures = reads
+
+    async def read(self, users, due, fields=None):
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreError("redis is down")
+        return await super().read(users, due, fields)
+
+
+async def test_a_failed_state_read_retries_the_batch_without_a_second_record():
+    settings = load_settings(anomaly_enabled=False)
+    tracker = OutcomeTracker(FlakyReads(2), lateness_ms=0, max_pending=100, sweep_users=1000)
+    pipe = Pipeline(settings, store=MemoryWindowStore.from_settings(settings),
+                    scorer=FixedScorer(), outcomes=tracker)
+    h = Harness(pipeline=pipe)
+    await h.run([ev("a", "u1", T0), ev("x", "u2", T0)],
+                [ev("p", "u1", T0 + MIN, "purchase")])
+    scores = [orjson.loads(v)["event_id"] for v in h.producer.sent["scores"]]
+    assert sorted(scores) == ["a", "p", "x"] and len(h.retries) == 2
+    got = [orjson.loads(v) for v in h.producer.sent["intent-outcomes"]]
+    assert [(o["event_id"], o["label"]) for o in got] == [("a", 1)]
+
+
+class OneAtATime(FixedScorer):
+    """Fails on more than one input: every batch of several users is processed message by
+    message (BatchRunner.isolate)."""
+
+    def score(self, inputs):
+        if len(inputs) > 1:
+            raise ValueError("one at a time")
+        return super().score(inputs)
+
+
+async def test_a_batch_processed_message_by_message_resolves_each_score_once():
+    """More parts than any fixed bound on resolutions awaiting delivery: every part's outcomes
+    stay visible to the later parts until the whole batch is written."""
+    settings = load_settings(anomaly_enabled=False, batch_max=300)
+    tracker = OutcomeTracker(MemoryOutcomeState(), lateness_ms=0, max_pending=100,
+                             sweep_users=1000, batch_max=settings.batch_max)
+    pipe = Pipeline(settings, store=MemoryWindowStore.from_settings(settings),
+                    scorer=FixedScorer(), outcomes=tracker)
+    h = Harness(pipeline=pipe)
+    await h.run([ev(f"d{i}", f"due{i}", T0) for i in range(5)])
+    pipe.scorer = OneAtATime()
+    late = T0 + H + 1
+    parts = [ev("v", "buyer", late)] + [ev(f"o{i}", f"other{i}", late) for i in range(90)]
+    parts.append(ev("p", "buyer", late + MIN, "purchase"))
+    await h.run(parts)
+    got = [orjson.loads(v) for v in h.producer.sent["intent-outcomes"]]
+    assert sorted((o["event_id"], o["label"]) for o in got) == [
+        *((f"d{i}", 0) for i in range(5)), ("v", 1)]

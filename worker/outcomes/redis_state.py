@@ -56,7 +56,8 @@ return out
 # KEYS: user hashes. ARGV[1] ttl_ms, then per key: n_add (field, value)*, n_done (field,
 # value)*, n_del field*. Adds only where absent (HSETNX: a done marker stays), done markers
 # replace, deletes drop. Where something was added, the TTL restarts and the reply is the
-# hash's field count afterwards (the bound is checked on growth only); elsewhere -1.
+# hash's field count afterwards (the bound is checked on growth only); elsewhere -1, and a
+# hash without a TTL (re-made by a marker after it expired or was deleted) gets one.
 WRITE_SCRIPT = """
 local ttl = ARGV[1]
 local out = {}
@@ -73,6 +74,7 @@ for k = 1, #KEYS do
     redis.call('PEXPIRE', key, ttl)
     out[k] = redis.call('HLEN', key)
   else
+    if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, ttl) end
     out[k] = -1
   end
 end

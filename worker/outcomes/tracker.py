@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 Partition = tuple[str, int]
 SAMPLE_SPACE = 10_000
-MAX_UNCONFIRMED = 64  # resolutions awaiting delivery; more means batches were abandoned
+# resolutions awaiting delivery, beyond the parts of one batch processed message by message
+# (BatchRunner.isolate) and the two batches of the overlap: more means some were abandoned
+UNCONFIRMED_SLACK = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,8 @@ class Resolution:
 
 class OutcomeTracker:
     def __init__(self, state: OutcomeState, *, lateness_ms: int, max_pending: int,
-                 sweep_users: int, keep_done_ms: int = 3_600_000, sample: float = 1.0) -> None:
+                 sweep_users: int, keep_done_ms: int = 3_600_000, sample: float = 1.0,
+                 batch_max: int = 256) -> None:
         if not 0 < sample <= 1:
             raise ValueError(f"sample must be in (0, 1], got {sample}")
         self.state = state
@@ -75,6 +78,7 @@ class OutcomeTracker:
         self.sweep_users = sweep_users
         self.keep_done_ms = keep_done_ms
         self._unconfirmed: list[Resolution] = []
+        self._max_unconfirmed = batch_max + UNCONFIRMED_SLACK
         self._trim: set[str] = set()  # users whose hash grew past max_pending
         self.resolved = 0
         self.dropped = 0
@@ -104,6 +108,7 @@ class OutcomeTracker:
         batch's new scores that are ``past_due`` already (tag -> score ids): a redelivered one
         may have had its outcome."""
         users = list(dict.fromkeys([*purchasers, *self._trim]))
+        self._trim.clear()  # read now, trimmed by this batch; a write that grows one again adds it
         due = [DueQuery(t, p, cut, self.sweep_users) for (t, p), cut in cutoffs.items()]
         t0 = time.perf_counter()
         try:
@@ -120,9 +125,11 @@ class OutcomeTracker:
         w = res.writes
         done_here: dict[str, set[str]] = {}
         added_here: dict[str, dict[str, Pending]] = {}
+        earlier_done: set[str] = set()  # resolved by a batch not yet written (score ids)
         for earlier in self._unconfirmed:  # resolved or added, not yet written
             for o in earlier.outcomes:
                 done_here.setdefault(o.pending.tag, set()).add(o.pending.score_id)
+                earlier_done.add(o.pending.score_id)
             for tag, fields in earlier.writes.add.items():
                 for sid, raw in fields.items():
                     p = unpack(sid, tag, raw)
@@ -153,6 +160,9 @@ class OutcomeTracker:
             w.due_remove.setdefault((topic, partition), []).append(member)
             raw = reads.due_values.get(tag, {}).get(sid)
             p = unpack(sid, tag, raw) if raw is not None else None
+            if sid in earlier_done:  # its batch removes the pointer once written; if that
+                w.due_remove[(topic, partition)].pop()  # batch is abandoned, it is still due
+                continue
             if p is None or sid in done_here.get(tag, ()):
                 res.stale += 1  # resolved already, dropped or expired: just a pointer left
                 continue
@@ -178,8 +188,8 @@ class OutcomeTracker:
             w.add.setdefault(p.tag, {})[p.score_id] = pack(p)
             w.due_add.setdefault(tp, []).append((p.due_ms, due_member(p.score_id, p.tag)))
         self._unconfirmed.append(res)
-        if len(self._unconfirmed) > MAX_UNCONFIRMED:
-            log.warning("%d batches' outcomes were never confirmed; forgetting the oldest",
+        if len(self._unconfirmed) > self._max_unconfirmed:
+            log.warning("%d resolutions of outcomes were never confirmed; forgetting the oldest",
                         len(self._unconfirmed))
             del self._unconfirmed[0]
         self.stale += res.stale

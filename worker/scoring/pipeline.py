@@ -107,6 +107,15 @@ class BatchResult:
     outcome_s: float = 0.0
     shadow_s: float = 0.0
 
+    def copy(self) -> BatchResult:
+        """A copy whose lists and dicts are new (``finish`` fills a copy, so a retry of it
+        starts from what ``prepare`` left)."""
+        out = BatchResult()
+        for name in self.__slots__:
+            value = getattr(self, name)
+            setattr(out, name, value.copy() if isinstance(value, list | dict) else value)
+        return out
+
     def merge(self, other: BatchResult) -> None:
         """Add ``other`` (a later part of the same batch) to this result."""
         for name in ("scores", "dead_letters", "dead_letter_reasons", "alerts", "alert_kinds",
@@ -192,12 +201,15 @@ class Pipeline:
         latest = outcomes = None
         if isinstance(store, RedisWindowStore):
             latest = WriteBehind(RedisLatestScores.beside(store))
-            if settings.outcomes_enabled:
+            # exactly-once: the state would be written before the transaction commits, and an
+            # aborted one would lose its outcomes for good (worker/runtime.py says so at start)
+            if settings.outcomes_enabled and settings.processing_guarantee == "at_least_once":
                 outcomes = OutcomeTracker(
                     RedisOutcomeState.beside(store),
                     lateness_ms=settings.outcome_lateness_s * 1000,
                     max_pending=settings.outcome_max_pending,
-                    sweep_users=settings.outcome_sweep_users, sample=settings.outcome_sample)
+                    sweep_users=settings.outcome_sweep_users, sample=settings.outcome_sample,
+                    batch_max=settings.batch_max)
         return cls(settings, store=store, scorer=scorer, executor=executor, detector=detector,
                    latest=latest, outcomes=outcomes, shadow=shadow, live=live)
 
@@ -276,7 +288,8 @@ class Pipeline:
     async def finish(self, prepared: Prepared) -> BatchResult:
         """The rest of a prepared batch: the model (and the shadow), score records, anomaly
         alerts, outcomes. The outcome state is read while the model runs."""
-        result, scorer, users = prepared.result, prepared.scorer, prepared.users
+        scorer, users = prepared.scorer, prepared.users
+        result = prepared.result.copy()  # a retried finish starts from prepare's result
         if not users:
             return result
         tracker = self.outcomes
@@ -284,17 +297,21 @@ class Pipeline:
                    if tracker is not None else None)
         try:
             waiting = await self._score(prepared, result)
+            if self.live is not None and waiting:
+                self._live_scores(waiting)
             if reading is not None:  # last: nothing may fail once the resolution is taken
                 t0 = time.perf_counter()
                 reads = await reading  # read while the model ran: what is left to wait, if any
                 self._resolve(tracker, reads, prepared, waiting, result)
                 result.outcome_s = time.perf_counter() - t0
         except BaseException:
-            if reading is not None and not reading.done():
-                reading.cancel()
+            if reading is not None:
+                if reading.done():
+                    if not reading.cancelled():
+                        reading.exception()  # retrieved: the batch's own error is raised
+                else:
+                    reading.cancel()
             raise
-        if self.live is not None and waiting:
-            self._live_scores(waiting)
         return result
 
     async def _score(self, prepared: Prepared, result: BatchResult

@@ -261,7 +261,8 @@ class BatchRunner:
 
     async def _finish(self, prepared: Prepared) -> BatchResult | None:
         """:meth:`Pipeline.finish`, retried while it fails for a retriable reason (Redis down:
-        the alert cooldowns). It only reads, so retrying is exact; preparing again instead
+        the alert cooldowns, the outcome state). It reads Redis and fills a fresh copy of the
+        prepared result each time, so retrying is exact; preparing again instead
         would read windows that may already hold the next batch's events. ``None`` for any
         other failure: the caller isolates the batch."""
         try:
