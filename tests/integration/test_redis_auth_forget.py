@@ -15,7 +15,7 @@ from worker.errors import StoreError
 from worker.ops.stack import start_redis
 from worker.outcomes.pending import Pending, pack
 from worker.outcomes.redis_state import RedisOutcomeState
-from worker.outcomes.state import Writes
+from worker.outcomes.state import Writes, due_member
 from worker.settings import load_settings
 from worker.windows import KeyBuilder, RedisWindowStore
 
@@ -111,7 +111,11 @@ def test_forget_command_deletes_a_users_state(redis_url, monkeypatch, secret) ->
         outcomes = RedisOutcomeState.beside(store)
         await outcomes.start()
         pending = Pending("0" * 32, keys.tag("alice"), "a", T0, 600_000, 0.5, ("m", "1"))
-        await outcomes.write(Writes(add={pending.tag: {pending.score_id: pack(pending)}}))
+        bobs = Pending("1" * 32, keys.tag("bob"), "b", T0, 600_000, 0.5, ("m", "1"))
+        await outcomes.write(Writes(
+            add={p.tag: {p.score_id: pack(p)} for p in (pending, bobs)},
+            due_add={("clickstream", 0): [(p.due_ms, due_member(p.score_id, p.tag))
+                                          for p in (pending, bobs)]}))
         assert await store.client.exists(*all_user_keys("alice")) == 5
         if secret:  # pseudonymised: no raw user id in any key
             assert not [k async for k in store.client.scan_iter(match=f"{prefix}:*alice*")]
@@ -120,6 +124,8 @@ def test_forget_command_deletes_a_users_state(redis_url, monkeypatch, secret) ->
     async def check() -> tuple[int, int]:
         client = aioredis.Redis.from_url(redis_url)
         try:
+            due = await client.zrange(f"{prefix}:od:clickstream:0", 0, -1)
+            assert due == [due_member("1" * 32, keys.tag("bob")).encode()]  # alice's is gone
             return (await client.exists(*all_user_keys("alice")),
                     await client.exists(*keys.user_keys("bob")))
         finally:

@@ -7,15 +7,18 @@ Keys (built with the window store's :class:`~worker.windows.KeyBuilder`)::
     {prefix}:od:<topic>:<partition>  sorted set: score = end of the horizon (ms),
                                    member = <score_id><tag> (a pointer; the hash decides)
 
-The user hashes are read and written by one script call per batch (one per user on a Redis
-Cluster, where a script's keys must share a slot; the cluster pipeline sends each node its
-calls at once), so a batch's outcome state costs a few commands, not a few per user. A
+The user hashes are written by one script call per batch and read by one, or two when due
+scores were found (their entries, after the due-index lookups). On a Redis Cluster, where a
+script's keys must share a slot, each is one call per user, and the cluster pipeline sends
+each node its calls at once. So a batch's outcome state costs a few commands, not a few per
+user. A
 ``NOSCRIPT`` reply (server restarted or failed over) loads the scripts and runs the step again:
 every step is idempotent (reads; HSETNX, HSET, HDEL, ZADD, ZREM).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +26,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import StoreError
-from worker.outcomes.state import DueQuery, Reads, Writes, split_member
+from worker.outcomes.state import SCORE_ID_CHARS, DueQuery, Reads, Writes, split_member
 from worker.redis_client import RedisClient
 from worker.windows.keys import KeyBuilder
 
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
     from worker.windows import RedisWindowStore
 
 __all__ = ["OUTCOMES", "RedisOutcomeState"]
+
+_GLOB = re.compile(r"[*?\[\]\\]")  # characters a SCAN pattern treats specially
 
 OUTCOMES = "o"  # the user key name of the pending hash
 DUE = "od"  # the shared key namespace of the due indexes
@@ -198,9 +203,16 @@ class RedisOutcomeState:
         return out
 
     async def forget(self, user_id: str) -> None:
-        """Drop the user's pending outcomes (their due-index members become stale pointers)."""
+        """Drop the user's pending outcomes and their due-index members (which name the user
+        by tag): a scan of the due indexes, for erasure requests, not the stream."""
+        tag = self.tag(user_id)
+        member = "?" * SCORE_ID_CHARS + _GLOB.sub(r"\\\g<0>", tag)
         try:
-            await self._client.delete(self.key(self.tag(user_id)))
+            await self._client.delete(self.key(tag))
+            async for key in self._client.scan_iter(match=self._keys.shared_key(DUE, "*")):
+                found = [m async for m, _ in self._client.zscan_iter(key, match=member)]
+                if found:
+                    await self._client.zrem(key, *found)
         except RedisError as exc:
             raise StoreError(f"redis delete of a user's pending outcomes failed: "
                              f"{_describe(exc)}") from exc
