@@ -327,7 +327,8 @@ class BatchObserver:
         if result.shadow_s:
             metrics.shadow_seconds.observe(result.shadow_s)
         self.refresh_live()
-        metrics.observe_outcomes(result.outcome_labels, result.outcome_s)
+        if result.outcome_labels or result.outcome_s:  # outcome tracking on
+            metrics.observe_outcomes(result.outcome_labels, result.outcome_s)
 
     def refresh_live(self, *, force: bool = False) -> None:
         """Set the live gauges from ``live()`` if ``live_every_s`` passed since the last time

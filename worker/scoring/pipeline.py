@@ -136,6 +136,9 @@ class _UserBatch:
     partition: tuple[str, int] = ("", 0)  # where the user's events come from
     tag: str = ""  # the outcome state's name of the user (an HMAC when pseudonymised): once
     tracked: bool = False  # its scores get outcomes (INTENT_OUTCOME_SAMPLE)
+    newest: dict | None = None  # its newest event by event time (with outcome tracking)
+    purchases: list[int] = field(default_factory=list)  # event times of its purchases here
+    waits: bool = False  # its score waits for an outcome: tracked, newest not a purchase
 
 
 @dataclass(slots=True)
@@ -254,6 +257,10 @@ class Pipeline:
             for user, batch in users.items():
                 batch.tag = tag(user)
                 batch.tracked = tracks(batch.tag)
+                if batch.tracked:  # one pass over the user's events for all outcome work
+                    batch.newest = max(batch.events, key=event_time_key)
+                    batch.purchases = [e["ts"] for e in batch.events if not is_example(e)]
+                    batch.waits = is_example(batch.newest)
         result.events = sum(len(b.events) for b in users.values())
         result.users = len(users)
         scorer = self.scorer  # read once: a swap takes effect at the next batch
@@ -337,7 +344,7 @@ class Pipeline:
         shadow_scores = await self._shadow_scores(shadow, scorer, prepared, result)
 
         scored_at_ms = time.time_ns() // 1_000_000
-        keep, track = self.latest is not None, self.outcomes is not None
+        keep = self.latest is not None
         waiting: list[tuple[tuple[str, int], Pending]] = []
         horizon_ms = _horizon_s(scorer) * 1000
         for i, ((user_id, batch), score) in enumerate(zip(users.items(), scores, strict=True)):
@@ -351,11 +358,12 @@ class Pipeline:
             )
             result.scores.append(Output(user_id.encode(), orjson.dumps(record)))
             result.latencies_ms.append(record["latency_ms"])
-            newest = max(batch.events, key=event_time_key) if keep or track else None
             if keep:
+                newest = batch.newest or max(batch.events, key=event_time_key)
                 result.latest.append(LatestScore(user_id, newest["ts"], newest["event_id"],
                                                  stored_record(record)))
-            if track and batch.tracked and is_example(newest):
+            if batch.waits:
+                newest = batch.newest
                 waiting.append((batch.partition, Pending(
                     record["score_id"], batch.tag, newest["event_id"],
                     newest["ts"], horizon_ms, record["score"], (scorer.name, scorer.version),
@@ -378,15 +386,12 @@ class Pipeline:
         horizon_ms = _horizon_s(scorer) * 1000
         purchasers, past_due = [], {}
         for batch in prepared.users.values():
-            if not batch.tracked:
-                continue
-            if any(not is_example(e) for e in batch.events):
+            if batch.purchases:
                 purchasers.append(batch.tag)
             cut = cutoffs.get(batch.partition)
-            if cut is None:
+            if cut is None or not batch.waits:
                 continue
-            newest = max(batch.events, key=event_time_key)
-            if is_example(newest) and newest["ts"] + horizon_ms < cut:
+            if batch.newest["ts"] + horizon_ms < cut:
                 sid = score_id(scorer.version, [e["event_id"] for e in batch.events])
                 past_due.setdefault(batch.tag, []).append(sid)
         return tracker.read(purchasers, cutoffs, past_due)
@@ -394,13 +399,13 @@ class Pipeline:
     async def _shadow_scores(self, shadow: Scorer | None, scorer: Scorer, prepared: Prepared,
                              result: BatchResult) -> list[float | None] | None:
         """The shadow's scores of the batch's users whose scores will wait for an outcome
-        (``None`` for the others), or ``None`` (no shadow, no outcomes, or it failed: a shadow
-        never holds up or fails the champion's batch)."""
+        (``None`` for the others), or ``None`` (no shadow, no outcomes, or it failed: a
+        failing shadow never fails the champion's batch; its time is added to the batch's, so
+        a slow one delays the batch's records by as much)."""
         if shadow is None or self.outcomes is None:
             return None
         users = list(prepared.users.items())
-        picked = [i for i, (_, batch) in enumerate(users)
-                  if batch.tracked and is_example(max(batch.events, key=event_time_key))]
+        picked = [i for i, (_, batch) in enumerate(users) if batch.waits]
         if not picked:
             return None
         same = (shadow.max_chars == scorer.max_chars and getattr(shadow, "phrase_price", None)
@@ -433,9 +438,8 @@ class Pipeline:
 
     def _resolve(self, tracker: OutcomeTracker, reads, prepared: Prepared,
                  waiting: list[tuple[tuple[str, int], Pending]], result: BatchResult) -> None:
-        purchases = {b.tag: [e["ts"] for e in b.events if not is_example(e)]
-                     for b in prepared.users.values()}
-        res = tracker.resolve(reads, purchases={t: ts for t, ts in purchases.items() if ts},
+        purchases = {b.tag: b.purchases for b in prepared.users.values() if b.purchases}
+        res = tracker.resolve(reads, purchases=purchases,
                               new=waiting, cutoffs=prepared.cutoffs)
         result.resolutions.append(res)
         produced_at = format_ts(time.time_ns() // 1_000_000)
