@@ -170,6 +170,10 @@ class OutcomeTracker:
             if cut is None or p.due_ms >= cut:  # not due after all (a cutoff moved back)
                 w.due_remove[(topic, partition)].pop()
                 continue
+            dropping = w.delete.get(tag)
+            if dropping and sid in dropping:  # trimmed above as over the bound: resolved now
+                dropping.remove(sid)
+                res.dropped -= 1
             finish(p, 0, "watermark", cut + self.watermarks.lateness_ms)
         # new scores wait for their outcome, unless the watermark has passed their horizon
         # already (a replay's backlog, or the batch that moves the watermark): no purchase of
@@ -192,9 +196,6 @@ class OutcomeTracker:
             log.warning("%d resolutions of outcomes were never confirmed; forgetting the oldest",
                         len(self._unconfirmed))
             del self._unconfirmed[0]
-        self.stale += res.stale
-        self.dropped += res.dropped
-        self.resolved += len(res.outcomes)
         return res
 
     async def confirm(self, res: Resolution) -> None:
@@ -210,6 +211,9 @@ class OutcomeTracker:
             if size > self.max_pending:
                 self._trim.add(tag)  # read and trimmed with the next batch
         self.forget(res)
+        self.stale += res.stale  # counted once written: retried or isolated batches count once
+        self.dropped += res.dropped
+        self.resolved += len(res.outcomes)
 
     def forget(self, res: Resolution) -> None:
         """Stop showing ``res`` to later batches (confirmed, or abandoned)."""

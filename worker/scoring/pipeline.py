@@ -382,7 +382,9 @@ class Pipeline:
         """The outcome state this batch resolves against (a coroutine, run beside the model):
         the buyers' waiting scores, the partitions' due scores, and the stored state of the
         batch's new scores whose horizon is behind the watermark already."""
-        cutoffs = prepared.cutoffs
+        # a partition revoked since prepare is its new owner's to sweep now
+        cutoffs = {tp: cut for tp, cut in prepared.cutoffs.items()
+                   if tracker.watermarks.get(*tp) is not None}
         horizon_ms = _horizon_s(scorer) * 1000
         purchasers, past_due = [], {}
         for batch in prepared.users.values():
