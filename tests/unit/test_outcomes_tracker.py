@@ -255,3 +255,13 @@ async def test_a_sample_of_users_gets_outcomes_and_shadow_scores():
     with pytest.raises(ValueError):
         OutcomeTracker(MemoryOutcomeState(), lateness_ms=0, max_pending=1, sweep_users=1,
                        sample=0)
+
+
+async def test_a_partition_revoked_since_prepare_is_not_swept():
+    pipe, _ = make()
+    await run(pipe, batch(ev("a", "u1", T0)))
+    prepared = await pipe.prepare(batch(ev("z", "u9", T0 + H + 1)))  # u1's horizon passed
+    pipe.outcomes.watermarks.forget([("clickstream", 0)])  # a rebalance took partition 0
+    assert (await pipe.finish(prepared)).outcomes == []  # its new owner sweeps it
+    _, got = await run(pipe, batch(ev("y", "u8", T0 + H + 2)))  # ours again, say
+    assert [o["event_id"] for o in got] == ["a"]
