@@ -49,16 +49,13 @@ def make_shadow(settings: Settings, champion, *, vector_store=None, executor=Non
              "outcomes", model.name, model.version, model.config.kind,
              settings.shadow_model_path, getattr(champion, "name", "?"),
              getattr(champion, "version", "?"))
-    mine, theirs = _horizon(model), _horizon(champion)
+    from worker.model.config import trained_horizon_s
+
+    mine, theirs = trained_horizon_s(model), trained_horizon_s(champion)
     if None not in (mine, theirs) and mine != theirs:
         log.warning("the shadow model was trained for a %ss horizon, the champion for %ss: "
                     "the shadow is judged on the champion's", mine, theirs)
     return model
-
-
-def _horizon(model) -> int | None:
-    label = getattr(getattr(model, "config", None), "label", None)
-    return getattr(label, "horizon_s", None)
 
 
 def _reference(model):

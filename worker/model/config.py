@@ -325,6 +325,14 @@ class ModelConfig:
         )
 
 
+def trained_horizon_s(model: object) -> int | None:
+    """The label horizon (s) a loaded model was trained for (its directory's
+    ``label.horizon_s``), or ``None`` when it records none (an untrained head, a no-op)."""
+    label = getattr(getattr(model, "config", None), "label", None)
+    horizon = getattr(label, "horizon_s", None)
+    return horizon if isinstance(horizon, int) and horizon > 0 else None
+
+
 def _check(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     value = data.get(key)
     if not isinstance(value, kind) or isinstance(value, bool):

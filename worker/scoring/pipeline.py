@@ -27,6 +27,7 @@ from worker.events import dead_letter, format_ts, parse_event
 from worker.features import EventCache, ModelInput, build_input
 from worker.features.window import event_time_key
 from worker.latest import LatestScore, RedisLatestScores, WriteBehind, stored_record
+from worker.model.config import trained_horizon_s
 from worker.outcomes.pending import Pending
 from worker.outcomes.records import outcome_record
 from worker.outcomes.redis_state import RedisOutcomeState
@@ -53,11 +54,8 @@ class LiveSink(Protocol):
 
 
 def _horizon_s(scorer: object) -> int:
-    """The label horizon the model was trained for (its directory's ``label.horizon_s``)."""
-    config = getattr(scorer, "config", None)
-    label = getattr(config, "label", None)
-    horizon = getattr(label, "horizon_s", None)
-    return int(horizon) if isinstance(horizon, int) and horizon > 0 else DEFAULT_HORIZON_S
+    """The champion's label horizon: the one it was trained for, else training's default."""
+    return trained_horizon_s(scorer) or DEFAULT_HORIZON_S
 
 
 @dataclass(frozen=True, slots=True)
