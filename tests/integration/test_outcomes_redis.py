@@ -140,3 +140,23 @@ def test_exactly_once_tracks_no_outcomes(redis_url: str, prefix: str) -> None:
     pipe = Pipeline.from_settings(settings, store=RedisWindowStore.from_settings(settings),
                                   scorer=FixedScorer())
     assert pipe.outcomes is None and pipe.latest is not None
+
+
+async def test_noscript_is_recovered_on_a_cluster(cluster_windows: tuple,
+                                                  cluster_ports: list[int]) -> None:
+    windows, _ = cluster_windows
+    state = RedisOutcomeState.beside(windows)
+    await state.start()
+    pending = [Pending(f"{i:032x}", f"u{i}", "e", T0, H, 0.5, ("m", "1")) for i in range(20)]
+    for port in cluster_ports:  # every node forgets its scripts (a restart, a failover)
+        node = aioredis.Redis(port=port)
+        await node.script_flush()
+        await node.aclose()
+    sizes = await state.write(Writes(add={p.tag: {p.score_id: pack(p)} for p in pending}))
+    assert sizes == {p.tag: 1 for p in pending}
+    for port in cluster_ports:
+        node = aioredis.Redis(port=port)
+        await node.script_flush()
+        await node.aclose()
+    reads = await state.read([p.tag for p in pending], [])
+    assert {t: list(f) for t, f in reads.entries.items()} == {p.tag: [p.score_id] for p in pending}
