@@ -513,7 +513,6 @@ def _evaluate_outcomes(settings: Settings, *, topic: str | None, outcomes_file: 
     from worker.evaluation.outcomes import (
         compare_outcomes,
         format_comparison,
-        outcome_topic,
         outcomes_from_file,
         outcomes_from_topic,
         write_outcome_report,
@@ -545,7 +544,7 @@ def _evaluate_outcomes(settings: Settings, *, topic: str | None, outcomes_file: 
         source: dict = {"file": str(outcomes_file)}
         where = str(outcomes_file)
     else:
-        name = topic or outcome_topic(settings)
+        name = topic or settings.topic_outcomes
         try:
             read = asyncio.run(outcomes_from_topic(settings.bootstrap_list, name, from_ms=from_ms,
                                                    to_ms=to_ms, **aiokafka_options(settings)))

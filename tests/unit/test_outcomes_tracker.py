@@ -201,9 +201,9 @@ def test_pending_entries_round_trip_and_markers_are_not_entries():
 
 def test_watermarks_ignore_events_dated_far_in_the_future():
     marks = Watermarks(lateness_ms=1000)
-    marks.advance("t", 0, T0, now_ms=T0)
-    marks.advance("t", 0, T0 + 10 * 3_600_000, now_ms=T0)  # a mis-dated event
-    marks.advance("t", 0, T0 - 5, now_ms=T0)
+    marks.advance({("t", 0): [T0]}, now_ms=T0)
+    marks.advance({("t", 0): [T0 + 10 * 3_600_000]}, now_ms=T0)  # a mis-dated event
+    marks.advance({("t", 0): [T0 - 5]}, now_ms=T0)
     assert marks.get("t", 0) == T0 and marks.cutoff("t", 0) == T0 - 1000
     assert marks.cutoff("t", 1) is None
 

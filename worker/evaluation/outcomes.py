@@ -44,7 +44,6 @@ from worker.events.schemas import iter_errors
 from worker.kafka.reader import check_range, parse_time, read_topic_range
 
 __all__ = [
-    "DEFAULT_TOPIC",
     "MIN_POSITIVES",
     "SCHEMA",
     "Comparison",
@@ -52,7 +51,6 @@ __all__ = [
     "PairComparison",
     "compare_outcomes",
     "format_comparison",
-    "outcome_topic",
     "outcomes_from_file",
     "outcomes_from_records",
     "outcomes_from_topic",
@@ -61,15 +59,9 @@ __all__ = [
 ]
 
 SCHEMA = "intent-outcome.v1"
-DEFAULT_TOPIC = "intent-outcomes"
 MIN_POSITIVES = 10  # fewer positives among the paired records: no verdict
 BOOTSTRAP_METRICS = ("pr_auc", "roc_auc", "brier")
 _EXAMPLES = 5  # bad records quoted in the report, at most
-
-
-def outcome_topic(settings: Any) -> str:
-    """The outcomes topic of the settings (``INTENT_TOPIC_OUTCOMES``)."""
-    return getattr(settings, "topic_outcomes", None) or DEFAULT_TOPIC
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -196,10 +196,9 @@ class RedisOutcomeState:
         replies = await self._run(build, "write of pending outcomes")
         sizes, _ = self._split(replies, len(tags))
         out = {}
-        for tag, n in zip(tags, sizes, strict=True):
-            size = int(n[0] if isinstance(n, list) else n)
+        for tag, size in zip(tags, sizes, strict=True):
             if size >= 0:
-                out[tag] = size
+                out[tag] = int(size)
         return out
 
     async def forget(self, user_id: str) -> None:

@@ -24,6 +24,7 @@ resolves each part before any is confirmed).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import time
@@ -80,7 +81,6 @@ class OutcomeTracker:
         self._unconfirmed: list[Resolution] = []
         self._max_unconfirmed = batch_max + UNCONFIRMED_SLACK
         self._trim: set[str] = set()  # users whose hash grew past max_pending
-        self.resolved = 0
         self.dropped = 0
         self.stale = 0
         self.read_s = 0.0  # time in state reads and writes, so far (benchmarks)
@@ -91,15 +91,6 @@ class OutcomeTracker:
         (a hash of the tag, so a user is in or out for good, in every worker)."""
         return (self._sample_below >= SAMPLE_SPACE
                 or zlib.crc32(tag.encode()) % SAMPLE_SPACE < self._sample_below)
-
-    def cutoffs(self) -> dict[Partition, int]:
-        """Each partition's cutoff now (a batch keeps the ones of when it was prepared)."""
-        out = {}
-        for tp in self.watermarks.partitions():
-            cut = self.watermarks.cutoff(*tp)
-            if cut is not None:
-                out[tp] = cut
-        return out
 
     async def read(self, purchasers: Sequence[str], cutoffs: Mapping[Partition, int],
                    past_due: Mapping[str, Sequence[str]] | None = None) -> Reads:
@@ -213,7 +204,6 @@ class OutcomeTracker:
         self.forget(res)
         self.stale += res.stale  # counted once written: retried or isolated batches count once
         self.dropped += res.dropped
-        self.resolved += len(res.outcomes)
 
     def forget(self, res: Resolution) -> None:
         """Stop showing ``res`` to later batches (confirmed, or abandoned)."""
@@ -245,7 +235,5 @@ class OutcomeTracker:
 
 
 def _first_after(times: Sequence[int], ts: int) -> int:
-    for t in times:
-        if t > ts:
-            return t
-    return ts
+    """The first of ``times`` (ascending) after ``ts``; one exists when ``bought_within``."""
+    return times[bisect.bisect_right(times, ts)]

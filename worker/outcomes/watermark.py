@@ -13,6 +13,7 @@ watermark starts at the first event seen after the worker starts or takes the pa
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 
 __all__ = ["Watermarks"]
 
@@ -25,14 +26,14 @@ class Watermarks:
         self._max_ahead_ms = max_ahead_ms
         self._marks: dict[tuple[str, int], int] = {}
 
-    def advance(self, topic: str, partition: int, ts: int, *, now_ms: int | None = None) -> None:
-        """Event time ``ts`` (ms) seen on the partition."""
-        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        if ts > now + self._max_ahead_ms:
-            return
-        key = (topic, partition)
-        if ts > self._marks.get(key, -1):
-            self._marks[key] = ts
+    def advance(self, seen: Mapping[tuple[str, int], Iterable[int]], *,
+                now_ms: int | None = None) -> None:
+        """Event times (ms) a batch accepted, by ``(topic, partition)``."""
+        limit = (time.time_ns() // 1_000_000 if now_ms is None else now_ms) + self._max_ahead_ms
+        for key, times in seen.items():
+            newest = max((ts for ts in times if ts <= limit), default=-1)
+            if newest > self._marks.get(key, -1):
+                self._marks[key] = newest
 
     def get(self, topic: str, partition: int) -> int | None:
         return self._marks.get((topic, partition))
@@ -48,5 +49,6 @@ class Watermarks:
         for tp in partitions:
             self._marks.pop(tuple(tp), None)
 
-    def partitions(self) -> list[tuple[str, int]]:
-        return list(self._marks)
+    def cutoffs(self) -> dict[tuple[str, int], int]:
+        """:meth:`cutoff` of every partition with a watermark."""
+        return {key: mark - self.lateness_ms for key, mark in self._marks.items()}

@@ -8,9 +8,10 @@ unit tests with a memory store.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,22 @@ class LiveSink(Protocol):
 def _horizon_s(scorer: object) -> int:
     """The champion's label horizon: the one it was trained for, else training's default."""
     return trained_horizon_s(scorer) or DEFAULT_HORIZON_S
+
+
+def _by_model(pending: Iterable[Pending], labels: Iterable[int] = itertools.repeat(0)
+              ) -> dict[tuple[str, str, str], tuple[list[float], list[int]]]:
+    """Scores (and labels) by (model, version, role): the champion's of each, and the
+    shadow's where it scored one."""
+    groups: dict[tuple[str, str, str], tuple[list[float], list[int]]] = {}
+    for p, label in zip(pending, labels, strict=False):
+        roles = [((*p.model, "champion"), p.score)]
+        if p.shadow is not None:
+            roles.append(((p.shadow[0], p.shadow[1], "shadow"), p.shadow[2]))
+        for key, score in roles:
+            scores, got = groups.setdefault(key, ([], []))
+            scores.append(score)
+            got.append(label)
+    return groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +150,8 @@ class _UserBatch:
     appended_at_ms: int = 0
     partition: tuple[str, int] = ("", 0)  # where the user's events come from
     tag: str = ""  # the outcome state's name of the user (an HMAC when pseudonymised): once
-    tracked: bool = False  # its scores get outcomes (INTENT_OUTCOME_SAMPLE)
-    newest: dict | None = None  # its newest event by event time (with outcome tracking)
+    newest: dict | None = None  # its newest event by event time (users whose scores get
+    # outcomes: all, or a sample, INTENT_OUTCOME_SAMPLE)
     purchases: list[int] = field(default_factory=list)  # event times of its purchases here
     waits: bool = False  # its score waits for an outcome: tracked, newest not a purchase
 
@@ -226,7 +243,7 @@ class Pipeline:
         result = BatchResult()
         received_at = datetime.now(UTC)
         users: dict[str, _UserBatch] = {}
-        marks = self.outcomes.watermarks if self.outcomes is not None else None
+        seen: dict[tuple[str, int], list[int]] = {}  # event times by partition (watermarks)
         for msg in messages:
             try:
                 event = parse_event(msg.value, max_bytes=self._settings.max_event_bytes)
@@ -240,22 +257,20 @@ class Pipeline:
                 continue
             batch = users.get(event["user_id"])
             if batch is None:
-                batch = users[event["user_id"]] = _UserBatch()
+                batch = users[event["user_id"]] = _UserBatch(partition=(msg.topic, msg.partition))
             if event["event_id"] not in batch.ids:  # a duplicate inside one batch counts once
                 batch.ids.add(event["event_id"])
                 batch.events.append(event)
             batch.appended_at_ms = max(batch.appended_at_ms, msg.timestamp_ms)
-            batch.partition = (msg.topic, msg.partition)
-            if marks is not None:
-                marks.advance(msg.topic, msg.partition, event["ts"])
+            seen.setdefault(batch.partition, []).append(event["ts"])
         cutoffs = {}
         if self.outcomes is not None:
-            cutoffs = self.outcomes.cutoffs()
+            self.outcomes.watermarks.advance(seen)
+            cutoffs = self.outcomes.watermarks.cutoffs()
             tag, tracks = self.outcomes.state.tag, self.outcomes.tracks
             for user, batch in users.items():
                 batch.tag = tag(user)
-                batch.tracked = tracks(batch.tag)
-                if batch.tracked:  # one pass over the user's events for all outcome work
+                if tracks(batch.tag):  # one pass over the user's events for all outcome work
                     batch.newest = max(batch.events, key=event_time_key)
                     batch.purchases = [e["ts"] for e in batch.events if not is_example(e)]
                     batch.waits = is_example(batch.newest)
@@ -451,12 +466,8 @@ class Pipeline:
             result.outcome_labels.append(o.label)
 
     def _live_scores(self, waiting: list[tuple[tuple[str, int], Pending]]) -> None:
-        live = self.live
-        first = waiting[0][1]
-        live.add_scores(*first.model, "champion", [p.score for _, p in waiting])
-        if first.shadow is not None:
-            live.add_scores(first.shadow[0], first.shadow[1], "shadow",
-                            [p.shadow[2] for _, p in waiting if p.shadow is not None])
+        for (model, version, role), (scores, _) in _by_model(p for _, p in waiting).items():
+            self.live.add_scores(model, version, role, scores)
 
     async def _detect(self, detector: BatchDetector, result: BatchResult,
                       new: dict[str, list[dict]], got: Exchanged, prior_scores: dict[str, float],
@@ -493,18 +504,8 @@ class Pipeline:
             await self.outcomes.confirm(res)
         result.outcome_s += time.perf_counter() - t0
         if self.live is not None:
-            groups: dict[tuple[str, str, str], tuple[list[float], list[int]]] = {}
-            for res in result.resolutions:
-                for o in res.outcomes:
-                    p = o.pending
-                    scores, labels = groups.setdefault((*p.model, "champion"), ([], []))
-                    scores.append(p.score)
-                    labels.append(o.label)
-                    if p.shadow is not None:
-                        scores, labels = groups.setdefault((p.shadow[0], p.shadow[1], "shadow"),
-                                                           ([], []))
-                        scores.append(p.shadow[2])
-                        labels.append(o.label)
+            outcomes = [o for res in result.resolutions for o in res.outcomes]
+            groups = _by_model((o.pending for o in outcomes), (o.label for o in outcomes))
             for (model, version, role), (scores, labels) in groups.items():
                 self.live.add_outcomes(model, version, role, scores, labels)
         result.resolutions = []  # confirmed: a retry of the caller's step does nothing again
