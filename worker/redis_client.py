@@ -3,6 +3,7 @@ cluster mode. The stores built on it (windows, event vectors) own and close thei
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -11,7 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 if TYPE_CHECKING:
     from worker.settings import Settings
 
-__all__ = ["RedisClient", "redis_client"]
+__all__ = ["RedisClient", "queue_script", "redis_client"]
 
 RedisClient = aioredis.Redis | RedisCluster
 
@@ -30,3 +31,23 @@ def redis_client(settings: Settings, *, cluster: bool | None = None) -> RedisCli
     use_cluster = settings.redis_cluster if cluster is None else cluster
     factory = RedisCluster.from_url if use_cluster else aioredis.Redis.from_url
     return factory(settings.redis_url, **options)
+
+
+def queue_script(pipe: Any, sha: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]], *,
+                 cluster: bool, head: Sequence[Any] = ()) -> int:
+    """Queue a script on ``pipe`` for ``calls`` (each: its keys, which share one hash tag, and
+    its arguments): ONE ``EVALSHA`` over every call's keys, ``head`` then each call's arguments
+    (one command to pack, send and parse: redis-py's cost is per command); on a cluster, where
+    a script's keys must share a slot, one per call, which the cluster pipeline sends to each
+    node at once. ``execute_command``, because redis-py refuses ``evalsha`` on cluster
+    pipelines (these never cross a slot). Returns the number of commands queued."""
+    if not calls:
+        return 0
+    if cluster:
+        for keys, args in calls:
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *head, *args)
+        return len(calls)
+    keys = [k for call_keys, _ in calls for k in call_keys]
+    args = [a for _, call_args in calls for a in call_args]
+    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *head, *args)
+    return 1

@@ -31,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import StoreError
-from worker.redis_client import RedisClient
+from worker.redis_client import RedisClient, queue_script
 from worker.windows.keys import KeyBuilder, key_builder
 
 if TYPE_CHECKING:
@@ -175,18 +175,9 @@ class RedisLatestScores:
     async def _send(self, scores: Sequence[LatestScore]) -> list[Any]:
         """One script call for every user (one per user on a cluster), errors as values."""
         pipe = self._client.pipeline(transaction=False)
-        sha = self._script.sha
-        # execute_command: redis-py refuses evalsha on cluster pipelines; ours is one key
-        if self._cluster:
-            for s in scores:
-                pipe.execute_command("EVALSHA", sha, 1, self.key(s.user_id), self._ttl_ms,
-                                     s.event_ts_ms, s.event_id, s.record)
-        else:
-            keys = [self.key(s.user_id) for s in scores]
-            args: list[Any] = [self._ttl_ms]
-            for s in scores:
-                args.extend((s.event_ts_ms, s.event_id, s.record))
-            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        queue_script(pipe, self._script.sha,
+                     [((self.key(s.user_id),), (s.event_ts_ms, s.event_id, s.record))
+                      for s in scores], cluster=self._cluster, head=(self._ttl_ms,))
         return list(await pipe.execute(raise_on_error=False))
 
     async def read(self, user_id: str) -> dict | None:

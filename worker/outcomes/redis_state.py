@@ -27,7 +27,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import StoreError
 from worker.outcomes.state import SCORE_ID_CHARS, DueQuery, Reads, Writes, split_member
-from worker.redis_client import RedisClient
+from worker.redis_client import RedisClient, queue_script
 from worker.windows.keys import KeyBuilder
 
 if TYPE_CHECKING:
@@ -220,17 +220,8 @@ class RedisOutcomeState:
 
     def _script_calls(self, pipe, sha: str, calls: Sequence[tuple[str, list[Any]]],
                       head: tuple[Any, ...] = ()) -> None:
-        """One EVALSHA for every key (one per key on a cluster); execute_command because
-        redis-py refuses evalsha on cluster pipelines (ours never cross a slot)."""
-        if not calls:
-            return
-        if self._cluster:
-            for key, args in calls:
-                pipe.execute_command("EVALSHA", sha, 1, key, *head, *args)
-        else:
-            keys = [key for key, _ in calls]
-            args = [a for _, call_args in calls for a in call_args]
-            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *head, *args)
+        queue_script(pipe, sha, [((key,), args) for key, args in calls], cluster=self._cluster,
+                     head=head)
 
     def _split(self, replies: list[Any], n_keys: int) -> tuple[list[Any], list[Any]]:
         """The per-key script replies (one list per key) and the replies after them."""

@@ -39,7 +39,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import ConfigError, StoreError
-from worker.redis_client import RedisClient, redis_client
+from worker.redis_client import RedisClient, queue_script, redis_client
 from worker.windows.codec import (
     DecodedEvents,
     check_limits,
@@ -382,24 +382,11 @@ class RedisWindowStore:
 
     async def _run(self, calls: Mapping[str, _Call], extra: Sequence[tuple[Any, ...]],
                    token: str) -> tuple[dict[str, Any], list[Any]]:
-        """One pipeline: the script for every user, then ``extra`` commands; errors as values.
-
-        On one Redis, one script call holds every user (one command to pack, send and parse:
-        redis-py's cost is per command). On a cluster a
-        script's keys must share a slot: one call per user, which the cluster client routes by
-        its first key and sends to each node as one pipeline."""
+        """One pipeline: the script for every user (:func:`~worker.redis_client.queue_script`:
+        one call, or one per user on a cluster), then ``extra`` commands; errors as values."""
         pipe = self._client.pipeline(transaction=False)
-        head = (*self._head, token)
-        # execute_command, not pipe.evalsha(): redis-py blocks the evalsha method on cluster
-        # pipelines (scripts may cross slots); ours never do
-        if self._cluster:
-            for call in calls.values():
-                pipe.execute_command("EVALSHA", self._script.sha, 3, *call.keys, *head,
-                                     *call.args)
-        elif calls:
-            keys = [k for call in calls.values() for k in call.keys]
-            args = [a for call in calls.values() for a in call.args]
-            pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *head, *args)
+        queue_script(pipe, self._script.sha, [(c.keys, c.args) for c in calls.values()],
+                     cluster=self._cluster, head=(*self._head, token))
         for command in extra:
             pipe.execute_command(*command)
         replies = await pipe.execute(raise_on_error=False)
