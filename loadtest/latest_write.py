@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
 
 from worker.latest import LatestScore, RedisLatestScores
-from worker.ops.stack import start_redis
+from worker.ops.stack import redis_or_started
 from worker.windows import KeyBuilder
 from worker.windows.packing import pack_with_hiredis
 
@@ -69,16 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=300, help="calls")
     ap.add_argument("--redis-url", default=None, help="default: start a redis-server")
     args = ap.parse_args(argv)
-    proc = None
-    url = args.redis_url
-    if url is None:
-        proc = start_redis(workdir=Path(tempfile.mkdtemp(prefix="latest-write-")))
-        url = f"redis://127.0.0.1:{proc.port}/0"
-    try:
+    with redis_or_started(args.redis_url, name="latest-write") as url:
         result = asyncio.run(measure(url, args.users, args.batches))
-    finally:
-        if proc is not None:
-            proc.stop()
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     return 0
 

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 import zlib
@@ -45,7 +44,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from worker.dataset import load_events
-from worker.ops.stack import start_redis
+from worker.ops.stack import redis_or_started
 from worker.outcomes.live import LiveQuality
 from worker.runtime import load_configured, tune_gc
 from worker.scoring.pipeline import Message, Pipeline
@@ -94,14 +93,14 @@ async def outcome_state(client: aioredis.Redis, prefix: str) -> dict:
 
 
 async def one_pass(config: str, msgs: list[Message], args, url: str, model, shadow,
-                   vectors, executor) -> dict:
+                   executor) -> dict:
     prefix = f"oc{uuid.uuid4().hex[:8]}"
     settings = load_settings(redis_url=url, key_prefix=prefix, batch_max=args.batch_max,
                              outcomes_enabled=config != "off", outcome_lateness_s=0,
-                             outcome_sample=args.sample, live_window=100_000)
+                             outcome_sample=args.sample, live_window=100_000)  # every outcome
     store = RedisWindowStore.from_settings(settings)
     await store.start()
-    live = LiveQuality(window=100_000)
+    live = LiveQuality(window=settings.live_window)
     for m in (model, shadow):  # as the worker does at start-up: drift against training time
         live.set_reference(m.name, m.version, m.config.score_reference)
     pipe = Pipeline.from_settings(settings, store=store, scorer=model, executor=executor,
@@ -181,14 +180,13 @@ async def measure(args, url: str) -> dict:
     model.warm_up()
     shadow.warm_up()
     print(f"warming vectors with {len(msgs)} events", file=sys.stderr)
-    await one_pass("off", msgs, args, url, model, shadow, vectors, executor)
+    await one_pass("off", msgs, args, url, model, shadow, executor)
     rounds = []
     try:
         for r in range(args.rounds):
             row = {}
             for config in CONFIGS:
-                row[config] = await one_pass(config, msgs, args, url, model, shadow, vectors,
-                                             executor)
+                row[config] = await one_pass(config, msgs, args, url, model, shadow, executor)
                 print(f"round {r} {config}: {row[config]['batch_s']:.2f}s", file=sys.stderr)
             rounds.append(row)
     finally:
@@ -241,16 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.stream.is_file():
         ap.error(f"{args.stream}: no such file")
-    proc = None
-    url = args.redis_url
-    if url is None:
-        proc = start_redis(workdir=Path(tempfile.mkdtemp(prefix="outcome-cost-")))
-        url = f"redis://127.0.0.1:{proc.port}/0"
-    try:
+    with redis_or_started(args.redis_url, name="outcome-cost") as url:
         result = asyncio.run(measure(args, url))
-    finally:
-        if proc is not None:
-            proc.stop()
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     if args.out is not None:
         args.out.write_text(text + "\n")

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +116,20 @@ def start_redis(port: int | None = None, *, password: str | None = None,
         p.stop()
         raise
     return p
+
+
+@contextlib.contextmanager
+def redis_or_started(url: str | None, *, name: str = "redis") -> Iterator[str]:
+    """``url``, or the URL of a redis-server started here for the block (stopped after): for
+    tools that take ``--redis-url`` or bring their own."""
+    if url is not None:
+        yield url
+        return
+    proc = start_redis(workdir=Path(tempfile.mkdtemp(prefix=f"{name}-")))
+    try:
+        yield f"redis://127.0.0.1:{proc.port}/0"
+    finally:
+        proc.stop()
 
 
 @dataclass
