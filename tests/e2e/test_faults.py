@@ -318,7 +318,11 @@ async def test_redis_down_10s_mid_stream_backs_off_commits_nothing_unprocessed_a
 
 
 def _retry_delays(log: str) -> list[float]:
-    return [float(m) for m in re.findall(r"batch of \d+ failed .*; retrying in ([0-9.]+)s", log)]
+    """The pauses of the Redis-bound retries the log shows: a batch's processing, or recording
+    its outcomes after delivery, whichever the outage caught."""
+    return [float(m) for m in re.findall(
+        r"(?:batch of \d+|recording outcomes|scoring a batch) failed .*; retrying in ([0-9.]+)s",
+        log)]
 
 
 async def test_broker_unreachable_at_start_exits_non_zero_after_the_startup_timeout(
