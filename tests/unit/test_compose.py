@@ -74,8 +74,26 @@ def test_prometheus_scrapes_the_worker_port():
     job = config["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics"
     assert f"worker:{port}" in job["static_configs"][0]["targets"]
-    mounts = " ".join(services["prometheus"]["volumes"])
-    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml" in mounts
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+
+
+def test_prometheus_loads_the_shipped_rule_files():
+    """The config names its rule files relative to itself: they must be mounted beside it."""
+    prometheus = compose()["services"]["prometheus"]
+    (config,) = [a.split("=", 1)[1] for a in prometheus["command"]
+                 if a.startswith("--config.file=")]
+    container_dir = str(Path(config).parent)
+    mounts = {}
+    for volume in prometheus["volumes"]:
+        host, container, *mode = volume.split(":")
+        mounts[container] = (host, mode)
+    assert mounts.get(container_dir) == ("./deploy/prometheus", ["ro"]), prometheus["volumes"]
+    rule_files = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())[
+        "rule_files"]
+    assert rule_files
+    for name in rule_files:
+        assert not Path(name).is_absolute(), name
+        assert (ROOT / "deploy/prometheus" / name).is_file(), name
 
 
 def test_the_dashboard_queries_only_exported_metrics():

@@ -177,3 +177,50 @@ class EmbeddedStack:
 def port_in_use(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus")
+    if not path:
+        raise ServiceUnavailable("prometheus not found on PATH: run ./bootstrap "
+                                 "(Debian: apt-get install -y prometheus)")
+    return path
+
+
+def start_prometheus(config_path: Path, *, port: int | None = None, workdir: Path | None = None,
+                     log_path: Path | None = None, timeout_s: float = 30.0) -> Process:
+    """Debian's ``prometheus`` on 127.0.0.1 with ``config_path`` and its own storage under
+    ``workdir``; returns once ``/-/ready`` answers 200. Its log goes to ``log_path`` (default:
+    ``workdir/prometheus.log``), whose last lines the error quotes if it exits first."""
+    import urllib.request
+
+    binary = prometheus_binary()
+    port = port or free_port()
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="intent-prometheus-"))
+    log_path = log_path or workdir / "prometheus.log"
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 - prometheus from PATH, arguments built here
+            [binary, f"--config.file={config_path}", f"--web.listen-address=127.0.0.1:{port}",
+             f"--storage.tsdb.path={workdir / 'data'}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    p = Process("prometheus", proc, port)
+    ready = f"http://127.0.0.1:{port}/-/ready"
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if proc.poll() is not None:
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-5:])
+                raise ServiceUnavailable(f"prometheus exited with code {proc.returncode} before "
+                                         f"it was ready (config {config_path}):\n{tail}")
+            # not listening yet, or 503 while it replays its storage
+            with (contextlib.suppress(OSError),
+                  urllib.request.urlopen(ready, timeout=1) as resp):  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return p
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"prometheus not ready on 127.0.0.1:{port} after "
+                                         f"{timeout_s:.0f}s (log: {log_path})")
+            time.sleep(0.1)
+    except BaseException:
+        p.stop()
+        raise
