@@ -1,9 +1,11 @@
 """The one way to make a Redis client from the settings: URL, ACL user, password, TLS CA and
-cluster mode. The stores built on it (windows, event vectors) own and close their client."""
+cluster mode. The stores built on it (windows, event vectors) own and close their client. And
+what to fix when a connection fails because of those settings (TLS trouble)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ssl
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -12,7 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 if TYPE_CHECKING:
     from worker.settings import Settings
 
-__all__ = ["RedisClient", "queue_script", "redis_client"]
+__all__ = ["RedisClient", "certificate_rejected", "connection_hint", "queue_script", "redis_client"]
 
 RedisClient = aioredis.Redis | RedisCluster
 
@@ -31,6 +33,39 @@ def redis_client(settings: Settings, *, cluster: bool | None = None) -> RedisCli
     use_cluster = settings.redis_cluster if cluster is None else cluster
     factory = RedisCluster.from_url if use_cluster else aioredis.Redis.from_url
     return factory(settings.redis_url, **options)
+
+
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the errors it was raised from or while handling, innermost last."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def certificate_rejected(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a server certificate that failed TLS verification: a setting
+    to fix, not an outage to wait out."""
+    return any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc))
+
+
+def connection_hint(exc: BaseException, *, tls: bool) -> str | None:
+    """What to fix when connecting to Redis failed with ``exc`` for a reason the settings can
+    cause, or ``None``; ``tls``: the URL is ``rediss://``. A server that speaks TLS only resets a
+    plaintext connection; ``redis-py`` reports either as a ``ConnectionError``."""
+    causes = list(_causes(exc))
+    if certificate_rejected(exc):
+        return ("the server's TLS certificate failed verification: set "
+                "INTENT_REDIS_TLS_CA_FILE to the CA that signed it (unset: the system CAs) and "
+                "name a host the certificate is for in INTENT_REDIS_URL")
+    if tls and any(isinstance(e, ssl.SSLError) for e in causes):
+        return ("the TLS handshake failed: check that INTENT_REDIS_URL names the server's TLS "
+                "port (rediss:// is for TLS, redis:// for plaintext)")
+    if not tls and any(isinstance(e, ConnectionResetError) for e in causes):
+        return ("the server reset the connection: if it speaks TLS only, INTENT_REDIS_URL must "
+                "start with rediss:// (with INTENT_REDIS_TLS_CA_FILE for a private CA)")
+    return None
 
 
 def queue_script(pipe: Any, sha: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]], *,

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, StoreError
 from worker.kafka.security import aiokafka_options, faust_credentials
 from worker.ops.logs import JsonFormatter, logging_config
 from worker.ops.metrics import Metrics
@@ -99,3 +99,75 @@ def test_metrics_exposition() -> None:
     assert Metrics().render() != m.render()  # each app has its own registry
     m.drop_lag([("clickstream", 3), ("clickstream", 9)])  # 9 was never reported
     assert "intent_consumer_lag{" not in m.render().decode()
+
+
+# --- Redis TLS: what to fix when the connection fails (real servers: test_redis_tls.py) -------
+
+
+def _store_error(cause: BaseException) -> StoreError:
+    """A store's error as redis-py raises it: a ConnectionError raised while handling ``cause``."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        try:
+            raise cause
+        except OSError as exc:
+            raise RedisConnectionError(f"Error connecting to 127.0.0.1:6380. {exc}.") from exc
+    except RedisConnectionError as exc:
+        try:
+            raise StoreError(f"redis ping failed: ConnectionError: {exc}") from exc
+        except StoreError as store_error:
+            return store_error
+
+
+CERT = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
+                                       "failed: self-signed certificate in certificate chain")
+
+
+def test_tls_hints_name_the_setting_to_fix() -> None:
+    from worker.redis_client import certificate_rejected, connection_hint
+
+    for tls in (True, False):
+        assert "INTENT_REDIS_TLS_CA_FILE" in connection_hint(_store_error(CERT), tls=tls)
+    assert certificate_rejected(_store_error(CERT))
+    wrong_port = _store_error(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"))
+    assert not certificate_rejected(wrong_port)
+    assert "TLS port" in connection_hint(wrong_port, tls=True)
+    reset = _store_error(ConnectionResetError(104, "Connection reset by peer"))
+    assert "rediss://" in connection_hint(reset, tls=False)
+    assert connection_hint(reset, tls=True) is None  # a rediss:// URL already
+    refused = _store_error(ConnectionRefusedError(111, "Connection refused"))
+    assert connection_hint(refused, tls=False) is None and not certificate_rejected(refused)
+
+
+class _FailingStore:
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        self.pings = 0
+
+    async def ping(self) -> None:
+        self.pings += 1
+        raise _store_error(self.cause)
+
+
+async def test_a_rejected_certificate_stops_start_up_at_once_naming_the_ca_setting() -> None:
+    from worker.runtime import wait_for_redis
+
+    store = _FailingStore(CERT)
+    with pytest.raises(ConfigError) as info:
+        await wait_for_redis(store, timeout_s=30.0, tls=True)
+    assert store.pings == 1  # not retried: waiting cannot fix a certificate
+    message = str(info.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "INTENT_REDIS_TLS_CA_FILE" in message
+    assert "INTENT_REDIS_URL" in message and ".;" not in message
+
+
+async def test_a_reset_plaintext_connection_is_retried_then_says_to_use_rediss() -> None:
+    from worker.errors import ServiceUnavailable
+    from worker.runtime import wait_for_redis
+
+    store = _FailingStore(ConnectionResetError(104, "Connection reset by peer"))
+    with pytest.raises(ServiceUnavailable, match="not reachable after 1s") as info:
+        await wait_for_redis(store, timeout_s=1.0, tls=False)
+    assert store.pings > 1
+    assert "rediss://" in str(info.value) and "INTENT_REDIS_URL" in str(info.value)
