@@ -53,16 +53,24 @@ def certificate_rejected(exc: BaseException) -> bool:
 def connection_hint(exc: BaseException, *, tls: bool) -> str | None:
     """What to fix when connecting to Redis failed with ``exc`` for a reason the settings can
     cause, or ``None``; ``tls``: the URL is ``rediss://``. A server that speaks TLS only resets a
-    plaintext connection; ``redis-py`` reports either as a ``ConnectionError``."""
+    plaintext connection; one that wants a client certificate sends a TLS alert or resets the
+    connection; ``redis-py`` reports each as a ``ConnectionError``."""
     causes = list(_causes(exc))
     if certificate_rejected(exc):
         return ("the server's TLS certificate failed verification: set "
                 "INTENT_REDIS_TLS_CA_FILE to the CA that signed it (unset: the system CAs) and "
                 "name a host the certificate is for in INTENT_REDIS_URL")
-    if tls and any(isinstance(e, ssl.SSLError) for e in causes):
+    reset = any(isinstance(e, ConnectionResetError) for e in causes)
+    tls_errors = [e for e in causes if isinstance(e, ssl.SSLError)]
+    if tls and (reset or any("ALERT" in str(e) and "CERTIFICATE" in str(e) for e in tls_errors)):
+        # a server that wants a client certificate sends an alert, or resets the connection
+        return ("the server ended the TLS connection: if it asks for client certificates "
+                "(mutual TLS), INTENT_REDIS_URL needs ssl_certfile and ssl_keyfile in its query "
+                "(a certificate its CA signed)")
+    if tls and tls_errors:
         return ("the TLS handshake failed: check that INTENT_REDIS_URL names the server's TLS "
                 "port (rediss:// is for TLS, redis:// for plaintext)")
-    if not tls and any(isinstance(e, ConnectionResetError) for e in causes):
+    if not tls and reset:
         return ("the server reset the connection: if it speaks TLS only, INTENT_REDIS_URL must "
                 "start with rediss:// (with INTENT_REDIS_TLS_CA_FILE for a private CA)")
     return None

@@ -129,3 +129,35 @@ def test_forget_with_a_plaintext_url_to_the_tls_port_says_to_use_rediss(tls_redi
     line = one_error_line(forget({"INTENT_REDIS_URL": f"redis://127.0.0.1:{tls_redis.port}/0"},
                                  "alice"))
     assert "reset" in line and "rediss://" in line and "INTENT_REDIS_URL" in line, line
+
+
+@pytest.fixture(scope="module")
+def mtls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Process:
+    proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-mtls"),
+                           client_certs=True)
+    yield proc
+    proc.stop()
+
+
+async def test_mutual_tls_with_a_client_certificate_in_the_url_query(mtls_redis,
+                                                                     tls_files) -> None:
+    # no setting of its own: redis-py takes ssl_certfile and ssl_keyfile from the URL's query
+    base = f"rediss://127.0.0.1:{mtls_redis.port}/0"
+    prefix = f"m{uuid.uuid4().hex[:8]}"
+    url = f"{base}?ssl_certfile={tls_files.client_cert}&ssl_keyfile={tls_files.client_key}"
+    store = RedisWindowStore.from_settings(
+        load_settings(redis_url=url, redis_tls_ca_file=tls_files.ca, key_prefix=prefix))
+    await store.start()
+    try:
+        windows = await store.append({"carol": [ev("c1", "carol")]})
+        assert [e["event_id"] for e in windows["carol"]] == ["c1"]
+        await store.forget("carol")
+    finally:
+        await store.stop()
+
+
+def test_mutual_tls_without_a_client_certificate_says_how_to_give_one(mtls_redis,
+                                                                     tls_files) -> None:
+    line = one_error_line(forget({"INTENT_REDIS_URL": f"rediss://127.0.0.1:{mtls_redis.port}/0",
+                                  "INTENT_REDIS_TLS_CA_FILE": str(tls_files.ca)}, "alice"))
+    assert "ssl_certfile and ssl_keyfile" in line and "INTENT_REDIS_URL" in line, line
