@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -54,7 +55,8 @@ def connection_hint(exc: BaseException, *, tls: bool) -> str | None:
     """What to fix when connecting to Redis failed with ``exc`` for a reason the settings can
     cause, or ``None``; ``tls``: the URL is ``rediss://``. A server that speaks TLS only resets a
     plaintext connection; one that wants a client certificate sends a TLS alert or resets the
-    connection; ``redis-py`` reports each as a ``ConnectionError``."""
+    connection; ``redis-py`` reports each as a ``ConnectionError``. A TLS client of a plaintext
+    port waits for a handshake that never comes (``redis-py``'s ``TimeoutError``)."""
     causes = list(_causes(exc))
     if certificate_rejected(exc):
         return ("the server's TLS certificate failed verification: set "
@@ -70,6 +72,10 @@ def connection_hint(exc: BaseException, *, tls: bool) -> str | None:
     if tls and tls_errors:
         return ("the TLS handshake failed: check that INTENT_REDIS_URL names the server's TLS "
                 "port (rediss:// is for TLS, redis:// for plaintext)")
+    if tls and any(isinstance(e, RedisTimeoutError) for e in causes):
+        # a plaintext server waits for a command line while the client waits for its handshake
+        return ("no answer to the TLS handshake: if that port speaks plaintext, "
+                "INTENT_REDIS_URL must start with redis://")
     if not tls and reset:
         return ("the server reset the connection: if it speaks TLS only, INTENT_REDIS_URL must "
                 "start with rediss:// (with INTENT_REDIS_TLS_CA_FILE for a private CA)")

@@ -131,6 +131,12 @@ def test_forget_with_a_plaintext_url_to_the_tls_port_says_to_use_rediss(tls_redi
     assert "reset" in line and "rediss://" in line and "INTENT_REDIS_URL" in line, line
 
 
+def test_forget_with_a_tls_url_to_a_plaintext_port_says_to_use_redis(redis_url) -> None:
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]  # the session's plaintext redis-server
+    line = one_error_line(forget({"INTENT_REDIS_URL": f"rediss://127.0.0.1:{port}/0"}, "alice"))
+    assert "TLS handshake" in line and "must start with redis://" in line, line
+
+
 @pytest.fixture(scope="module")
 def mtls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Process:
     proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-mtls"),

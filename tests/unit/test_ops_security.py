@@ -183,6 +183,13 @@ def test_tls_hints_name_the_setting_to_fix() -> None:
         1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required"))
     for asked in (no_client_cert, reset):  # a rediss:// URL already: mutual TLS, maybe
         assert "ssl_certfile and ssl_keyfile" in connection_hint(asked, tls=True)
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    try:
+        raise StoreError("redis ping failed") from RedisTimeoutError("Timeout connecting")
+    except StoreError as no_handshake:  # a TLS client of a plaintext port
+        assert "redis://" in connection_hint(no_handshake, tls=True)
+        assert connection_hint(no_handshake, tls=False) is None
     refused = _store_error(ConnectionRefusedError(111, "Connection refused"))
     assert connection_hint(refused, tls=False) is None and not certificate_rejected(refused)
 
