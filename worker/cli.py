@@ -70,8 +70,8 @@ def forget(user_ids: tuple[str, ...]) -> None:
 
     async def go() -> None:
         store = RedisWindowStore.from_settings(settings)
-        await store.start()
         try:
+            await _start_store(store, settings)
             for user in user_ids:
                 await RedisDetectorState(store).forget(user)
                 await RedisLatestScores.beside(store).forget(user)
@@ -82,6 +82,20 @@ def forget(user_ids: tuple[str, ...]) -> None:
             await store.stop()
 
     asyncio.run(go())
+
+
+async def _start_store(store, settings: Settings) -> None:
+    """``store.start()``, its error saying what to fix when the settings can be the cause."""
+    from worker.errors import StoreError
+    from worker.redis_client import connection_hint
+
+    try:
+        await store.start()
+    except StoreError as exc:
+        hint = connection_hint(exc, tls=settings.redis_url.startswith("rediss://"))
+        if hint is None:
+            raise
+        raise StoreError(f"{str(exc).rstrip('.')}; {hint}") from exc
 
 
 @main.command()

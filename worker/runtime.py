@@ -13,7 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from worker.backoff import retry
-from worker.errors import IntentError, ServiceUnavailable
+from worker.errors import ConfigError, IntentError, ServiceUnavailable
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,19 +79,29 @@ def _warm(model):
     return model
 
 
-async def wait_for_redis(store, timeout_s: float) -> None:
+async def wait_for_redis(store, timeout_s: float, *, tls: bool = False) -> None:
     """Ping the store until it answers, retrying with backoff (0.2 s doubling to 5 s) for the
-    whole ``timeout_s``; then :class:`ServiceUnavailable`."""
+    whole ``timeout_s``; then :class:`ServiceUnavailable`. A server certificate that fails TLS
+    verification is a setting to fix, not an outage: :class:`ConfigError` at once. ``tls``: the
+    URL is ``rediss://`` (for the hint of what to fix)."""
+    from worker.redis_client import certificate_rejected, connection_hint
 
     def retrying(exc: BaseException, pause_s: float) -> None:
-        log.warning("Redis not reachable yet (%s); retrying in %.1fs", exc, pause_s)
+        hint = connection_hint(exc, tls=tls)
+        log.warning("Redis not reachable yet (%s%s); retrying in %.1fs", str(exc).rstrip("."),
+                    f"; {hint}" if hint else "", pause_s)
 
     try:
-        await retry(store.ping, when=lambda exc: isinstance(exc, IntentError), first_s=0.2,
-                    max_s=5.0, timeout_s=timeout_s, on_retry=retrying)
+        await retry(store.ping,
+                    when=lambda exc: isinstance(exc, IntentError) and not certificate_rejected(exc),
+                    first_s=0.2, max_s=5.0, timeout_s=timeout_s, on_retry=retrying)
     except IntentError as exc:
-        raise ServiceUnavailable(f"Redis not reachable after {timeout_s:.0f}s: {exc}; "
-                                 "check INTENT_REDIS_URL") from None
+        hint = connection_hint(exc, tls=tls)
+        if certificate_rejected(exc):
+            raise ConfigError(f"Redis not usable: {str(exc).rstrip('.')}; {hint}") from None
+        raise ServiceUnavailable(f"Redis not reachable after {timeout_s:.0f}s: "
+                                 f"{str(exc).rstrip('.')}; "
+                                 f"{hint or 'check INTENT_REDIS_URL'}") from None
 
 
 def tune_gc(settings: Settings) -> None:
@@ -123,7 +133,8 @@ def run_worker(settings: Settings) -> None:
     vectors = RedisVectorStore.from_settings(settings)  # used by pooled models only
     scorer = make_scorer(settings, vector_store=vectors, executor=executor)
     store = RedisWindowStore.from_settings(settings)
-    loop.run_until_complete(wait_for_redis(store, settings.startup_timeout_s))
+    loop.run_until_complete(wait_for_redis(store, settings.startup_timeout_s,
+                                          tls=settings.redis_url.startswith("rediss://")))
     loop.run_until_complete(store.start())
     loop.run_until_complete(vectors.start())
     loop.run_until_complete(ensure_topics(settings.bootstrap_list, topic_names(settings),
