@@ -20,10 +20,10 @@ from worker.kafka.security import faust_credentials
 from worker.model.reload import ModelReloader
 from worker.ops.metrics import BatchObserver, Metrics
 from worker.ops.pages import add_pages
+from worker.ops.state_marker import StateMarker
 from worker.scoring.pipeline import Message, Output, Pipeline
 from worker.scoring.runner import Batch, BatchRunner, OutputTopics
 from worker.settings import Settings
-from worker.windows.state_marker import StateMarker
 
 log = logging.getLogger(__name__)
 

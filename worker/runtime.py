@@ -113,11 +113,11 @@ def run_worker(settings: Settings) -> None:
     from worker.kafka.security import aiokafka_options
     from worker.ops.logs import logging_config, setup_logging
     from worker.ops.metrics import Metrics
+    from worker.ops.state_marker import StateMarker
     from worker.outcomes.live import LiveQuality
     from worker.scoring.pipeline import Pipeline
     from worker.vectors import RedisVectorStore
     from worker.windows import RedisWindowStore
-    from worker.windows.state_marker import StateMarker
 
     setup_logging(settings)
     tune_gc(settings)

@@ -17,9 +17,9 @@ from redis.asyncio.cluster import RedisCluster
 
 from worker.errors import StoreError
 from worker.ops.stack import Process, start_redis
+from worker.ops.state_marker import StateMarker
 from worker.settings import load_settings
 from worker.windows import KeyBuilder, RedisWindowStore
-from worker.windows.state_marker import StateMarker
 
 T0 = 1_700_000_000_000
 AOF = ["--appendonly", "yes", "--appendfsync", "always"]  # always: nothing lost at SIGTERM either

@@ -14,7 +14,7 @@ none.
 Set from outside a batch: ``intent_ready`` by each readiness check (``worker.ops.pages``: every
 ``GET /ready`` and every scrape), the offline figures when a model is loaded, and
 ``intent_redis_state_lost_total`` by the check of Redis' state marker
-(``worker.windows.state_marker``).
+(``worker.ops.state_marker``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from worker.errors import StoreError
-from worker.windows.state_marker import MARKER_SCRIPT, StateMarker
+from worker.ops.state_marker import MARKER_SCRIPT, StateMarker
 
 KEY = "iw:state:epoch"
 
@@ -65,7 +65,7 @@ async def test_a_missing_marker_is_one_loss_logged_once_and_re_created(caplog) -
     await m.check()
     before = m.epoch
     redis.data.clear()  # Redis restarted empty
-    with caplog.at_level(logging.WARNING, logger="worker.windows.state_marker"):
+    with caplog.at_level(logging.WARNING, logger="worker.ops.state_marker"):
         assert await m.check() is True
         assert await m.check() is False  # the re-created marker is the one it now knows
     assert m.losses == 1 and m.epoch != before and redis.data[KEY] == m.epoch.encode()
@@ -81,7 +81,7 @@ async def test_every_worker_notices_though_only_the_first_re_creates_the_marker(
     for w in workers:
         await w.check()
     redis.data.clear()
-    with caplog.at_level(logging.WARNING, logger="worker.windows.state_marker"):
+    with caplog.at_level(logging.WARNING, logger="worker.ops.state_marker"):
         assert [await w.check() for w in workers] == [True, True, True]
     assert [w.losses for w in workers] == [1, 1, 1]
     assert len({w.epoch for w in workers}) == 1  # the first one's new epoch
