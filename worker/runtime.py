@@ -168,7 +168,9 @@ def run_worker(settings: Settings) -> None:
 
         model_path = settings.model_path or default_model_path()
         metrics.set_offline(scorer.name, scorer.version, offline_figures(model_path))
-        loaded: list[tuple[object, dict[str, float]]] = []  # the reloader's last load
+        # the reloader hands each model it loads to swap() at once, one load at a time: the
+        # last load is the model being swapped in
+        loaded: list[tuple[object, dict[str, float]]] = []
 
         def load(path: Path) -> object:
             """The new model and its offline figures, both from where ``path`` points now."""
