@@ -168,12 +168,14 @@ async def restart_run(kafka_bootstrap, tmp_path_factory):
             await asyncio.sleep(2)
             redis.start()
             run["started_ms"] = int(time.time() * 1000)
+            t_up = time.monotonic()
+            await wait_for(lambda: LOST in (logs / "worker-1.log").read_text(errors="replace"),
+                           timeout_s=20, every_s=0.05)
+            run["noticed_s"] = time.monotonic() - t_up
             await feeder
             every = ids | {e["event_id"] for e in during}
             await read_topic(kafka_bootstrap, scores, timeout_s=120,
                              until=lambda rs: covered_ids(rs) >= every)
-            await wait_for(lambda: LOST in (logs / "worker-1.log").read_text(errors="replace"),
-                           timeout_s=20)
             run["scrape_after"] = await loop.run_in_executor(None, get_text, metrics_url)
             users = sorted({e["user_id"] for e in before + during})
             run["windows"] = await read_windows(redis.url, env["INTENT_KEY_PREFIX"], users,
@@ -227,6 +229,13 @@ def test_the_loss_is_counted_once_and_logged_once(restart_run) -> None:
     lines = [ln for ln in restart_run["log"].splitlines() if LOST in ln]
     assert len(lines) == 1 and "WARNING" in lines[0], lines
     assert "windows, alert cooldowns and outcome state start empty" in lines[0]
+    # looked at every INTENT_REDIS_STATE_CHECK_S=1 s (slack for a busy machine)
+    assert restart_run["noticed_s"] < 5.0, restart_run["noticed_s"]
+    twice = sum(1 for n in Counter(eid for _, r in restart_run["scores_timed"]
+                                   for eid in r["event_ids"]).values() if n > 1)
+    print(f"\nRedis restarted empty: the loss noticed {restart_run['noticed_s']:.2f}s after "
+          f"Redis came back, a scrape while it was away took {restart_run['scrape_down_s']:.3f}s, "
+          f"{twice} events scored twice")
 
 
 def test_readiness_is_0_while_redis_is_away_and_the_scrape_still_answers(restart_run) -> None:
