@@ -2,36 +2,44 @@
 
 What the agent does with a batch is :class:`worker.scoring.runner.BatchRunner`; this module
 connects it to Faust: the consumer that hands over batches, the producer, the metrics, the
-HTTP pages and the model reloader.
+HTTP pages, the model reloader and the check of Redis' state marker.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from functools import partial
 
 import faust
 from faust.types import TP
 
+from worker.errors import IntentError
 from worker.kafka.batching import BatchingApp
 from worker.kafka.security import faust_credentials
 from worker.model.reload import ModelReloader
 from worker.ops.metrics import BatchObserver, Metrics
 from worker.ops.pages import add_pages
+from worker.ops.state_marker import StateMarker
 from worker.scoring.pipeline import Message, Output, Pipeline
 from worker.scoring.runner import Batch, BatchRunner, OutputTopics
 from worker.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloader | None = None,
-               metrics: Metrics | None = None, **faust_options: object) -> faust.App:
+               metrics: Metrics | None = None, state_marker: StateMarker | None = None,
+               **faust_options: object) -> faust.App:
     """The Faust app around a ready :class:`Pipeline` (its store and scorer made by the caller).
 
     at-least-once: the consumer hands over whole micro-batches (``worker.kafka.batching``) and
     the runner acknowledges them once the broker took their records. exactly-once: Faust's own
     per-message stream, whose events tie each send to the transaction of its source partition.
     With a ``reloader``, the model directory is checked every ``INTENT_MODEL_POLL_S`` seconds
-    and on SIGHUP; a new model is swapped in between batches.
+    and on SIGHUP; a new model is swapped in between batches. With a ``state_marker`` (its
+    first look already taken), Redis is checked every ``INTENT_REDIS_STATE_CHECK_S`` seconds
+    for lost state, each loss counted in ``intent_redis_state_lost_total``.
     """
     batched = settings.processing_guarantee == "at_least_once"
     app = BatchingApp(
@@ -102,6 +110,16 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
         @app.task
         async def watch_model() -> None:
             await reloader.watch(settings.model_poll_s)
+    if state_marker is not None:
+        @app.timer(settings.redis_state_check_s)
+        async def check_redis_state() -> None:
+            try:
+                lost = await state_marker.check()
+            except IntentError as exc:  # Redis down: batches retry and /ready says so
+                log.debug("Redis state marker not checked: %s", exc)
+                return
+            if lost:
+                metrics.redis_state_lost.inc()
 
     return app
 

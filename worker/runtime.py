@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from worker.backoff import retry
 from worker.errors import ConfigError, IntentError, ServiceUnavailable
@@ -120,6 +122,8 @@ def run_worker(settings: Settings) -> None:
     from worker.kafka.admin import ensure_topics
     from worker.kafka.security import aiokafka_options
     from worker.ops.logs import logging_config, setup_logging
+    from worker.ops.metrics import Metrics
+    from worker.ops.state_marker import StateMarker
     from worker.outcomes.live import LiveQuality
     from worker.scoring.pipeline import Pipeline
     from worker.vectors import RedisVectorStore
@@ -136,6 +140,8 @@ def run_worker(settings: Settings) -> None:
     loop.run_until_complete(wait_for_redis(store, settings.startup_timeout_s,
                                           tls=settings.redis_url.startswith("rediss://")))
     loop.run_until_complete(store.start())
+    state_marker = StateMarker.for_store(store)
+    loop.run_until_complete(state_marker.check())  # remembers the epoch later looks compare
     loop.run_until_complete(vectors.start())
     loop.run_until_complete(ensure_topics(settings.bootstrap_list, topic_names(settings),
                                           partitions=settings.topic_partitions,
@@ -164,22 +170,39 @@ def run_worker(settings: Settings) -> None:
                                       shadow=shadow, live=live)
     if pipeline.outcomes is not None:
         loop.run_until_complete(pipeline.outcomes.state.start())
+    metrics = Metrics()
     reloader = None
     if settings.scorer == "model":
         from worker.model import default_model_path
+        from worker.model.offline import offline_figures
         from worker.model.reload import ModelReloader
+
+        model_path = settings.model_path or default_model_path()
+        metrics.set_offline(scorer.name, scorer.version, offline_figures(model_path))
+        # the reloader hands each model it loads to swap() at once, one load at a time: the
+        # last load is the model being swapped in
+        loaded: list[tuple[object, dict[str, float]]] = []
+
+        def load(path: Path) -> object:
+            """The new model and its offline figures, both from where ``path`` points now."""
+            real = Path(os.path.realpath(path))
+            model = _warm(load_configured(settings, real, vector_store=vectors,
+                                          executor=executor))
+            loaded[:] = [(model, offline_figures(real))]
+            return model
 
         def swap(model: object) -> None:
             live.set_reference(model.name, model.version, _reference(model))
+            figures = loaded[0][1] if loaded and loaded[0][0] is model else {}
+            metrics.set_offline(model.name, model.version, figures)
             pipeline.scorer = model  # read once per batch: lands between batches
 
         # either kind may replace either kind: the pipeline asks each batch's scorer what
         # inputs it reads, and pooled models key their vectors by encoder
-        reloader = ModelReloader(settings.model_path or default_model_path(),
-                                 load=lambda p: _warm(load_configured(
-                                     settings, p, vector_store=vectors, executor=executor)),
-                                 on_swap=swap, current_version=scorer.version)
-    app = create_app(settings, pipeline=pipeline, reloader=reloader)
+        reloader = ModelReloader(model_path, load=load, on_swap=swap,
+                                 current_version=scorer.version)
+    app = create_app(settings, pipeline=pipeline, reloader=reloader, metrics=metrics,
+                     state_marker=state_marker)
     # text: Faust's own (coloured) handler; json: ours, for every logger of the process
     json_logs = logging_config(settings) if settings.log_format == "json" else None
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True,

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     key_secret: SecretStr | None = Field(
         None, description="HMAC key: user ids in Redis keys become keyed hashes (pseudonymised)"
     )
+    redis_state_check_s: float = Field(
+        5.0, gt=0, le=3600,
+        description="look this often whether Redis still holds the worker's state marker: a "
+                    "Redis that came back empty (restart without persistence, flush) is counted "
+                    "in intent_redis_state_lost_total and logged")
     # Model
     model_path: Path | None = Field(
         None,

@@ -7,7 +7,14 @@ most every few seconds from the figures it is given (:class:`LiveFigure`).
 
 A live figure that is undefined (``nan``: one class only in the window, no reference, no
 scores) is not exported: its label set is absent until the figure is defined again, so
-neither a dashboard nor an alert ever reads a made-up number.
+neither a dashboard nor an alert ever reads a made-up number. The same holds for the serving
+model's offline figures (:meth:`Metrics.set_offline`): a model directory without them exports
+none.
+
+Set from outside a batch: ``intent_ready`` by each readiness check (``worker.ops.pages``: every
+``GET /ready`` and every scrape), the offline figures when a model is loaded, and
+``intent_redis_state_lost_total`` by the check of Redis' state marker
+(``worker.ops.state_marker``).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ log = logging.getLogger(__name__)
 # dashboard scraped every 15 s, and keeps the work off most batches.
 LIVE_EVERY_S = 5.0
 _LIVE_LABELS = ["model", "version", "role"]
+_OFFLINE_LABELS = ["model", "version"]
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -90,6 +98,21 @@ class Metrics:
             "failed; the user's next score writes again)", ["result"], registry=r)
         self.model_info = Gauge("intent_model_info", "The model serving now (value 1)",
                                 ["name", "version"], registry=r)
+        # offline figure (as in worker.model.offline) -> its gauge
+        self.offline = {
+            "pr_auc": Gauge("intent_model_offline_pr_auc", "PR-AUC of the serving model on its "
+                            "validation users at training time (metrics.json of its model "
+                            "directory)", _OFFLINE_LABELS, registry=r),
+            "roc_auc": Gauge("intent_model_offline_roc_auc", "ROC-AUC of the serving model on "
+                             "its validation users at training time (metrics.json of its model "
+                             "directory)", _OFFLINE_LABELS, registry=r),
+        }
+        self.ready = Gauge("intent_ready", "1 when a model is loaded and Redis answered the "
+                           "readiness ping in time, else 0 (each GET /ready and scrape)",
+                           registry=r)
+        self.redis_state_lost = Counter(
+            "intent_redis_state_lost", "Times this worker found Redis restarted without its "
+            "state (windows, cooldowns, outcome state gone)", registry=r)
         self.outcomes = Counter("intent_outcomes", "Outcomes of score records resolved, by "
                                 "label (1: purchased within the horizon)", ["label"], registry=r)
         for label in ("0", "1"):
@@ -190,6 +213,16 @@ class Metrics:
     def set_model(self, name: str, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(name, version).set(1)
+
+    def set_offline(self, name: str, version: str, figures: Mapping[str, float]) -> None:
+        """Show ``figures`` (``pr_auc``, ``roc_auc``: the model's validation figures) as the
+        serving model's, replacing any earlier model's; a figure missing from ``figures`` or
+        not finite is not exported."""
+        for key, gauge in self.offline.items():
+            gauge.clear()
+            value = figures.get(key)
+            if value is not None and math.isfinite(value):
+                gauge.labels(name, version).set(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
