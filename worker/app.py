@@ -14,6 +14,7 @@ from functools import partial
 import faust
 from faust.types import TP
 
+from worker.anomaly import KINDS
 from worker.errors import IntentError
 from worker.kafka.batching import BatchingApp
 from worker.kafka.security import faust_credentials
@@ -69,7 +70,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
                        key_serializer="raw", value_serializer="raw")
     topics = OutputTopics(settings.topic_scores, settings.topic_dlq, settings.topic_alerts,
                           settings.topic_outcomes)
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(alert_kinds=KINDS)
     observer = BatchObserver(metrics, scorer=lambda: pipeline.scorer,
                              highwater=lambda t, p: app.consumer.highwater(TP(t, p)),
                              window_cache=pipeline.window_cache_counts,

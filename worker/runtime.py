@@ -118,6 +118,7 @@ def tune_gc(settings: Settings) -> None:
 def run_worker(settings: Settings) -> None:
     import faust
 
+    from worker.anomaly import KINDS
     from worker.app import create_app, topic_names
     from worker.kafka.admin import ensure_topics
     from worker.kafka.security import aiokafka_options
@@ -170,7 +171,7 @@ def run_worker(settings: Settings) -> None:
                                       shadow=shadow, live=live)
     if pipeline.outcomes is not None:
         loop.run_until_complete(pipeline.outcomes.state.start())
-    metrics = Metrics()
+    metrics = Metrics(alert_kinds=KINDS)
     reloader = None
     if settings.scorer == "model":
         from worker.model import default_model_path

@@ -258,3 +258,15 @@ def test_shadow_time_and_outcome_losses_are_counted():
     assert 'intent_outcome_trouble_total{reason="shadow_failed"} 1.0' in text
     assert "intent_shadow_seconds_count 2.0" in text and "intent_shadow_seconds_sum 0.75" in text
 
+
+
+def test_every_dead_letter_reason_and_given_alert_kind_is_exported_at_zero_from_the_start() -> None:
+    # a labelled counter first seen at 1 hides that first increment from rate() and increase()
+    from worker.events.deadletter import REASONS
+
+    text = Metrics(alert_kinds=("bot_cadence", "price_outlier")).render().decode()
+    for reason in REASONS:
+        assert f'intent_dead_letters_total{{reason="{reason}"}} 0.0' in text
+    assert 'intent_alerts_total{kind="bot_cadence"} 0.0' in text
+    assert 'intent_alerts_total{kind="price_outlier"} 0.0' in text
+    assert 'intent_alerts_total{kind=' not in Metrics().render().decode()

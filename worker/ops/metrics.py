@@ -29,6 +29,8 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from worker.events.deadletter import REASONS
+
 __all__ = ["CONTENT_TYPE_LATEST", "LIVE_EVERY_S", "BatchObserver", "LiveFigure", "Metrics"]
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,10 @@ _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 class Metrics:
     """The worker's metrics; names start with ``intent_``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, alert_kinds: Iterable[str] = ()) -> None:
+        """``alert_kinds``: the alert kinds to export at 0 from the start, as every dead-letter
+        reason is: a labelled counter that appears only at its first increment hides that
+        increment from ``rate()`` and ``increase()``."""
         self.registry = r = CollectorRegistry(auto_describe=True)
         self.events_in = Counter("intent_events_in", "Messages consumed from the events topic",
                                  registry=r)
@@ -58,6 +63,10 @@ class Metrics:
                                     ["reason"], registry=r)
         self.alerts = Counter("intent_alerts", "Anomaly alerts published, by kind", ["kind"],
                               registry=r)
+        for reason in sorted(REASONS):
+            self.dead_letters.labels(reason)
+        for kind in alert_kinds:
+            self.alerts.labels(kind)
         self.batches = Counter("intent_batches", "Micro-batches processed", registry=r)
         self.batch_retries = Counter(
             "intent_batch_retries", "Micro-batch attempts that failed with a retriable error",
