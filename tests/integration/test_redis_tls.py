@@ -1,8 +1,8 @@
 """Redis over TLS for real: a redis-server speaking TLS only, with a server certificate from a
 test CA made here (tests/support/tls.py). The worker's client and ``intent-worker forget``
 connect with ``rediss://`` and INTENT_REDIS_TLS_CA_FILE; a wrong CA, an expired server
-certificate, a plaintext URL and a client certificate the server does not accept are refused
-with what to fix."""
+certificate, a host the certificate does not name, a URL of the wrong scheme for the port and a
+client certificate the server does not accept are refused with what to fix."""
 
 from __future__ import annotations
 
@@ -114,6 +114,15 @@ def test_forget_with_the_wrong_ca_names_the_cause_and_the_setting(tls_redis, tls
                                   "INTENT_REDIS_TLS_CA_FILE": str(tls_files.other_ca)}, "alice"))
     assert "CERTIFICATE_VERIFY_FAILED" in line, line
     assert "a CA this worker does not trust" in line and "INTENT_REDIS_TLS_CA_FILE" in line, line
+
+
+def test_forget_with_a_host_the_certificate_does_not_name_says_so(tls_redis, tls_files) -> None:
+    # the server listens on 127.0.0.2 too; its certificate names 127.0.0.1 and localhost
+    line = one_error_line(forget({"INTENT_REDIS_URL": f"rediss://127.0.0.2:{tls_redis.port}/0",
+                                  "INTENT_REDIS_TLS_CA_FILE": str(tls_files.ca)}, "alice"))
+    assert "IP address mismatch" in line, line
+    assert "INTENT_REDIS_URL is not one the server's TLS certificate is for" in line, line
+    assert "INTENT_REDIS_TLS_CA_FILE" not in line, line  # the CA is right
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,7 @@ def start_tls_redis(files: TlsFiles, *, workdir: Path | None = None, client_cert
     """A redis-server listening for TLS only (``--port 0``) on a free loopback port, with the
     test CA's server certificate (``expired``: the expired one); with ``client_certs``, clients
     must show a certificate the test CA signed (mutual TLS), else none. ``Process.port`` is the
-    TLS port. Its own
+    TLS port, on 127.0.0.1 and on 127.0.0.2, which the certificate does not name. Its own
     process rather than ``start_redis``, whose ``--port`` is the plaintext one.
     The server's output goes to ``redis.log`` in ``workdir``, quoted if it fails to start (a
     redis-server built without TLS says so there)."""
@@ -147,7 +147,9 @@ def start_tls_redis(files: TlsFiles, *, workdir: Path | None = None, client_cert
     workdir = workdir or Path(tempfile.mkdtemp(prefix="intent-redis-tls-"))
     cert, key = ((files.expired_server_cert, files.expired_server_key) if expired
                  else (files.server_cert, files.server_key))
-    args = [redis_binary(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+    # 127.0.0.2 too: an address on this host that the server certificate does not name
+    args = [redis_binary(), "--port", "0", "--tls-port", str(port),
+            "--bind", "127.0.0.1", "127.0.0.2",
             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
             "--tls-ca-cert-file", str(files.ca),
             "--tls-auth-clients", "yes" if client_certs else "no",
