@@ -1,14 +1,19 @@
-"""Session-scoped real services: a Tansu broker and a redis-server on free ports."""
+"""Session-scoped real services: a Tansu broker and a redis-server on free ports (and, from
+tests/support/tls.py, a redis-server that speaks TLS only, with its certificates)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from worker.ops.stack import Process, start_redis, start_tansu
 
+pytest_plugins = ["tests.support.tls"]
+
 
 @pytest.fixture(scope="session")
-def tansu(tmp_path_factory: pytest.TempPathFactory) -> Process:
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     proc = start_tansu(log_path=tmp_path_factory.mktemp("tansu") / "tansu.log")
     yield proc
     proc.stop()
@@ -20,7 +25,7 @@ def kafka_bootstrap(tansu: Process) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Process:
+def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     proc = start_redis(workdir=tmp_path_factory.mktemp("redis"))
     yield proc
     proc.stop()

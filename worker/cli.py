@@ -8,11 +8,15 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from worker.errors import IntentError
 from worker.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from worker.windows import RedisWindowStore
 
 log = logging.getLogger("worker")
 
@@ -84,18 +88,15 @@ def forget(user_ids: tuple[str, ...]) -> None:
     asyncio.run(go())
 
 
-async def _start_store(store, settings: Settings) -> None:
+async def _start_store(store: RedisWindowStore, settings: Settings) -> None:
     """``store.start()``, its error saying what to fix when the settings can be the cause."""
     from worker.errors import StoreError
-    from worker.redis_client import connection_hint
+    from worker.redis_client import explain
 
     try:
         await store.start()
     except StoreError as exc:
-        hint = connection_hint(exc, tls=settings.redis_url.startswith("rediss://"))
-        if hint is None:
-            raise
-        raise StoreError(f"{str(exc).rstrip('.')}; {hint}") from exc
+        raise StoreError(explain(exc, settings)) from exc
 
 
 @main.command()

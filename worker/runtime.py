@@ -81,29 +81,28 @@ def _warm(model):
     return model
 
 
-async def wait_for_redis(store, timeout_s: float, *, tls: bool = False) -> None:
+async def wait_for_redis(store, timeout_s: float, *, settings: Settings | None = None) -> None:
     """Ping the store until it answers, retrying with backoff (0.2 s doubling to 5 s) for the
     whole ``timeout_s``; then :class:`ServiceUnavailable`. A server certificate that fails TLS
-    verification is a setting to fix, not an outage: :class:`ConfigError` at once. ``tls``: the
-    URL is ``rediss://`` (for the hint of what to fix)."""
-    from worker.redis_client import certificate_rejected, connection_hint
+    verification is a setting or a certificate to fix, not an outage: :class:`ConfigError` at
+    once. Only the final error says what to fix when ``settings`` can be the cause; the retry
+    lines give the error alone (a Redis that is restarting resets connections too, and that is
+    no setting to fix)."""
+    from worker.redis_client import certificate_rejected, explain
 
     def retrying(exc: BaseException, pause_s: float) -> None:
-        hint = connection_hint(exc, tls=tls)
-        log.warning("Redis not reachable yet (%s%s); retrying in %.1fs", str(exc).rstrip("."),
-                    f"; {hint}" if hint else "", pause_s)
+        log.warning("Redis not reachable yet (%s); retrying in %.1fs", str(exc).rstrip("."),
+                    pause_s)
 
     try:
         await retry(store.ping,
                     when=lambda exc: isinstance(exc, IntentError) and not certificate_rejected(exc),
                     first_s=0.2, max_s=5.0, timeout_s=timeout_s, on_retry=retrying)
     except IntentError as exc:
-        hint = connection_hint(exc, tls=tls)
         if certificate_rejected(exc):
-            raise ConfigError(f"Redis not usable: {str(exc).rstrip('.')}; {hint}") from None
-        raise ServiceUnavailable(f"Redis not reachable after {timeout_s:.0f}s: "
-                                 f"{str(exc).rstrip('.')}; "
-                                 f"{hint or 'check INTENT_REDIS_URL'}") from None
+            raise ConfigError(f"Redis not usable: {explain(exc, settings)}") from exc
+        why = explain(exc, settings, otherwise="check INTENT_REDIS_URL")
+        raise ServiceUnavailable(f"Redis not reachable after {timeout_s:.0f}s: {why}") from exc
 
 
 def tune_gc(settings: Settings) -> None:
@@ -138,8 +137,7 @@ def run_worker(settings: Settings) -> None:
     vectors = RedisVectorStore.from_settings(settings)  # used by pooled models only
     scorer = make_scorer(settings, vector_store=vectors, executor=executor)
     store = RedisWindowStore.from_settings(settings)
-    loop.run_until_complete(wait_for_redis(store, settings.startup_timeout_s,
-                                          tls=settings.redis_url.startswith("rediss://")))
+    loop.run_until_complete(wait_for_redis(store, settings.startup_timeout_s, settings=settings))
     loop.run_until_complete(store.start())
     state_marker = StateMarker.for_store(store)
     loop.run_until_complete(state_marker.check())  # remembers the epoch later looks compare

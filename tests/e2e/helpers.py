@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -325,3 +327,22 @@ def module_process(module: str, env: dict[str, str], log_path: Path,
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def wait_ready(url: str, *, timeout_s: float, proc: subprocess.Popen | None = None) -> int:
+    """GET ``url`` (a worker's ``/ready``) until it answers 200, ``proc`` exits or ``timeout_s``
+    has passed (one try at least: ``timeout_s=0`` asks once); the last status, 0 while nothing
+    listens. Blocking: ``asyncio.to_thread`` it from a test's event loop."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError):
+            status = 0
+        if status == 200 or time.monotonic() >= deadline or (
+                proc is not None and proc.poll() is not None):
+            return status
+        time.sleep(0.2)

@@ -29,9 +29,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +36,7 @@ from pathlib import Path
 import click
 import pytest
 
+from tests.e2e.helpers import wait_ready
 from worker.cli import main
 from worker.ops.stack import Process, free_port, start_redis, start_tansu
 
@@ -145,20 +143,6 @@ def _clone(root: Path) -> Path:
     return clone
 
 
-def _wait_ready(port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the worker exited:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:  # noqa: S310
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the worker was not ready in {timeout_s}s:\n{log.read_text()[-3000:]}")
-
-
 def _check_output(command: str, out: str) -> None:
     """What a successful run of some commands must also print."""
     if "loadtest.score_stats" in command:
@@ -196,7 +180,11 @@ def test_the_readme_runs_in_order(services: dict[str, str], tmp_path: Path) -> N
                                                 start_new_session=True)
                     background.append(proc)
                     if _words(command)[1:2] == ["run"]:
-                        _wait_ready(web_port, proc, log)
+                        status = wait_ready(f"http://127.0.0.1:{web_port}/ready",
+                                            timeout_s=180, proc=proc)
+                        assert status == 200, (f"the worker was not ready in 180s (/ready: "
+                                               f"{status}, exit code {proc.poll()}):\n"
+                                               f"{log.read_text()[-3000:]}")
                 else:
                     done = subprocess.run(["bash", "-c", command], cwd=clone, env=env,
                                           capture_output=True, text=True, timeout=420, check=False)

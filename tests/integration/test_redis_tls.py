@@ -1,6 +1,8 @@
 """Redis over TLS for real: a redis-server speaking TLS only, with a server certificate from a
-test CA made here. The worker's client and ``intent-worker forget`` connect with ``rediss://``
-and INTENT_REDIS_TLS_CA_FILE; a wrong CA and a plaintext URL are refused with what to fix."""
+test CA made here (tests/support/tls.py). The worker's client and ``intent-worker forget``
+connect with ``rediss://`` and INTENT_REDIS_TLS_CA_FILE; a wrong CA, an expired server
+certificate, a host the certificate does not name, a URL of the wrong scheme for the port and a
+client certificate the server does not accept are refused with what to fix."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support.tls import TlsFiles, make_tls_files, start_tls_redis
+from tests.support.tls import TlsFiles, start_tls_redis
 from worker.ops.stack import Process
 from worker.redis_client import redis_client
 from worker.settings import load_settings
@@ -25,18 +28,6 @@ T0 = 1_700_000_000_000
 
 def ev(eid: str, user: str) -> dict:
     return {"event_id": eid, "user_id": user, "event_type": "view", "ts": T0}
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Process:
-    proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-tls"))
-    yield proc
-    proc.stop()
 
 
 def tls_client(port: int, ca: Path) -> aioredis.Redis:
@@ -122,7 +113,34 @@ def test_forget_with_the_wrong_ca_names_the_cause_and_the_setting(tls_redis, tls
     line = one_error_line(forget({"INTENT_REDIS_URL": f"rediss://127.0.0.1:{tls_redis.port}/0",
                                   "INTENT_REDIS_TLS_CA_FILE": str(tls_files.other_ca)}, "alice"))
     assert "CERTIFICATE_VERIFY_FAILED" in line, line
-    assert "certificate failed verification" in line and "INTENT_REDIS_TLS_CA_FILE" in line, line
+    assert "a CA this worker does not trust" in line and "INTENT_REDIS_TLS_CA_FILE" in line, line
+
+
+def test_forget_with_a_host_the_certificate_does_not_name_says_so(tls_redis, tls_files) -> None:
+    # the server listens on 127.0.0.2 too; its certificate names 127.0.0.1 and localhost
+    line = one_error_line(forget({"INTENT_REDIS_URL": f"rediss://127.0.0.2:{tls_redis.port}/0",
+                                  "INTENT_REDIS_TLS_CA_FILE": str(tls_files.ca)}, "alice"))
+    assert "IP address mismatch" in line, line
+    assert "INTENT_REDIS_URL is not one the server's TLS certificate is for" in line, line
+    assert "INTENT_REDIS_TLS_CA_FILE" not in line, line  # the CA is right
+
+
+@pytest.fixture(scope="module")
+def expired_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[Process]:
+    proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-expired"),
+                           expired=True)
+    yield proc
+    proc.stop()
+
+
+def test_forget_with_an_expired_server_certificate_says_to_renew_it(expired_redis,
+                                                                     tls_files) -> None:
+    line = one_error_line(forget({"INTENT_REDIS_URL": f"rediss://127.0.0.1:{expired_redis.port}/0",
+                                  "INTENT_REDIS_TLS_CA_FILE": str(tls_files.ca)}, "alice"))
+    assert "certificate has expired" in line, line
+    assert "not valid now" in line and "renew it, and check this host's clock" in line, line
+    assert "INTENT_REDIS_TLS_CA_FILE" not in line, line  # the CA is right
 
 
 def test_forget_with_a_plaintext_url_to_the_tls_port_says_to_use_rediss(tls_redis) -> None:
@@ -138,7 +156,8 @@ def test_forget_with_a_tls_url_to_a_plaintext_port_says_to_use_redis(redis_url) 
 
 
 @pytest.fixture(scope="module")
-def mtls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Process:
+def mtls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Process]:
     proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-mtls"),
                            client_certs=True)
     yield proc
@@ -167,3 +186,14 @@ def test_mutual_tls_without_a_client_certificate_says_how_to_give_one(mtls_redis
     line = one_error_line(forget({"INTENT_REDIS_URL": f"rediss://127.0.0.1:{mtls_redis.port}/0",
                                   "INTENT_REDIS_TLS_CA_FILE": str(tls_files.ca)}, "alice"))
     assert "ssl_certfile and ssl_keyfile" in line and "INTENT_REDIS_URL" in line, line
+
+
+def test_mutual_tls_with_a_client_certificate_from_another_ca_says_whose_ca(mtls_redis,
+                                                                            tls_files) -> None:
+    query = f"ssl_certfile={tls_files.other_client_cert}&ssl_keyfile={tls_files.other_client_key}"
+    line = one_error_line(forget({
+        "INTENT_REDIS_URL": f"rediss://127.0.0.1:{mtls_redis.port}/0?{query}",
+        "INTENT_REDIS_TLS_CA_FILE": str(tls_files.ca)}, "alice"))
+    assert "TLSV1_ALERT_UNKNOWN_CA" in line, line  # the server's alert, as OpenSSL names it
+    assert "refused this client" in line and "signed by a CA the server trusts" in line, line
+    assert "TLS port" not in line, line  # the port is right; the certificate is not

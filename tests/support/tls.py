@@ -1,5 +1,7 @@
-"""A test CA, a server certificate for 127.0.0.1/localhost and a client certificate signed by
-it, an unrelated second CA (the wrong-CA case), and a redis-server that speaks TLS only."""
+"""A test CA, a server certificate for 127.0.0.1/localhost (and an expired one) and a client
+certificate signed by it, a second CA and a client certificate it signed (the wrong-CA cases),
+and a redis-server that speaks TLS only. A pytest plugin (``pytest_plugins`` in
+tests/conftest.py): the ``tls_files`` and ``tls_redis`` fixtures, one of each per session."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import datetime as dt
 import ipaddress
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from worker.errors import ServiceUnavailable
 from worker.ops.stack import Process, free_port, redis_binary, wait_for_port
 
-__all__ = ["TlsFiles", "make_tls_files", "start_tls_redis"]
+__all__ = ["TlsFiles", "make_tls_files", "start_tls_redis", "tls_files", "tls_redis"]
 
 _VALID = dt.timedelta(days=1)
 
@@ -26,15 +30,21 @@ _VALID = dt.timedelta(days=1)
 @dataclass(frozen=True)
 class TlsFiles:
     """PEM files: ``ca`` signed ``server_cert`` (for 127.0.0.1 and localhost; key
-    ``server_key``) and ``client_cert`` (key ``client_key``), for mutual TLS; ``other_ca`` is a
-    CA that signed nothing used here."""
+    ``server_key``), ``expired_server_cert`` (the same names, valid until a minute ago; key
+    ``expired_server_key``) and ``client_cert`` (key ``client_key``), for mutual TLS;
+    ``other_ca``, a CA no server here trusts, signed ``other_client_cert`` (key
+    ``other_client_key``)."""
 
     ca: Path
     server_cert: Path
     server_key: Path
+    expired_server_cert: Path
+    expired_server_key: Path
     client_cert: Path
     client_key: Path
     other_ca: Path
+    other_client_cert: Path
+    other_client_key: Path
 
 
 def _name(common_name: str) -> x509.Name:
@@ -65,13 +75,14 @@ def _ca(common_name: str, now: dt.datetime) -> tuple[x509.Certificate, ec.Ellipt
 
 def _leaf(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, now: dt.datetime, *,
           common_name: str, usage: x509.ObjectIdentifier,
-          san: x509.SubjectAlternativeName | None = None,
+          san: x509.SubjectAlternativeName | None = None, valid: dt.timedelta = _VALID,
           ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate ``ca`` signed, valid from five minutes ago for ``valid`` from now."""
     key = _key()
     builder = (x509.CertificateBuilder()
                .subject_name(_name(common_name)).issuer_name(ca.subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + _VALID)
+               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + valid)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -95,37 +106,51 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
 
 
 def make_tls_files(directory: Path) -> TlsFiles:
-    """Generate the CAs and the server and client certificates (valid for a day) as PEM files
+    """Generate the CAs and the certificates (valid for a day but the expired one) as PEM files
     in ``directory``."""
     now = dt.datetime.now(dt.UTC)
     ca, ca_key = _ca("intent-worker test CA", now)
-    other, _ = _ca("an unrelated CA", now)
+    other, other_key = _ca("an unrelated CA", now)
     san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                                        x509.DNSName("localhost")])
     server, server_key = _leaf(ca, ca_key, now, common_name="localhost", san=san,
                                usage=ExtendedKeyUsageOID.SERVER_AUTH)
+    expired, expired_key = _leaf(ca, ca_key, now, common_name="localhost", san=san,
+                                 usage=ExtendedKeyUsageOID.SERVER_AUTH,
+                                 valid=-dt.timedelta(minutes=1))
     client, client_key = _leaf(ca, ca_key, now, common_name="intent-worker",
                                usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    stranger, stranger_key = _leaf(other, other_key, now, common_name="intent-worker",
+                                   usage=ExtendedKeyUsageOID.CLIENT_AUTH)
     return TlsFiles(ca=_write_cert(directory / "ca.pem", ca),
                     server_cert=_write_cert(directory / "server.pem", server),
                     server_key=_write_key(directory / "server.key", server_key),
+                    expired_server_cert=_write_cert(directory / "expired.pem", expired),
+                    expired_server_key=_write_key(directory / "expired.key", expired_key),
                     client_cert=_write_cert(directory / "client.pem", client),
                     client_key=_write_key(directory / "client.key", client_key),
-                    other_ca=_write_cert(directory / "other-ca.pem", other))
+                    other_ca=_write_cert(directory / "other-ca.pem", other),
+                    other_client_cert=_write_cert(directory / "other-client.pem", stranger),
+                    other_client_key=_write_key(directory / "other-client.key", stranger_key))
 
 
-def start_tls_redis(files: TlsFiles, *, workdir: Path | None = None,
-                    client_certs: bool = False) -> Process:
+def start_tls_redis(files: TlsFiles, *, workdir: Path | None = None, client_certs: bool = False,
+                    expired: bool = False) -> Process:
     """A redis-server listening for TLS only (``--port 0``) on a free loopback port, with the
-    test CA's server certificate; with ``client_certs``, clients must show a certificate the
-    test CA signed (mutual TLS), else none. ``Process.port`` is the TLS port. Its own
+    test CA's server certificate (``expired``: the expired one); with ``client_certs``, clients
+    must show a certificate the test CA signed (mutual TLS), else none. ``Process.port`` is the
+    TLS port, on 127.0.0.1 and on 127.0.0.2, which the certificate does not name. Its own
     process rather than ``start_redis``, whose ``--port`` is the plaintext one.
     The server's output goes to ``redis.log`` in ``workdir``, quoted if it fails to start (a
     redis-server built without TLS says so there)."""
     port = free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="intent-redis-tls-"))
-    args = [redis_binary(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-            "--tls-cert-file", str(files.server_cert), "--tls-key-file", str(files.server_key),
+    cert, key = ((files.expired_server_cert, files.expired_server_key) if expired
+                 else (files.server_cert, files.server_key))
+    # 127.0.0.2 too: an address on this host that the server certificate does not name
+    args = [redis_binary(), "--port", "0", "--tls-port", str(port),
+            "--bind", "127.0.0.1", "127.0.0.2",
+            "--tls-cert-file", str(cert), "--tls-key-file", str(key),
             "--tls-ca-cert-file", str(files.ca),
             "--tls-auth-clients", "yes" if client_certs else "no",
             "--save", "", "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"]
@@ -146,3 +171,16 @@ def start_tls_redis(files: TlsFiles, *, workdir: Path | None = None,
         redis.stop()
         raise
     return redis
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    """A redis-server speaking TLS only, the test CA's certificate, no client certificates."""
+    proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-tls"))
+    yield proc
+    proc.stop()

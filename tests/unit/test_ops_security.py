@@ -164,34 +164,115 @@ def _store_error(cause: BaseException) -> StoreError:
             return store_error
 
 
-CERT = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
-                                       "failed: self-signed certificate in certificate chain")
+def _tls_error(reason: str, text: str | None = None) -> StoreError:
+    """An OpenSSL error as the ssl module raises it: ``reason`` set, the message around it
+    (``text``: a message of its own, which the hints must not read)."""
+    error = ssl.SSLError(1, text or f"[SSL: {reason}] {reason.lower().replace('_', ' ')}")
+    error.library, error.reason = "SSL", reason
+    return _store_error(error)
 
 
-def test_tls_hints_name_the_setting_to_fix() -> None:
+def _certificate_error(code: int, message: str) -> StoreError:
+    """A server certificate that failed verification with OpenSSL's ``verify_code``."""
+    error = ssl.SSLCertVerificationError(
+        1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {message}")
+    error.library, error.reason = "SSL", "CERTIFICATE_VERIFY_FAILED"
+    error.verify_code, error.verify_message = code, message
+    return _store_error(error)
+
+
+CERT = _certificate_error(19, "self-signed certificate in certificate chain")
+CA_HINT = "signed by a CA this worker does not trust"
+MTLS_HINT = "ssl_certfile and ssl_keyfile"
+PORT_HINT = "names the server's TLS port"
+
+
+@pytest.mark.parametrize(("code", "message", "expected", "not_expected"), [
+    (10, "certificate has expired", "renew it, and check this host's clock", CA_HINT),
+    (9, "certificate is not yet valid", "renew it, and check this host's clock", CA_HINT),
+    (62, "Hostname mismatch, certificate is not valid for 'redis.internal'.",
+     "INTENT_REDIS_URL is not one the server's TLS certificate is for", CA_HINT),
+    (64, "IP address mismatch, certificate is not valid for '10.0.0.7'.",
+     "INTENT_REDIS_URL is not one the server's TLS certificate is for", CA_HINT),
+    (20, "unable to get local issuer certificate", CA_HINT, "clock"),
+    (19, "self-signed certificate in certificate chain", CA_HINT, "clock"),
+    (18, "self-signed certificate", CA_HINT, "clock"),
+    (21, "unable to verify the first certificate", CA_HINT, "clock"),
+    (26, "unsupported certificate purpose", "failed verification: fix the certificate", CA_HINT),
+])
+def test_a_rejected_server_certificate_is_explained_by_its_verify_code(
+        code: int, message: str, expected: str, not_expected: str) -> None:
     from worker.redis_client import certificate_rejected, connection_hint
 
+    error = _certificate_error(code, message)
+    assert certificate_rejected(error)  # each stops start-up at once
     for tls in (True, False):
-        assert "INTENT_REDIS_TLS_CA_FILE" in connection_hint(_store_error(CERT), tls=tls)
-    assert certificate_rejected(_store_error(CERT))
-    wrong_port = _store_error(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"))
-    assert not certificate_rejected(wrong_port)
-    assert "TLS port" in connection_hint(wrong_port, tls=True)
-    reset = _store_error(ConnectionResetError(104, "Connection reset by peer"))
-    assert "rediss://" in connection_hint(reset, tls=False)
-    no_client_cert = _store_error(ssl.SSLError(
-        1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required"))
-    for asked in (no_client_cert, reset):  # a rediss:// URL already: mutual TLS, maybe
-        assert "ssl_certfile and ssl_keyfile" in connection_hint(asked, tls=True)
+        hint = connection_hint(error, tls=tls)
+        assert expected in hint and not_expected not in hint, hint
+
+
+@pytest.mark.parametrize("reason", ["TLSV1_ALERT_UNKNOWN_CA", "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+                                    "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_DECRYPT_ERROR",
+                                    "TLSV1_ALERT_ACCESS_DENIED"])
+def test_a_tls_alert_from_the_server_says_it_refused_this_client(reason: str) -> None:
+    from worker.redis_client import certificate_rejected, connection_hint
+
+    error = _tls_error(reason)
+    hint = connection_hint(error, tls=True)
+    assert "refused this client" in hint and MTLS_HINT in hint, hint
+    assert "signed by a CA the server trusts" in hint and PORT_HINT not in hint, hint
+    assert not certificate_rejected(error)  # retried: a server's trust can be fixed meanwhile
+
+
+@pytest.mark.parametrize("reason", ["WRONG_VERSION_NUMBER", "UNEXPECTED_EOF_WHILE_READING",
+                                    "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"])
+def test_a_handshake_that_met_no_tls_server_says_to_check_the_port(reason: str) -> None:
+    from worker.redis_client import connection_hint
+
+    assert PORT_HINT in connection_hint(_tls_error(reason), tls=True)
+
+
+def test_tls_errors_are_read_from_their_reason_not_their_message() -> None:
+    from worker.redis_client import connection_hint
+
+    # the message says alert and certificate; OpenSSL's reason says no TLS server answered
+    misleading = _tls_error("WRONG_VERSION_NUMBER", "tlsv1 ALERT: CERTIFICATE required?")
+    assert PORT_HINT in connection_hint(misleading, tls=True)
+    # an SSL error OpenSSL gave no known reason: no guess
+    assert connection_hint(_tls_error("NO_CIPHERS_AVAILABLE"), tls=True) is None
+
+
+def test_resets_and_timeouts_name_the_url_scheme_to_use() -> None:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    from worker.redis_client import certificate_rejected, connection_hint
+
+    reset = _store_error(ConnectionResetError(104, "Connection reset by peer"))
+    assert "must start with rediss://" in connection_hint(reset, tls=False)
+    assert MTLS_HINT in connection_hint(reset, tls=True)  # a mutual-TLS server may reset
     try:
         raise StoreError("redis ping failed") from RedisTimeoutError("Timeout connecting")
     except StoreError as no_handshake:  # a TLS client of a plaintext port
-        assert "redis://" in connection_hint(no_handshake, tls=True)
+        assert "must start with redis://" in connection_hint(no_handshake, tls=True)
         assert connection_hint(no_handshake, tls=False) is None
     refused = _store_error(ConnectionRefusedError(111, "Connection refused"))
     assert connection_hint(refused, tls=False) is None and not certificate_rejected(refused)
+
+
+def test_explain_adds_the_hint_to_the_message_by_the_url_scheme() -> None:
+    from worker.redis_client import describe_error, explain, uses_tls
+
+    assert uses_tls("rediss://h:6380/0") and uses_tls("REDISS://h:6380/0")
+    assert not uses_tls("redis://h:6379/0") and not uses_tls("unix:///run/redis.sock")
+    alert = _tls_error("TLSV1_ALERT_UNKNOWN_CA")
+    tls = load_settings(redis_url="rediss://127.0.0.1:6380/0")
+    text = explain(alert, tls)
+    assert text.startswith("redis ping failed: ConnectionError: ") and "UNKNOWN_CA" in text
+    assert f"{str(alert).rstrip('.')}; the server refused this client" in text, text
+    plain = load_settings(redis_url="redis://127.0.0.1:6380/0")
+    assert explain(alert, plain) == str(alert).rstrip(".")  # a TLS alert on plaintext: no guess
+    assert explain(alert, plain, otherwise="check X") == f"{str(alert).rstrip('.')}; check X"
+    assert describe_error(KeyError("k")) == "KeyError: 'k'"
 
 
 class _FailingStore:
@@ -207,21 +288,30 @@ class _FailingStore:
 async def test_a_rejected_certificate_stops_start_up_at_once_naming_the_ca_setting() -> None:
     from worker.runtime import wait_for_redis
 
-    store = _FailingStore(CERT)
+    store = _FailingStore(CERT.__cause__.__cause__)
+    settings = load_settings(redis_url="rediss://127.0.0.1:6380/0")
     with pytest.raises(ConfigError) as info:
-        await wait_for_redis(store, timeout_s=30.0, tls=True)
+        await wait_for_redis(store, timeout_s=30.0, settings=settings)
     assert store.pings == 1  # not retried: waiting cannot fix a certificate
     message = str(info.value)
     assert "CERTIFICATE_VERIFY_FAILED" in message and "INTENT_REDIS_TLS_CA_FILE" in message
-    assert "INTENT_REDIS_URL" in message and ".;" not in message
+    assert ".;" not in message
+    assert isinstance(info.value.__cause__, StoreError)  # the chain kept for exc_info
 
 
-async def test_a_reset_plaintext_connection_is_retried_then_says_to_use_rediss() -> None:
+async def test_the_hint_comes_with_the_final_error_not_each_retry(
+        caplog: pytest.LogCaptureFixture) -> None:
     from worker.errors import ServiceUnavailable
     from worker.runtime import wait_for_redis
 
     store = _FailingStore(ConnectionResetError(104, "Connection reset by peer"))
-    with pytest.raises(ServiceUnavailable, match="not reachable after 1s") as info:
-        await wait_for_redis(store, timeout_s=1.0, tls=False)
+    settings = load_settings(redis_url="redis://127.0.0.1:6380/0")
+    with (caplog.at_level(logging.WARNING, logger="worker.runtime"),
+          pytest.raises(ServiceUnavailable, match="not reachable after 1s") as info):
+        await wait_for_redis(store, timeout_s=1.0, settings=settings)
     assert store.pings > 1
     assert "rediss://" in str(info.value) and "INTENT_REDIS_URL" in str(info.value)
+    assert isinstance(info.value.__cause__, StoreError)
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert retries and all("reset" in line for line in retries), retries
+    assert not any("rediss://" in line for line in retries), retries  # a restart resets too

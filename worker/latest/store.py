@@ -31,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import StoreError
-from worker.redis_client import RedisClient, queue_script
+from worker.redis_client import RedisClient, describe_error, queue_script
 from worker.windows.keys import KeyBuilder, key_builder
 
 if TYPE_CHECKING:
@@ -165,11 +165,11 @@ class RedisLatestScores:
                     replies = await self._send(scores)
         except RedisError as exc:
             raise StoreError(f"redis write of {len(scores)} latest scores failed: "
-                             f"{_describe(exc)}") from exc
+                             f"{describe_error(exc)}") from exc
         failed = [r for r in replies if isinstance(r, Exception)]
         if failed:
             raise StoreError(f"redis write of latest scores failed for {len(failed)} calls: "
-                             f"{_describe(failed[0])}") from failed[0]
+                             f"{describe_error(failed[0])}") from failed[0]
         return sum(int(r) for r in replies)
 
     async def _send(self, scores: Sequence[LatestScore]) -> list[Any]:
@@ -188,7 +188,8 @@ class RedisLatestScores:
         try:
             await self._client.delete(self.key(user_id))
         except RedisError as exc:
-            raise StoreError(f"redis delete of a latest score failed: {_describe(exc)}") from exc
+            raise StoreError(f"redis delete of a latest score failed: "
+                             f"{describe_error(exc)}") from exc
 
 
 async def _read(client: RedisClient, key: str, user_id: str) -> dict | None:
@@ -197,7 +198,7 @@ async def _read(client: RedisClient, key: str, user_id: str) -> dict | None:
     try:
         raw = await client.hget(key, "record")
     except RedisError as exc:
-        raise StoreError(f"redis read of a latest score failed: {_describe(exc)}") from exc
+        raise StoreError(f"redis read of a latest score failed: {describe_error(exc)}") from exc
     if raw is None:
         return None
     try:
@@ -210,7 +211,3 @@ async def _read(client: RedisClient, key: str, user_id: str) -> dict | None:
     score_id = record.pop("score_id", None)
     head = {"score_id": score_id} if score_id is not None else {}
     return {**head, "user_id": user_id, **record}
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

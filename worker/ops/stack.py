@@ -54,12 +54,19 @@ def tansu_binary() -> str:
         raise ConfigError(str(exc)) from None
 
 
-def redis_binary() -> str:
-    path = shutil.which("redis-server")
+def _binary(name: str, package: str) -> str:
+    """The path of the system program ``name`` (``./bootstrap`` installs its Debian
+    ``package``); a :class:`ConfigError` saying so when it is not on PATH: an install to fix,
+    not an outage to wait out."""
+    path = shutil.which(name)
     if not path:
-        raise ConfigError("redis-server not found on PATH: install it "
-                          "(Debian: apt-get install -y redis-server)")
+        raise ConfigError(f"{name} not found on PATH: run ./bootstrap "
+                          f"(Debian: apt-get install -y {package})")
     return path
+
+
+def redis_binary() -> str:
+    return _binary("redis-server", "redis-server")
 
 
 @dataclass
@@ -179,24 +186,16 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if not path:
-        raise ServiceUnavailable("prometheus not found on PATH: run ./bootstrap "
-                                 "(Debian: apt-get install -y prometheus)")
-    return path
-
-
-def start_prometheus(config_path: Path, *, port: int | None = None, workdir: Path | None = None,
+def start_prometheus(config_path: Path, *, workdir: Path, port: int | None = None,
                      log_path: Path | None = None, timeout_s: float = 30.0) -> Process:
     """Debian's ``prometheus`` on 127.0.0.1 with ``config_path`` and its own storage under
-    ``workdir``; returns once ``/-/ready`` answers 200. Its log goes to ``log_path`` (default:
-    ``workdir/prometheus.log``), whose last lines the error quotes if it exits first."""
+    ``workdir`` (the caller's to remove); returns once ``/-/ready`` answers 200. Its log goes to
+    ``log_path`` (default: ``workdir/prometheus.log``), whose last lines the error quotes if it
+    exits first."""
     import urllib.request
 
-    binary = prometheus_binary()
+    binary = _binary("prometheus", "prometheus")
     port = port or free_port()
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="intent-prometheus-"))
     log_path = log_path or workdir / "prometheus.log"
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(  # noqa: S603 - prometheus from PATH, arguments built here

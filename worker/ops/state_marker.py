@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from worker.errors import StoreError
+from worker.redis_client import describe_error
 
 if TYPE_CHECKING:
     from worker.redis_client import RedisClient
@@ -87,7 +88,7 @@ class StateMarker:
         try:
             reply = await self._client.eval(MARKER_SCRIPT, 1, self.key, self._new_epoch())
         except RedisError as exc:
-            raise StoreError(f"redis state marker not read: {type(exc).__name__}: {exc}") from exc
+            raise StoreError(f"redis state marker not read: {describe_error(exc)}") from exc
         value, created = reply
         epoch = value.decode() if isinstance(value, bytes) else str(value)
         seen, self._epoch = self._epoch, epoch

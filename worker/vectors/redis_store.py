@@ -23,7 +23,7 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import RedisError
 
 from worker.errors import ConfigError, StoreError
-from worker.redis_client import RedisClient, redis_client
+from worker.redis_client import RedisClient, describe_error, redis_client
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -67,13 +67,13 @@ class RedisVectorStore:
         try:
             await self._client.ping()
         except (RedisError, OSError) as exc:
-            raise StoreError(f"redis ping failed: {_describe(exc)}") from exc
+            raise StoreError(f"redis ping failed: {describe_error(exc)}") from exc
 
     async def stop(self) -> None:
         try:
             await self._client.aclose()
         except (RedisError, OSError) as exc:
-            log.warning("closing the redis client failed: %s", _describe(exc))
+            log.warning("closing the redis client failed: %s", describe_error(exc))
 
     async def __aenter__(self) -> RedisVectorStore:
         await self.start()
@@ -92,7 +92,7 @@ class RedisVectorStore:
         try:
             replies = await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise StoreError(f"redis read of {len(keys)} vectors failed: {_describe(exc)}") \
+            raise StoreError(f"redis read of {len(keys)} vectors failed: {describe_error(exc)}") \
                 from exc
         return {key: value for key, value in zip(keys, replies, strict=True) if value is not None}
 
@@ -108,14 +108,10 @@ class RedisVectorStore:
         try:
             await pipe.execute()
         except (RedisError, OSError) as exc:
-            raise StoreError(f"redis write of {len(items)} vectors failed: {_describe(exc)}") \
+            raise StoreError(f"redis write of {len(items)} vectors failed: {describe_error(exc)}") \
                 from exc
 
     def _pipeline(self) -> Pipeline | ClusterPipeline:
         if self._cluster:
             return self._client.pipeline()
         return self._client.pipeline(transaction=False)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

@@ -39,7 +39,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import ConfigError, StoreError
-from worker.redis_client import RedisClient, queue_script, redis_client
+from worker.redis_client import RedisClient, describe_error, queue_script, redis_client
 from worker.windows.codec import (
     DecodedEvents,
     check_limits,
@@ -254,13 +254,13 @@ class RedisWindowStore:
             await self._client.ping()
             await self._client.script_load(APPEND_SCRIPT)
         except RedisError as exc:
-            raise StoreError(f"redis not usable at start: {_describe(exc)}") from exc
+            raise StoreError(f"redis not usable at start: {describe_error(exc)}") from exc
 
     async def stop(self) -> None:
         try:
             await self._client.aclose()
         except RedisError as exc:  # closing is best effort; report, never mask the caller's error
-            log.warning("closing the redis client failed: %s", _describe(exc))
+            log.warning("closing the redis client failed: %s", describe_error(exc))
 
     async def __aenter__(self) -> RedisWindowStore:
         await self.start()
@@ -278,7 +278,7 @@ class RedisWindowStore:
         try:
             await self._client.ping()
         except RedisError as exc:
-            raise StoreError(f"redis ping failed: {_describe(exc)}") from exc
+            raise StoreError(f"redis ping failed: {describe_error(exc)}") from exc
 
     async def forget(self, user_id: str) -> None:
         keys = self._keys.user_keys(user_id)
@@ -287,7 +287,8 @@ class RedisWindowStore:
             # one multi-key DEL: every key of a user shares a hash tag, so one cluster slot
             await self._client.delete(*keys)
         except RedisError as exc:
-            raise StoreError(f"redis delete of a user's state failed: {_describe(exc)}") from exc
+            raise StoreError(f"redis delete of a user's state failed: "
+                             f"{describe_error(exc)}") from exc
 
     async def append(self, batch: Mapping[str, Sequence[dict]]) -> dict[str, list[dict]]:
         return (await self.exchange(batch))[0]
@@ -324,13 +325,13 @@ class RedisWindowStore:
                 replies.update((await self._run(again, [], token))[0])
         except RedisError as exc:
             raise StoreError(
-                f"redis append of {len(calls)} users' events failed: {_describe(exc)}"
+                f"redis append of {len(calls)} users' events failed: {describe_error(exc)}"
             ) from exc
         failed = [r for r in (*replies.values(), *extra_replies) if isinstance(r, Exception)]
         if failed:
             raise StoreError(
                 f"redis append failed for {len(failed)} of {len(calls) + len(extra)} commands "
-                f"(others were written; retrying the batch is safe): {_describe(failed[0])}"
+                f"(others were written; retrying the batch is safe): {describe_error(failed[0])}"
             ) from failed[0]
         windows = {user: self._window(user, reply, held[user], sent[user])
                    for user, reply in replies.items()}
@@ -344,11 +345,11 @@ class RedisWindowStore:
                 replies, _ = await self._run(again, [], token)
             except RedisError as exc:
                 raise StoreError(f"redis read of {len(again)} windows failed: "
-                                 f"{_describe(exc)}") from exc
+                                 f"{describe_error(exc)}") from exc
             for user, reply in replies.items():
                 if isinstance(reply, Exception):
                     raise StoreError(
-                        f"redis read of a window failed: {_describe(reply)}") from reply
+                        f"redis read of a window failed: {describe_error(reply)}") from reply
                 windows[user] = self._window(user, reply, None, {})
         return windows, extra_replies
 
@@ -418,7 +419,3 @@ class _Call:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"

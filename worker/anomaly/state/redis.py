@@ -28,6 +28,7 @@ from worker.anomaly.state.base import (
     member_log_price,
 )
 from worker.errors import StoreError
+from worker.redis_client import describe_error
 from worker.windows import RedisWindowStore
 
 __all__ = ["COOLDOWNS", "SAMPLES", "RedisDetectorState"]
@@ -88,7 +89,8 @@ class RedisDetectorState:
         try:
             replies = await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"redis read of alert cooldowns failed: {_describe(exc)}") from exc
+            raise StoreError(f"redis read of alert cooldowns failed: "
+                             f"{describe_error(exc)}") from exc
         out: dict[str, CooldownState] = {}
         for user, entries in zip(users, replies, strict=True):
             state: CooldownState = {}
@@ -121,15 +123,12 @@ class RedisDetectorState:
         try:
             await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"redis write of alert cooldowns failed: {_describe(exc)}") from exc
+            raise StoreError(f"redis write of alert cooldowns failed: "
+                             f"{describe_error(exc)}") from exc
 
     async def forget(self, user_id: str) -> None:
         try:
             await self.windows.client.delete(self.cooldown_key(user_id))
         except RedisError as exc:
             raise StoreError(f"redis delete of a user's cooldowns failed: "
-                             f"{_describe(exc)}") from exc
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+                             f"{describe_error(exc)}") from exc
