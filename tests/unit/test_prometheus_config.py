@@ -47,13 +47,6 @@ def test_promtool_check_config_fails_on_a_broken_rule_file(tmp_path: Path) -> No
     assert '"Broken": could not parse expression' in result.stderr, result.stdout + result.stderr
 
 
-def test_start_prometheus_without_the_binary_says_to_run_bootstrap(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ServiceUnavailable, match=r"prometheus not found on PATH: run \./bootstrap"):
-        start_prometheus(CONFIG, workdir=tmp_path)
-
-
 def test_start_prometheus_reports_an_exit_with_the_log(tmp_path: Path) -> None:
     assert shutil.which("prometheus"), "prometheus not found on PATH: run ./bootstrap"
     bad = tmp_path / "bad.yml"

@@ -27,7 +27,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from worker.errors import StoreError
 from worker.outcomes.state import SCORE_ID_CHARS, DueQuery, Reads, Writes, split_member
-from worker.redis_client import RedisClient, queue_script
+from worker.redis_client import RedisClient, describe_error, queue_script
 from worker.windows.keys import KeyBuilder
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class RedisOutcomeState:
         try:
             await self._load()
         except RedisError as exc:
-            raise StoreError(f"redis not usable for outcomes: {_describe(exc)}") from exc
+            raise StoreError(f"redis not usable for outcomes: {describe_error(exc)}") from exc
 
     async def read(self, users: Sequence[str], due: Sequence[DueQuery],
                    fields: Mapping[str, Sequence[str]] | None = None) -> Reads:
@@ -214,7 +214,7 @@ class RedisOutcomeState:
                     await self._client.zrem(key, *found)
         except RedisError as exc:
             raise StoreError(f"redis delete of a user's pending outcomes failed: "
-                             f"{_describe(exc)}") from exc
+                             f"{describe_error(exc)}") from exc
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -240,11 +240,11 @@ class RedisOutcomeState:
                 await self._load()
                 replies = await self._execute(build)
         except RedisError as exc:
-            raise StoreError(f"redis {what} failed: {_describe(exc)}") from exc
+            raise StoreError(f"redis {what} failed: {describe_error(exc)}") from exc
         failed = [r for r in replies if isinstance(r, Exception)]
         if failed:
             raise StoreError(f"redis {what} failed for {len(failed)} commands: "
-                             f"{_describe(failed[0])}") from failed[0]
+                             f"{describe_error(failed[0])}") from failed[0]
         return list(replies)
 
     async def _execute(self, build: Callable[[Any], None]) -> list[Any]:
@@ -259,7 +259,3 @@ class RedisOutcomeState:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
