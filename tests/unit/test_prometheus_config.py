@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from worker.errors import ServiceUnavailable
 from tests.support.prometheus import promtool
+from worker.errors import ServiceUnavailable
 from worker.ops.stack import start_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
