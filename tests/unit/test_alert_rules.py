@@ -255,3 +255,24 @@ def _run_tests(tmp_path: Path, rules_text: str, tests: dict) -> subprocess.Compl
     test_file = tmp_path / "alerts.test.yml"
     test_file.write_text(yaml.safe_dump(tests, sort_keys=False))
     return promtool("test", "rules", str(test_file))
+
+
+def test_the_runbooks_inhibit_rules_name_alerts_that_exist() -> None:
+    """The Alertmanager inhibition in the runbook parses and names only shipped alerts, each
+    target on the labels its alert carries."""
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", RUNBOOK.read_text(),
+                                                    flags=re.DOTALL)]
+    (config,) = [b for b in blocks if isinstance(b, dict) and "inhibit_rules" in b]
+    by_name = {rule["alert"]: rule for rule in rules()}
+    for inhibit in config["inhibit_rules"]:
+        named = {}
+        for side in ("source_matchers", "target_matchers"):
+            (matcher,) = inhibit[side]
+            pattern = re.fullmatch(r'alertname(=~?)"([^"]+)"', matcher)
+            assert pattern, matcher
+            named[side] = set(pattern.group(2).split("|"))
+            assert named[side] <= set(by_name), named[side] - set(by_name)
+        for target in named["target_matchers"]:
+            carried = {"job"} | ({"instance"} if "without (instance" not in
+                                 by_name[target]["expr"] else set())
+            assert set(inhibit["equal"]) <= carried, (target, inhibit["equal"])
