@@ -80,7 +80,12 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
     runner = BatchRunner(
         pipeline, DirectProducer(app) if batched else TopicProducer(app, topics),
         topics, transactional=not batched, observe=observer.observe,
-        on_retry=lambda _: metrics.batch_retries.inc())
+        on_retry=lambda _: metrics.batch_retries.inc(),
+        on_delivery_retry=lambda _: metrics.delivery_retries.inc())
+
+    def before_scrape() -> None:
+        metrics.batch_in_flight.set(runner.in_flight_s())
+        observer.refresh_live()
 
     if batched:
         app.topics.add(events)  # subscribed and acknowledged, though no stream reads it
@@ -106,7 +111,7 @@ def create_app(settings: Settings, *, pipeline: Pipeline, reloader: ModelReloade
             pipeline.outcomes.watermarks.forget((tp.topic, tp.partition) for tp in revoked)
 
     add_pages(app, metrics=metrics, serving=lambda: pipeline.scorer,
-              ping_store=pipeline.ping_store, before_scrape=observer.refresh_live)
+              ping_store=pipeline.ping_store, before_scrape=before_scrape)
     if reloader is not None:
         @app.task
         async def watch_model() -> None:

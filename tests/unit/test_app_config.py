@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from worker.app import create_app
+from worker.ops.metrics import Metrics
 from worker.scoring.pipeline import Pipeline
 from worker.scoring.scorer import NoopScorer
 from worker.settings import load_settings
@@ -76,3 +77,17 @@ def test_take_skips_messages_of_an_older_generation_and_tracks_the_rest() -> Non
     assert fresh in consumer.unacked and stale not in consumer.unacked
     app.flow_control.suspend()  # a rebalance or stop in progress: nothing is taken
     assert consumer.take((2, [message(3, 3)])) == [] and app.batches_taken == 2
+
+
+async def test_each_scrape_sets_the_age_of_the_batch_in_flight() -> None:
+    """The /metrics page brings ``intent_batch_in_flight_seconds`` up to date before it renders
+    (no batch in flight here: 0, whatever it said before)."""
+    settings = load_settings()
+    pipeline = Pipeline(settings, store=MemoryWindowStore.from_settings(settings),
+                        scorer=NoopScorer())
+    metrics = Metrics()
+    app = create_app(settings, pipeline=pipeline, metrics=metrics)
+    metrics.batch_in_flight.set(99)
+    response = await app.web.views["/metrics"].get(None)
+    assert response.status == 200
+    assert "\nintent_batch_in_flight_seconds 0.0\n" in response.body.decode()

@@ -431,3 +431,64 @@ async def test_a_batch_where_every_message_fails_the_same_way_is_systemic(real):
     scorer.score = broken
     with pytest.raises(SystemicFailure, match="every one of 3 messages failed with RuntimeError"):
         await h.runner.isolate(msgs([ev("a1", "u1"), ev("b1", "u2"), ev("c1", "u3")]))
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+async def test_failed_deliveries_are_reported_one_by_one_not_as_batch_retries(overlap):
+    h = Harness()
+    delivery_retries: list[BaseException] = []
+    h.runner._on_delivery_retry = delivery_retries.append
+    h.producer.failures = {"scores": 3}
+    await h.run(["a", "b"], overlap=overlap)
+    assert len(delivery_retries) == 3 and not h.retries
+    assert all(isinstance(e, ConnectionError) for e in delivery_retries)
+    assert h.acked == ["a+b"]
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+async def test_a_stuck_batch_shows_as_in_flight_until_acknowledged(overlap):
+    h = Harness()
+    model_answers = asyncio.Event()
+
+    async def hung(name: str) -> None:
+        await model_answers.wait()
+
+    h.pipeline.before_finish = hung
+    assert h.runner.in_flight_s() == 0.0
+    running = asyncio.ensure_future(h.run(["a"], overlap=overlap))
+    await asyncio.sleep(0.1)
+    first = h.runner.in_flight_s()
+    await asyncio.sleep(0.1)
+    assert 0.1 <= first < h.runner.in_flight_s()  # the age grows while it is stuck
+    assert h.acked == []
+    model_answers.set()
+    await running
+    assert h.acked == ["a"] and h.runner.in_flight_s() == 0.0
+
+
+async def test_in_flight_is_the_age_of_the_oldest_batch_taken():
+    h = Harness()
+    seen: dict[str, float] = {}
+
+    async def slow(name: str) -> None:
+        await asyncio.sleep(0.1 if name == "1" else 0.0)
+        seen[name] = h.runner.in_flight_s()
+
+    h.pipeline.before_finish = slow
+    await h.run(["1"], ["2"])
+    assert seen["1"] >= 0.1  # batch 1 has waited in the model that long
+    assert 0 <= seen["2"] < 0.05  # batch 1 is acknowledged: batch 2's own age
+    assert h.runner.in_flight_s() == 0.0
+
+
+async def test_a_batch_in_fausts_stream_is_in_flight_until_published():
+    h = Harness(transactional=True)
+    seen: list[float] = []
+
+    async def slow(name: str) -> None:
+        await asyncio.sleep(0.05)
+        seen.append(h.runner.in_flight_s())
+
+    h.pipeline.before_finish = slow
+    await h.runner.process([Message(b"k", b"a", "clickstream", 0, 0, 0)])
+    assert seen[0] >= 0.05 and h.runner.in_flight_s() == 0.0

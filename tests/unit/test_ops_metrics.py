@@ -270,3 +270,15 @@ def test_every_dead_letter_reason_and_given_alert_kind_is_exported_at_zero_from_
     assert 'intent_alerts_total{kind="bot_cadence"} 0.0' in text
     assert 'intent_alerts_total{kind="price_outlier"} 0.0' in text
     assert 'intent_alerts_total{kind=' not in Metrics().render().decode()
+
+
+def test_batch_in_flight_and_delivery_retries_are_exported_from_the_start() -> None:
+    metrics = Metrics()
+    text = metrics.render().decode()
+    assert "\nintent_batch_in_flight_seconds 0.0\n" in text
+    assert "\nintent_delivery_retries_total 0.0\n" in text
+    metrics.batch_in_flight.set(312.5)
+    metrics.delivery_retries.inc()
+    metrics.delivery_retries.inc()
+    assert sample(metrics, "intent_batch_in_flight_seconds") == 312.5
+    assert sample(metrics, "intent_delivery_retries_total") == 2

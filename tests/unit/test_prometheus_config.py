@@ -4,24 +4,17 @@ it names), and ``start_prometheus`` says what is wrong when Prometheus cannot st
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.prometheus import promtool
 from worker.errors import ServiceUnavailable
 from worker.ops.stack import start_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
-
-
-def promtool(*args: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("promtool")
-    assert binary, "promtool not found on PATH: run ./bootstrap (Debian package prometheus)"
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60,  # noqa: S603
-                          check=False)
 
 
 def test_promtool_accepts_the_shipped_config_and_its_rule_files() -> None:

@@ -12,8 +12,10 @@ model's offline figures (:meth:`Metrics.set_offline`): a model directory without
 none.
 
 Set from outside a batch: ``intent_ready`` by each readiness check (``worker.ops.pages``: every
-``GET /ready`` and every scrape), the offline figures when a model is loaded, and
-``intent_redis_state_lost_total`` by the check of Redis' state marker
+``GET /ready`` and every scrape), ``intent_batch_in_flight_seconds`` at every scrape (a batch
+stuck in the model or in delivery shows while the per-batch metrics stand still),
+``intent_delivery_retries_total`` at each failed delivery attempt, the offline figures when a
+model is loaded, and ``intent_redis_state_lost_total`` by the check of Redis' state marker
 (``worker.ops.state_marker``).
 """
 
@@ -71,6 +73,12 @@ class Metrics:
         self.batch_retries = Counter(
             "intent_batch_retries", "Micro-batch attempts that failed with a retriable error",
             registry=r)
+        self.delivery_retries = Counter(
+            "intent_delivery_retries", "Attempts to deliver a micro-batch's records that the "
+            "broker refused or did not acknowledge (each retried)", registry=r)
+        self.batch_in_flight = Gauge(
+            "intent_batch_in_flight_seconds", "Age of the oldest micro-batch taken from the "
+            "consumer and not yet acknowledged, 0 when none (set at each scrape)", registry=r)
         self.batch_size = Histogram("intent_batch_size_events", "Messages per micro-batch",
                                     buckets=_SIZES, registry=r)
         self.batch_seconds = Histogram("intent_batch_seconds",

@@ -95,13 +95,18 @@ class BatchRunner:
     always waited for (their cooldowns are recorded after).
 
     ``observe(messages, result, seconds)`` is called after each batch (metrics; its errors are
-    logged, never raised). ``on_retry(error)`` after each retriable failure.
-    ``exit_process(code)`` ends the process; tests pass one that raises.
+    logged, never raised). ``on_retry(error)`` after each retriable failure of a batch,
+    ``on_delivery_retry(error)`` after each failed attempt to deliver records to the broker.
+    :meth:`in_flight_s` says how long the oldest batch taken has waited for its
+    acknowledgement, so a batch stuck in the model or in delivery shows while it is stuck (the
+    per-batch metrics move only once a batch is done). ``exit_process(code)`` ends the process;
+    tests pass one that raises.
     """
 
     def __init__(self, pipeline: Pipeline, producer: Producer, topics: OutputTopics, *,
                  transactional: bool = False, observe: Observe | None = None,
                  on_retry: Callable[[BaseException], None] | None = None,
+                 on_delivery_retry: Callable[[BaseException], None] | None = None,
                  exit_process: Callable[[int], NoReturn] = hard_exit,
                  first_pause_s: float = 0.1, retry_max_s: float = 2.0,
                  deliver_max_s: float = 10.0) -> None:
@@ -111,10 +116,19 @@ class BatchRunner:
         self._transactional = transactional
         self._observe = observe
         self._on_retry = on_retry
+        self._on_delivery_retry = on_delivery_retry
+        self._in_flight: dict[int, float] = {}  # id of a batch's message list -> taken at
         self._exit = exit_process
         self._first_pause_s = first_pause_s
         self._retry_max_s = retry_max_s
         self._deliver_max_s = deliver_max_s
+
+    def in_flight_s(self) -> float:
+        """Seconds (monotonic) since the oldest batch still in flight was taken: taken from the
+        consumer and not yet acknowledged, or not yet through :meth:`process`; 0 when none."""
+        if not self._in_flight:
+            return 0.0
+        return max(0.0, time.monotonic() - min(self._in_flight.values()))
 
     async def run(self, batches: AsyncIterable[Batch], *, want_batch: Callable[[], None],
                   overlap: bool = False) -> None:
@@ -137,6 +151,7 @@ class BatchRunner:
                     want_batch()
                     continue
                 started = time.monotonic()
+                self._in_flight[id(batch.messages)] = started
                 prepared = await self._prepare(batch.messages)
                 if finisher is None:
                     await self._complete(batch, prepared, started)
@@ -150,6 +165,7 @@ class BatchRunner:
         finally:
             if finisher is not None:
                 finisher.cancel()
+            self._in_flight.clear()  # the stream ended: no batch of it is waited for any more
 
     async def process(self, messages: list[Message]) -> None:
         """One batch, start to end, acknowledged by the caller (Faust's stream, exactly-once).
@@ -159,11 +175,15 @@ class BatchRunner:
         the process instead.
         """
         started = time.monotonic()
+        self._in_flight[id(messages)] = started
         try:
-            result = await self.isolate(messages)
-        except SystemicFailure as exc:
-            self._stop(str(exc))
-        await self.publish(result)
+            try:
+                result = await self.isolate(messages)
+            except SystemicFailure as exc:
+                self._stop(str(exc))
+            await self.publish(result)
+        finally:
+            self._in_flight.pop(id(messages), None)
         self._record(messages, result, started)
 
     async def isolate(self, messages: Sequence[Message]) -> BatchResult:
@@ -257,6 +277,8 @@ class BatchRunner:
             self._stop(str(exc))
         except BaseException as exc:  # noqa: BLE001 - publishing failed for good: exit unacked
             self._stop(f"completing a batch failed ({type(exc).__name__})")
+        finally:
+            self._in_flight.pop(id(batch.messages), None)
         self._record(batch.messages, result, started)
 
     async def _finish(self, prepared: Prepared) -> BatchResult | None:
@@ -302,6 +324,8 @@ class BatchRunner:
             await asyncio.gather(*acks)
 
         def retrying(exc: BaseException, pause_s: float) -> None:
+            if self._on_delivery_retry is not None:
+                self._on_delivery_retry(exc)
             log.warning("delivering %d records to %s failed (%s); retrying in %.1fs",
                         sum(len(records) for _, records in parts),
                         ", ".join(topic for topic, _ in parts), type(exc).__name__, pause_s)
