@@ -30,7 +30,14 @@ import orjson
 import pytest
 import yaml
 
-from tests.e2e.helpers import bad_messages, make_events, produce, worker_env, worker_process
+from tests.e2e.helpers import (
+    bad_messages,
+    make_events,
+    produce,
+    wait_ready,
+    worker_env,
+    worker_process,
+)
 from worker.dataset.examples import DEFAULT_HORIZON_S
 from worker.ops.stack import start_prometheus
 
@@ -193,27 +200,8 @@ def has_data(result: list[dict]) -> bool:
     return any(not math.isnan(float(r["value"][1])) for r in result)
 
 
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready",  # noqa: S310 - loopback
-                                    timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
-
-
-async def wait_ready(port: int, proc, log: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the worker exited:\n{tail(log)}"
-        if await asyncio.to_thread(ready, port):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the worker was not ready in {timeout_s}s:\n{tail(log)}")
 
 
 async def feed(bootstrap: str, env: dict[str, str], log: Path) -> int:
@@ -267,7 +255,9 @@ async def prometheus_run(kafka_bootstrap, redis_url, tmp_path_factory):
     log = root / "worker.log"
     try:
         with worker_process(env, log) as proc:
-            await wait_ready(port, proc, log)
+            status = await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}/ready",
+                                             timeout_s=120, proc=proc)
+            assert status == 200, f"the worker was not ready ({status}):\n{tail(log)}"
             first_event = time.monotonic()
             sent = await feed(kafka_bootstrap, env, log)
             fed_s = time.monotonic() - first_event
