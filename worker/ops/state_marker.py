@@ -93,8 +93,11 @@ class StateMarker:
         epoch = value.decode() if isinstance(value, bytes) else str(value)
         seen, self._epoch = self._epoch, epoch
         if seen is None:
-            log.info("Redis state marker %s %s (epoch %s)", self.key,
-                     "created" if created else "found", epoch)
+            if created:  # INFO: a first deployment creates it too, and that is no trouble
+                log.info("Redis state marker %s created (epoch %s): this Redis is new to the "
+                         "worker, or lost its state before this worker started", self.key, epoch)
+            else:
+                log.info("Redis state marker %s found (epoch %s)", self.key, epoch)
             return False
         if epoch == seen:
             return False
