@@ -57,6 +57,7 @@ from loadtest.chaos_checks import (
     rss_summary,
     summarise_recoveries,
 )
+from loadtest.inject_anomalies import InjectConfig, inject
 from tests.e2e.helpers import committed_offsets, read_all, read_windows, wait_for, wait_log
 from worker.dataset.loading import load_events
 from worker.ops.stack import Process, free_port, start_redis, start_tansu
@@ -82,12 +83,16 @@ INVALID = (b"{not json", b'{"event_id": "x", "user_id": "u", "event_type": "tele
 # --- events --------------------------------------------------------------------------------
 
 
-def derive_messages(path: Path, events: int, *, invalid_share: float,
+def derive_messages(path: Path, events: int, *, invalid_share: float, anomalies: int,
                     rnd: random.Random) -> list[tuple[bytes, bytes, str | None]]:
-    """``(key, value, event_id or None)``: copies of the file's events (copy ``k``: ids with
-    ``~k``, event time shifted by ``k`` times the file's span plus a minute), in event-time
-    order, the first ``events`` of them, with invalid messages mixed in at random places."""
+    """``(key, value, event_id or None)``: copies of the file's events with ``anomalies`` of
+    each kind injected (loadtest/inject_anomalies.py; copy ``k``: ids with ``~k``, event time
+    shifted by ``k`` times the file's span plus a minute), in event-time order, the first
+    ``events`` of them, with invalid messages mixed in at random places."""
     base = load_events(path, "rees46").events
+    if anomalies:
+        base = inject(base, seed=rnd.randrange(1 << 30),
+                      config=InjectConfig(per_kind=anomalies))[0]
     span = base[-1]["ts"] - base[0]["ts"] + 60_000
     out: list[tuple[bytes, bytes, str | None]] = []
     for k in range(math.ceil(events / len(base))):
@@ -429,10 +434,13 @@ class Chaos:
     async def run(self) -> dict:
         args, workdir = self.args, self.workdir
         messages = self.messages = derive_messages(
-            DATA, args.events, invalid_share=args.invalid_share, rnd=self.rnd)
+            DATA, args.events, invalid_share=args.invalid_share, anomalies=args.anomalies,
+            rnd=self.rnd)
         plan = schedule(self.rnd, args.each)
         feed_s = len(messages) / args.rate
-        busy_s = sum(p.get("pause_s", p.get("down_s", 0)) + 2 for p in plan)
+        # each fault's own time, about 5 s to recover, and a restarted worker's start-up
+        busy_s = sum(p.get("pause_s", p.get("down_s", 0)) + 7
+                     + (12 if p["kind"].startswith("worker") else 0) for p in plan)
         gap_s = args.gap_s or max(5.0, (feed_s - 20 - busy_s) / (len(plan) + 0.5) / 1.25)
         self.tansu = await self.in_thread(
             lambda: start_tansu(log_path=workdir / "tansu.log"))
@@ -615,10 +623,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--each", type=int, default=3, help="faults of each kind")
     ap.add_argument("--gap-s", type=float, default=None,
                     help="seconds between faults (default: spread over the feed)")
-    ap.add_argument("--invalid-share", type=float, default=0.005)
+    ap.add_argument("--invalid-share", type=float, default=0.005,
+                    help="invalid messages per valid event (dead letters)")
+    ap.add_argument("--anomalies", type=int, default=5,
+                    help="anomalies of each kind injected into each copy of the file")
     ap.add_argument("--scorer", choices=["noop", "model"], default="noop")
     ap.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling period")
-    ap.add_argument("--warmup-s", type=float, default=60.0)
+    ap.add_argument("--warmup-s", type=float, default=120.0,
+                    help="RSS: the first sample judged is this long after a start")
     ap.add_argument("--rss-margin", type=float, default=0.15)
     ap.add_argument("--drain-timeout-s", type=float, default=600.0)
     ap.add_argument("--json", type=Path, default=None)
