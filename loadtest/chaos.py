@@ -73,6 +73,7 @@ TOPICS = {"events": "clickstream", "scores": "intent-scores", "alerts": "anomaly
 WINDOW_MAX = 50
 WINDOW_SECONDS = 3600
 KINDS = ("worker_sigkill", "worker_sigterm", "redis_sigterm", "redis_sigkill", "broker_pause")
+EVENTS_IN = "intent_events_in_total"
 FAMILIES = {"scores": "intent_scores_total", "dlq": "intent_dead_letters_total",
             "alerts": "intent_alerts_total"}
 INVALID = (b"{not json", b'{"event_id": "x", "user_id": "u", "event_type": "teleport", "ts": 1}',
@@ -133,7 +134,7 @@ def scrape(port: int) -> dict[str, float] | None:
             text = resp.read().decode()
     except OSError:
         return None
-    wanted = set(FAMILIES.values())
+    wanted = {*FAMILIES.values(), EVENTS_IN}
     sums = dict.fromkeys(wanted, 0.0)
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
@@ -187,11 +188,12 @@ class Workers:
                 live = [(p, lt, port) for p, lt, port in self.procs.values() if p.poll() is None]
             now = time.monotonic()
             for proc, lt, port in live:
+                self._scrape_into(lt, port)
                 if now >= next_rss:
                     mib = rss_mib(proc.pid)
                     if mib is not None:
-                        lt.rss.append((now, mib))
-                self._scrape_into(lt, port)
+                        consumed = (lt.last_scrape or {}).get(EVENTS_IN, 0.0)
+                        lt.rss.append((now, mib, consumed))
             if now >= next_rss:
                 next_rss = now + self.sample_s
 
@@ -511,7 +513,7 @@ class Chaos:
         windows = await self.window_check()
         alert_rep = alert_conflicts(alerts)
         dl = dead_letter_check(dlq, self.produced, TOPICS["events"])
-        rss = rss_summary(self.workers.lifetimes, warmup_s=self.args.warmup_s,
+        rss = rss_summary(self.workers.lifetimes, warmup_events=self.args.warmup_events,
                           margin=self.args.rss_margin, min_span_s=60)
         records = {"scores": scores, "dlq": dlq, "alerts": alerts}
         tails = {FAMILIES[k]: self.sigkill_tail(recs, k) for k, recs in records.items()}
@@ -629,8 +631,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="anomalies of each kind injected into each copy of the file")
     ap.add_argument("--scorer", choices=["noop", "model"], default="noop")
     ap.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling period")
-    ap.add_argument("--warmup-s", type=float, default=120.0,
-                    help="RSS: the first sample judged is this long after a start")
+    ap.add_argument("--warmup-events", type=int, default=40_000,
+                    help="RSS: a lifetime's first sample judged is the first after it consumed "
+                         "this many messages (default: both generations of the default "
+                         "INTENT_WINDOW_CACHE_EVENTS can be full)")
     ap.add_argument("--rss-margin", type=float, default=0.15)
     ap.add_argument("--drain-timeout-s", type=float, default=600.0)
     ap.add_argument("--json", type=Path, default=None)

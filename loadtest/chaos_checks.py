@@ -67,7 +67,8 @@ class Lifetime:
     started: float  # monotonic
     ended: float | None = None
     end_kind: str = "running"  # running, sigkill, sigterm, final
-    rss: list[tuple[float, float]] = field(default_factory=list)  # (monotonic, MiB)
+    # (monotonic, MiB, messages consumed by then as its last scrape said)
+    rss: list[tuple[float, float, float]] = field(default_factory=list)
     last_scrape: dict[str, float] | None = None  # counter family -> summed value
     last_scrape_at: float | None = None  # monotonic
     last_scrape_wall_ms: int | None = None
@@ -171,32 +172,35 @@ def dead_letter_check(dead_letters: Iterable[dict], produced: Sequence[Produced]
             "problems": problems}
 
 
-def rss_summary(lifetimes: Sequence[Lifetime], *, warmup_s: float, margin: float,
+def rss_summary(lifetimes: Sequence[Lifetime], *, warmup_events: int, margin: float,
                 min_span_s: float) -> dict:
-    """Per lifetime: the first RSS sample after ``warmup_s``, the max and the last. Flat: the
-    last within ``margin`` (a fraction) of the first after warm-up; lifetimes with less than
-    ``min_span_s`` of samples after the warm-up are reported, not judged."""
+    """Per lifetime: the first RSS sample after it consumed ``warmup_events`` messages (its
+    bounded caches can be full by then), the max and the last. Flat: the last within
+    ``margin`` (a fraction) of that first sample; lifetimes with less than ``min_span_s`` of
+    samples after the warm-up are reported, not judged."""
     rows, problems = [], []
     for lt in lifetimes:
-        after = [(t, mib) for t, mib in lt.rss if t - lt.started >= warmup_s]
+        after = [(t, mib) for t, mib, consumed in lt.rss if consumed >= warmup_events]
         row = {"name": lt.name, "pid": lt.pid, "end": lt.end_kind,
                "seconds": round(((lt.ended or (lt.rss[-1][0] if lt.rss else lt.started))
-                                 - lt.started), 1), "samples": len(lt.rss)}
+                                 - lt.started), 1), "samples": len(lt.rss),
+               "consumed": int(lt.rss[-1][2]) if lt.rss else 0}
         if lt.rss:
-            row["max_mib"] = round(max(m for _, m in lt.rss), 1)
+            row["max_mib"] = round(max(s[1] for s in lt.rss), 1)
         if after and after[-1][0] - after[0][0] >= min_span_s:
             first, last = after[0][1], after[-1][1]
-            row.update(first_after_warmup_mib=round(first, 1), last_mib=round(last, 1),
+            row.update(warm_at_s=round(after[0][0] - lt.started, 1),
+                       first_after_warmup_mib=round(first, 1), last_mib=round(last, 1),
                        growth=round(last / first - 1, 3), flat=last <= first * (1 + margin))
             if not row["flat"]:
                 problems.append(f"{lt.name}: RSS {first:.0f} -> {last:.0f} MiB "
                                 f"(more than {margin:.0%})")
         else:
             row["judged"] = False
-            if after:
-                row["last_mib"] = round(after[-1][1], 1)
+            if lt.rss:
+                row["last_mib"] = round(lt.rss[-1][1], 1)
         rows.append(row)
-    return {"warmup_s": warmup_s, "margin": margin, "min_span_s": min_span_s,
+    return {"warmup_events": warmup_events, "margin": margin, "min_span_s": min_span_s,
             "lifetimes": rows, "problems": problems}
 
 

@@ -85,13 +85,16 @@ def test_dead_letters_must_be_exactly_the_invalid_messages():
 
 
 def test_rss_flat_within_the_margin_after_the_warm_up_and_short_lives_not_judged():
-    lt = Lifetime("w1-0", 1, started=0.0, rss=[(0, 50.0), (10, 100.0), (100, 110.0)])
-    got = rss_summary([lt], warmup_s=10, margin=0.15, min_span_s=60)
+    lt = Lifetime("w1-0", 1, started=0.0,
+                  rss=[(0, 50.0, 0), (10, 100.0, 500), (100, 110.0, 5000)])
+    got = rss_summary([lt], warmup_events=500, margin=0.15, min_span_s=60)
     assert got["lifetimes"][0]["flat"] and not got["problems"]
-    lt.rss.append((200, 120.0))
-    assert rss_summary([lt], warmup_s=10, margin=0.15, min_span_s=60)["problems"]
-    short = Lifetime("w2-0", 2, started=0.0, rss=[(10, 100.0), (30, 300.0)])
-    got = rss_summary([short], warmup_s=10, margin=0.15, min_span_s=60)
+    lt.rss.append((200, 120.0, 9000))
+    assert rss_summary([lt], warmup_events=500, margin=0.15, min_span_s=60)["problems"]
+    # judged from the first sample after the warm-up: 110 -> 120 MiB is within 15 %
+    assert not rss_summary([lt], warmup_events=5000, margin=0.15, min_span_s=60)["problems"]
+    short = Lifetime("w2-0", 2, started=0.0, rss=[(10, 100.0, 500), (30, 300.0, 900)])
+    got = rss_summary([short], warmup_events=500, margin=0.15, min_span_s=60)
     assert got["lifetimes"][0]["judged"] is False and not got["problems"]
 
 
