@@ -360,7 +360,7 @@ class Chaos:
         self.workers: Workers | None = None
         self.messages: list[tuple[bytes, bytes, str | None]] = []
         self.started_utc = datetime.now(UTC).isoformat(timespec="seconds")
-        self.t0 = 0.0
+        self.t0, self.t0_wall_ms = 0.0, 0
         self.feeding: asyncio.Future | None = None
 
     @property
@@ -463,7 +463,7 @@ class Chaos:
             stop_reading = asyncio.Event()
             reader = asyncio.ensure_future(read_covers(self.bootstrap, self.first_cover,
                                                        stop_reading))
-            self.t0 = time.monotonic()
+            self.t0, self.t0_wall_ms = time.monotonic(), time.time_ns() // 1_000_000
             log.info("feeding %d messages at %.0f/s (%.0fs); %d faults, gap %.0fs; workdir %s",
                      len(messages), args.rate, feed_s, len(plan), gap_s, workdir)
             self.feeding = asyncio.ensure_future(
@@ -528,7 +528,7 @@ class Chaos:
                    "recovery_s": round(f.recovered_at - f.end, 1) if f.recovered_at else None,
                    "committed_before": f.committed, "log_end_before": f.log_end, **f.detail}
                   for i, f in enumerate(self.faults)]
-        self.dump_truth()
+        self.dump_truth(scores)
         checks = {"coverage": coverage, "duplicates": dups, "windows": windows,
                   "alerts": alert_rep, "dead_letters": dl, "rss": rss, "counters": counters}
         problems = [p for c in checks.values() for p in c["problems"]]
@@ -552,12 +552,15 @@ class Chaos:
             "started_utc": self.started_utc, "workdir": str(self.workdir),
         }
 
-    def dump_truth(self) -> None:
-        """What the run recorded, for looking into a failed check afterwards."""
-        truth = {"t0": self.t0, "produced": [list(astuple(m)) for m in self.produced],
+    def dump_truth(self, scores: list[dict]) -> None:
+        """What the run recorded, for looking into a failed check afterwards (with each score
+        record's event ids and ``scored_at``)."""
+        truth = {"t0": self.t0, "t0_wall_ms": self.t0_wall_ms,
+                 "produced": [list(astuple(m)) for m in self.produced],
                  "faults": [asdict(f) for f in self.faults],
                  "lifetimes": [asdict(lt) for lt in self.workers.lifetimes],
-                 "first_cover": self.first_cover}
+                 "first_cover": self.first_cover,
+                 "scores": [(r["scored_at"], r["event_ids"]) for r in scores]}
         (self.workdir / "truth.json").write_bytes(orjson.dumps(
             truth, option=orjson.OPT_NON_STR_KEYS))
 
