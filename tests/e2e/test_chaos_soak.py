@@ -10,7 +10,7 @@ import pytest
 
 from loadtest import chaos
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the run takes ~11 minutes
 
 
 def test_chaos_soak_loses_nothing_and_duplicates_only_what_was_in_flight(tmp_path):
