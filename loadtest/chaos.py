@@ -5,8 +5,8 @@
 
 Starts its own Tansu broker and a redis-server with AOF (``--appendonly yes --appendfsync
 everysec``, as docker-compose.yml runs it), two ``intent-worker run`` processes in one
-consumer group (``INTENT_SCORER=noop``; outcome tracking and anomaly detection on, as by
-default), and feeds ``--events`` valid events derived from the REES46 dev file (copies of it
+consumer group (the shipped model, ``--scorer``; outcome tracking and anomaly detection on, as
+by default), and feeds ``--events`` valid events derived from the REES46 dev file (copies of it
 with a user-id and event-id suffix per copy, shifted in event time, in event-time order, keyed
 by user) plus a small share of invalid messages, at ``--rate`` messages/s. Meanwhile a
 schedule drawn from ``random.Random(--seed)`` applies, one after another with room to
@@ -632,7 +632,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="invalid messages per valid event (dead letters)")
     ap.add_argument("--anomalies", type=int, default=5,
                     help="anomalies of each kind injected into each copy of the file")
-    ap.add_argument("--scorer", choices=["noop", "model"], default="noop")
+    ap.add_argument("--scorer", choices=["noop", "model"], default="model",
+                    help="INTENT_SCORER of the workers (two model workers keep up with 350/s "
+                         "here; noop: the pipeline without the model)")
     ap.add_argument("--sample-s", type=float, default=5.0, help="RSS sampling period")
     ap.add_argument("--warmup-events", type=int, default=40_000,
                     help="RSS: a lifetime's first sample judged is the first after it consumed "
