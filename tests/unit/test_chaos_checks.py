@@ -1,0 +1,108 @@
+"""The chaos soak's checks on recorded data made by hand: each fails when its rule is broken."""
+
+from __future__ import annotations
+
+from loadtest.chaos_checks import (
+    Fault,
+    Lifetime,
+    Produced,
+    alert_conflicts,
+    attribute_duplicates,
+    counters_vs_topics,
+    dead_letter_check,
+    log_end_at,
+    recovery_times,
+    rss_summary,
+    summarise_recoveries,
+)
+
+
+def produced(n: int = 10) -> list[Produced]:
+    """Events e0..e9 on partition 0, offsets 0..9, sent at t=i, acknowledged at t=i+0.1."""
+    return [Produced(f"e{i}", 0, i, float(i), i + 0.1) for i in range(n)]
+
+
+def fault(kind: str = "worker_sigkill", *, at: float = 4.0, end: float = 5.0,
+          committed: int = 3) -> Fault:
+    return Fault(kind, at, end, {0: committed}, {0: 5})
+
+
+def test_log_end_at_counts_only_what_was_acknowledged_by_then():
+    assert log_end_at(produced(), 4.5) == {0: 5}
+    assert log_end_at(produced(), 0.0) == {}
+
+
+def test_recovery_is_when_everything_sent_before_the_end_is_covered():
+    f = fault(end=5.0)
+    covers = {f"e{i}": i + 0.5 for i in range(10)}
+    covers["e2"] = 8.0  # redelivered late: e0..e5 (sent by t=5) all covered only at t=8
+    recovery_times(produced(), covers, [f], end_of_run=20.0)
+    assert f.recovered_at == 8.0
+    covers["e2"] = 2.5
+    recovery_times(produced(), covers, [f], end_of_run=20.0)
+    assert f.recovered_at == 5.5  # e5, sent at 5.0, covered at 5.5
+    del covers["e1"]  # never covered: the end of the run
+    recovery_times(produced(), covers, [f], end_of_run=20.0)
+    assert f.recovered_at == 20.0
+    assert summarise_recoveries([f]) == {"worker_sigkill": {"count": 1, "median_s": 15.0,
+                                                            "max_s": 15.0}}
+
+
+def test_duplicates_inside_the_in_flight_range_are_explained_outside_are_not():
+    f = fault(committed=3)
+    f.recovered_at = 6.5  # log end then: offset 6 acknowledged at 6.1 -> range [3, 7)
+    counts = {f"e{i}": 1 for i in range(10)}
+    counts.update(e3=2, e6=2)
+    got = attribute_duplicates(counts, produced(), [f])
+    assert got["per_fault_kind"] == {"worker_sigkill": 2} and not got["problems"]
+    counts.update(e2=2, e7=3)  # committed before the fault; produced after the recovery
+    got = attribute_duplicates(counts, produced(), [f])
+    assert got["unexplained"] == 2 and got["extra_covers"] == 5 and got["problems"]
+
+
+def test_an_event_produced_twice_may_be_covered_twice():
+    msgs = [*produced(3), Produced("e1", 0, 3, 3.0, 3.1)]
+    got = attribute_duplicates({"e0": 1, "e1": 2, "e2": 1}, msgs, [])
+    assert got["events_scored_more_than_once"] == 0
+
+
+def test_alert_copies_may_differ_only_in_the_delivery_time():
+    a = {"alert_id": "a1", "kind": "bot_cadence", "evidence": {"event_ids": ["e1"]},
+         "detected_at": "2026-12-05T07:00:00.000Z"}
+    same = {**a, "detected_at": "2026-12-05T07:00:09.000Z"}
+    assert alert_conflicts([a, same])["ids_delivered_more_than_once"] == 1
+    assert not alert_conflicts([a, same])["problems"]
+    other = {**a, "evidence": {"event_ids": ["e1", "e2"]}}
+    assert alert_conflicts([a, other])["ids_with_differing_contents"] == 1
+
+
+def test_dead_letters_must_be_exactly_the_invalid_messages():
+    msgs = [*produced(3), Produced(None, 0, 3, 3.0, 3.1)]
+    dl = {"topic": "clickstream", "partition": 0, "offset": 3}
+    assert not dead_letter_check([dl, dl], msgs, "clickstream")["problems"]
+    assert dead_letter_check([], msgs, "clickstream")["problems"]
+    assert dead_letter_check([dl, {**dl, "offset": 1}], msgs, "clickstream")["problems"]
+
+
+def test_rss_flat_within_the_margin_after_the_warm_up_and_short_lives_not_judged():
+    lt = Lifetime("w1-0", 1, started=0.0,
+                  rss=[(0, 50.0, 0), (10, 100.0, 500), (100, 110.0, 5000)])
+    got = rss_summary([lt], warmup_events=500, margin=0.15, min_span_s=60)
+    assert got["lifetimes"][0]["flat"] and not got["problems"]
+    lt.rss.append((200, 120.0, 9000))
+    assert rss_summary([lt], warmup_events=500, margin=0.15, min_span_s=60)["problems"]
+    # judged from the first sample after the warm-up: 110 -> 120 MiB is within 15 %
+    assert not rss_summary([lt], warmup_events=5000, margin=0.15, min_span_s=60)["problems"]
+    short = Lifetime("w2-0", 2, started=0.0, rss=[(10, 100.0, 500), (30, 300.0, 900)])
+    got = rss_summary([short], warmup_events=500, margin=0.15, min_span_s=60)
+    assert got["lifetimes"][0]["judged"] is False and not got["problems"]
+
+
+def test_counters_must_match_the_topic_up_to_the_unscraped_tail_of_killed_processes():
+    fam = "intent_scores_total"
+    done = Lifetime("w1-0", 1, 0.0, end_kind="final", last_scrape={fam: 100.0})
+    killed = Lifetime("w2-0", 2, 0.0, end_kind="sigkill", last_scrape={fam: 40.0})
+    ok = counters_vs_topics([done, killed], {fam: 145}, {fam: 5}, {})
+    assert ok["families"][fam]["explained"] and not ok["problems"]
+    assert counters_vs_topics([done, killed], {fam: 146}, {fam: 5}, {})["problems"]
+    assert counters_vs_topics([done, killed], {fam: 139}, {fam: 5}, {})["problems"]  # fewer
