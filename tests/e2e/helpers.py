@@ -63,6 +63,24 @@ def make_events(n: int, users: int, *, seed: int = 7,
     return events
 
 
+def event(eid: str, user: str, ts: int, etype: str = "view", *, pid: str, category: str,
+          price: float) -> dict:
+    return {"event_id": eid, "user_id": user, "event_type": etype, "ts": ts,
+            "product": {"id": pid, "title": f"product {pid}", "category": category,
+                        "price": price}}
+
+
+def burst_and_bot(t0: int) -> tuple[list[dict], list[dict]]:
+    """A purchase burst (a view, then 7 purchases 30 s apart: ``purchase_velocity``) and a bot
+    (20 views 100 ms apart: ``bot_cadence``), from event time ``t0`` (ms)."""
+    burst = [event("burst-v", "burst", t0, pid="s1", category="apparel.shoes", price=90.0)]
+    burst += [event(f"burst-p{i}", "burst", t0 + 10_000 + i * 30_000, "purchase", pid=f"s{i}",
+                    category="apparel.shoes", price=90.0) for i in range(7)]
+    bot = [event(f"bot-{i}", "bot", t0 + i * 100, pid=f"b{i}", category="books", price=10.0)
+           for i in range(20)]
+    return burst, bot
+
+
 def bad_messages(max_bytes: int) -> list[tuple[bytes, bytes | None, str]]:
     """(key, value, expected reason) for each kind of bad input."""
     good = {"event_id": "x", "user_id": "u1", "event_type": "view", "ts": 1_700_000_000_000}

@@ -14,25 +14,21 @@ import uuid
 import orjson
 import pytest
 
-from tests.e2e.helpers import produce, read_topic, worker_env, worker_process
+from tests.e2e.helpers import (
+    burst_and_bot,
+    event,
+    produce,
+    read_topic,
+    worker_env,
+    worker_process,
+)
 from worker.events import validate
 
 T0 = 1_700_000_000_000
 
 
-def event(eid: str, user: str, ts: int, etype: str = "view", *, pid: str, category: str,
-          price: float) -> dict:
-    return {"event_id": eid, "user_id": user, "event_type": etype, "ts": ts,
-            "product": {"id": pid, "title": f"product {pid}", "category": category,
-                        "price": price}}
-
-
 def phase_one() -> list[dict]:
-    burst = [event("burst-v", "burst", T0, pid="s1", category="apparel.shoes", price=90.0)]
-    burst += [event(f"burst-p{i}", "burst", T0 + 10_000 + i * 30_000, "purchase", pid=f"s{i}",
-                    category="apparel.shoes", price=90.0) for i in range(7)]
-    bot = [event(f"bot-{i}", "bot", T0 + i * 100, pid=f"b{i}", category="books", price=10.0)
-           for i in range(20)]
+    burst, bot = burst_and_bot(T0)
     viewers = [event(f"tv-{i}", f"viewer{i}", T0 + i * 1000, pid=f"tv{i % 5}",
                      category="electronics.tv", price=500.0 + 10 * i) for i in range(30)]
     return burst + bot + viewers

@@ -25,6 +25,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.e2e.helpers import (
+    burst_and_bot,
     covered_ids,
     make_events,
     produce,
@@ -52,20 +53,9 @@ ENV = {
 }
 
 
-def event(eid: str, user: str, ts: int, etype: str = "view", *, pid: str, category: str,
-          price: float) -> dict:
-    return {"event_id": eid, "user_id": user, "event_type": etype, "ts": ts,
-            "product": {"id": pid, "title": f"product {pid}", "category": category,
-                        "price": price}}
-
-
 def anomalies() -> list[dict]:
     """A purchase burst (7 purchases in 3 minutes) and a bot (20 views 100 ms apart)."""
-    burst = [event("burst-v", "burst", T0, pid="s1", category="apparel.shoes", price=90.0)]
-    burst += [event(f"burst-p{i}", "burst", T0 + 10_000 + i * 30_000, "purchase", pid=f"s{i}",
-                    category="apparel.shoes", price=90.0) for i in range(7)]
-    bot = [event(f"bot-{i}", "bot", T0 + i * 100, pid=f"b{i}", category="books", price=10.0)
-           for i in range(20)]
+    burst, bot = burst_and_bot(T0)
     return burst + bot
 
 
