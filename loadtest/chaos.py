@@ -597,7 +597,10 @@ class Chaos:
 async def main_async(args: argparse.Namespace) -> dict:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="intent-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    return await Chaos(args, workdir).run()
+    report = await Chaos(args, workdir).run()
+    # beside truth.json, for --recheck
+    (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
