@@ -205,7 +205,8 @@ class Truth:
 
     def wall_clock(self) -> Clock:
         if self.clock:
-            return Clock([(m, w / 1000) for m, w in self.clock])
+            return Clock([(self.t0, self.t0_wall_ms / 1000),
+                          *((m, w / 1000) for m, w in self.clock)])
         return Clock.from_scores(self.scores, self.first_cover, t0=self.t0,
                                  t0_wall_ms=self.t0_wall_ms)
 
