@@ -18,7 +18,7 @@ from loadtest.chaos_checks import (
     rss_summary,
     summarise_recoveries,
 )
-from loadtest.chaos_record import Clock, log_events, rebalances
+from loadtest.chaos_record import Clock, dump_truth, load_truth, log_events, rebalances
 
 
 def produced(n: int = 10) -> list[Produced]:
@@ -179,3 +179,17 @@ def test_the_clock_stands_while_the_wall_clock_jumps():
     assert clock.to_mono(1018.0) == 21.0  # inside the jump: not past the next anchor
     assert clock.to_mono(1030.0) == 26.0
     assert clock.to_mono(995.0) == 5.0
+
+
+def test_truth_reads_back_as_written(tmp_path):
+    f = fault()
+    f.recovered_at = 6.0
+    lt = Lifetime("w1-0", 1, 0.0, rss=[(1.0, 100.0, 10.0)], last_scrape={"x": 1.0})
+    path = tmp_path / "truth.json"
+    dump_truth(path, t0=0.0, t0_wall_ms=1_000_000, clock=[(1.0, 1_001_000), (2.0, 1_016_000)],
+               produced=produced(3), faults=[f], lifetimes=[lt], first_cover={"e0": 0.5},
+               scores=[{"scored_at": "2026-12-05T07:00:00.000Z", "event_ids": ["e0"]}])
+    got = load_truth(path)
+    assert got.produced == produced(3) and got.faults == [f] and got.lifetimes == [lt]
+    assert got.scores == [("2026-12-05T07:00:00.000Z", ["e0"])]
+    assert got.wall_clock().to_mono(1_017.0) == 3.0  # after the recorded jump
