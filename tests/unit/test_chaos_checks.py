@@ -193,3 +193,25 @@ def test_truth_reads_back_as_written(tmp_path):
     assert got.produced == produced(3) and got.faults == [f] and got.lifetimes == [lt]
     assert got.scores == [("2026-12-05T07:00:00.000Z", ["e0"])]
     assert got.wall_clock().to_mono(1_017.0) == 3.0  # after the recorded jump
+
+
+def test_the_clock_from_score_records_follows_a_jump_and_skips_a_backlog():
+    from datetime import UTC, datetime
+
+    def stamp(wall: float) -> str:
+        return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+
+    scores, cover = [], {}
+    for sec in range(10):  # monotonic 100..109; the wall clock 1000 ahead, 14 s more from 105
+        for k in range(25):
+            eid, mono = f"e{sec}-{k}", 100 + sec + k / 25
+            cover[eid] = mono
+            lag = 0.05 if sec != 3 else 5.0  # a backlog stamped 5 s before it was seen
+            scores.append((stamp(mono + 1000 + (14 if sec >= 5 else 0) - lag), [eid]))
+    # scored again a minute later (after a rebalance): left out
+    scores += [(stamp(104.5 + 1060), [f"e4-{k}"]) for k in range(5)]
+    clock = Clock.from_scores(scores, cover, t0=100.0, t0_wall_ms=1_100_000)
+    assert abs(clock.to_mono(1102.0) - 102.0) < 0.2
+    assert abs(clock.to_mono(1099.5) - 99.5) < 0.2  # no anchor from the backlog
+    assert abs(clock.to_mono(1122.0) - 108.0) < 0.2  # after the jump
+    assert 104.0 < clock.to_mono(1110.0) <= 106.0  # inside it
