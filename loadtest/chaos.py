@@ -2,6 +2,7 @@
 
     python -m loadtest.chaos [--events 200000] [--rate 350] [--seed 16] [--json out.json]
                              [--workdir DIR] [--each 3]
+    python -m loadtest.chaos --recheck WORKDIR [--json out.json]
 
 Starts its own Tansu broker and a redis-server with AOF (``--appendonly yes --appendfsync
 everysec``, as docker-compose.yml runs it), two ``intent-worker run`` processes in one
@@ -15,7 +16,8 @@ SIGTERM or SIGKILL and started again on the same port and directory (the AOF rel
 the broker paused with SIGSTOP for 5-20 s. Worker faults hit the second worker; the first
 runs the whole soak. At the end (everything fed, the group's offsets at the log ends) it
 checks what docs/chaos.md lists and prints (and writes with ``--json``) the report; exit
-code 0 when every check holds.
+code 0 when every check holds. ``--recheck`` runs nothing: it checks a finished run again
+from what it left in its workdir (loadtest/chaos_record.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import math
 import os
 import platform
 import random
-import re
 import signal
 import statistics
 import subprocess
@@ -38,7 +39,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import asdict, astuple
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,9 +53,18 @@ from loadtest.chaos_checks import (
     attribute_duplicates,
     counters_vs_topics,
     dead_letter_check,
+    rebalance_summary,
     recovery_times,
     rss_summary,
     summarise_recoveries,
+)
+from loadtest.chaos_record import (
+    Clock,
+    delivery_resends,
+    dump_truth,
+    read_rebalances,
+    recheck,
+    sigkill_tail,
 )
 from loadtest.inject_anomalies import InjectConfig, inject
 from tests.e2e.helpers import committed_offsets, read_all, read_windows, wait_for, wait_log
@@ -76,6 +85,7 @@ KINDS = ("worker_sigkill", "worker_sigterm", "redis_sigterm", "redis_sigkill", "
 EVENTS_IN = "intent_events_in_total"
 FAMILIES = {"scores": "intent_scores_total", "dlq": "intent_dead_letters_total",
             "alerts": "intent_alerts_total"}
+STAMPS = {"scores": "scored_at", "dlq": "received_at", "alerts": "detected_at"}
 INVALID = (b"{not json", b'{"event_id": "x", "user_id": "u", "event_type": "teleport", "ts": 1}',
            b'{"event_id": "x", "user_id": "u", "event_type": "view", "ts": 1, "surprise": 1}',
            b'{"event_id": "x", "event_type": "view", "ts": 1}', b"[1, 2, 3]")
@@ -152,6 +162,7 @@ class Workers:
         self.procs: dict[str, tuple[subprocess.Popen, Lifetime, int]] = {}
         self.lifetimes: list[Lifetime] = []
         self.logs: list[Path] = []
+        self.clock: list[tuple[float, int]] = []  # (monotonic, wall ms), one a second
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -187,6 +198,7 @@ class Workers:
             with self._lock:
                 live = [(p, lt, port) for p, lt, port in self.procs.values() if p.poll() is None]
             now = time.monotonic()
+            self.clock.append((now, time.time_ns() // 1_000_000))
             for proc, lt, port in live:
                 self._scrape_into(lt, port)
                 if now >= next_rss:
@@ -509,15 +521,20 @@ class Chaos:
                                  f"{sorted(missing)[:5]}"] if missing else []}
         end_of_run = t_drained
         recovery_times(self.produced, self.first_cover, self.faults, end_of_run=end_of_run)
-        dups = attribute_duplicates(counts, self.produced, self.faults)
+        clock = Clock([(self.t0, self.t0_wall_ms / 1000),
+                       *((m, w / 1000) for m, w in self.workers.clock)])
+        rebs = [r for r in read_rebalances(self.workers.logs, GROUP, clock)
+                if r.start <= t_drained]
+        dups = attribute_duplicates(counts, self.produced, self.faults, rebs)
         windows = await self.window_check()
         alert_rep = alert_conflicts(alerts)
         dl = dead_letter_check(dlq, self.produced, TOPICS["events"])
         rss = rss_summary(self.workers.lifetimes, warmup_events=self.args.warmup_events,
                           margin=self.args.rss_margin, min_span_s=60)
         records = {"scores": scores, "dlq": dlq, "alerts": alerts}
-        tails = {FAMILIES[k]: self.sigkill_tail(recs, k) for k, recs in records.items()}
-        resends = self.delivery_resends()
+        tails = {FAMILIES[k]: sigkill_tail(recs, STAMPS[k], self.workers.lifetimes)
+                 for k, recs in records.items()}
+        resends = delivery_resends(self.workers.logs, TOPICS, FAMILIES)
         counters = counters_vs_topics(self.workers.lifetimes,
                                       {FAMILIES[k]: len(v) for k, v in records.items()},
                                       tails, resends)
@@ -526,9 +543,16 @@ class Chaos:
         faults = [{"n": i, "kind": f.kind, "at_s": round(f.at - self.t0, 1),
                    "duration_s": round(f.end - f.at, 1),
                    "recovery_s": round(f.recovered_at - f.end, 1) if f.recovered_at else None,
-                   "committed_before": f.committed, "log_end_before": f.log_end, **f.detail}
-                  for i, f in enumerate(self.faults)]
-        self.dump_truth(scores)
+                   "committed_before": f.committed, "log_end_before": f.log_end, **f.detail,
+                   **reb}
+                  for i, (f, reb) in enumerate(zip(self.faults,
+                                                   rebalance_summary(self.faults, rebs),
+                                                   strict=True))]
+        dump_truth(self.workdir / "truth.json", t0=self.t0, t0_wall_ms=self.t0_wall_ms,
+                   clock=self.workers.clock,
+                   produced=self.produced, faults=self.faults,
+                   lifetimes=self.workers.lifetimes, first_cover=self.first_cover,
+                   scores=scores)
         checks = {"coverage": coverage, "duplicates": dups, "windows": windows,
                   "alerts": alert_rep, "dead_letters": dl, "rss": rss, "counters": counters}
         problems = [p for c in checks.values() for p in c["problems"]]
@@ -552,49 +576,6 @@ class Chaos:
             "started_utc": self.started_utc, "workdir": str(self.workdir),
         }
 
-    def dump_truth(self, scores: list[dict]) -> None:
-        """What the run recorded, for looking into a failed check afterwards (with each score
-        record's event ids and ``scored_at``)."""
-        truth = {"t0": self.t0, "t0_wall_ms": self.t0_wall_ms,
-                 "produced": [list(astuple(m)) for m in self.produced],
-                 "faults": [asdict(f) for f in self.faults],
-                 "lifetimes": [asdict(lt) for lt in self.workers.lifetimes],
-                 "first_cover": self.first_cover,
-                 "scores": [(r["scored_at"], r["event_ids"]) for r in scores]}
-        (self.workdir / "truth.json").write_bytes(orjson.dumps(
-            truth, option=orjson.OPT_NON_STR_KEYS))
-
-    def sigkill_tail(self, records: list[dict], family: str) -> int:
-        """An upper bound of the records SIGKILLed lifetimes published after their last
-        scrape: records of any worker stamped from 2 s before that scrape to the kill."""
-        stamp = {"scores": "scored_at", "dlq": "received_at", "alerts": "detected_at"}[family]
-        spans = [(lt.last_scrape_wall_ms or 0, lt.ended_wall_ms or 0)
-                 for lt in self.workers.lifetimes if lt.end_kind == "sigkill"]
-        if not spans:
-            return 0
-        from datetime import datetime as dt
-
-        def ms(text: str) -> int:
-            return int(dt.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-        n = 0
-        for r in records:
-            t = ms(r[stamp])
-            n += any(a - 2000 <= t <= b for a, b in spans)
-        return n
-
-    def delivery_resends(self) -> dict[str, int]:
-        """Records that failed deliveries retried (the workers' log lines), per family: an
-        upper bound of records sent twice by one process."""
-        out = dict.fromkeys(FAMILIES.values(), 0)
-        pattern = re.compile(r"delivering (\d+) records to (.+?) failed")
-        for path in self.workers.logs:
-            for m in pattern.finditer(path.read_text(errors="replace")):
-                for key, topic in TOPICS.items():
-                    if key in FAMILIES and topic in m.group(2):
-                        out[FAMILIES[key]] += int(m.group(1))
-        return out
-
     async def window_check(self) -> dict:
         users = sorted({m[0].decode() for m in self.messages if m[2] is not None})
         dup_windows, events_seen = [], 0
@@ -616,7 +597,10 @@ class Chaos:
 async def main_async(args: argparse.Namespace) -> dict:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="intent-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    return await Chaos(args, workdir).run()
+    report = await Chaos(args, workdir).run()
+    # beside truth.json, for --recheck
+    (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -644,13 +628,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--drain-timeout-s", type=float, default=600.0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--recheck", type=Path, default=None, metavar="WORKDIR",
+                    help="run nothing: check a finished run again from its workdir (truth.json, "
+                         "report.json, the worker logs)")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = asyncio.run(main_async(args))
+    report = recheck(args.recheck, GROUP) if args.recheck else asyncio.run(main_async(args))
     summary = {k: v for k, v in report.items() if k not in ("faults", "checks")}
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -9,9 +9,15 @@ functions, which turn it into the report. Each returns plain data, with a list o
 
 Definitions (docs/chaos.md says the same):
 
+* **Rebalances a fault set off**: the group does not rebalance in steady state, so every
+  rebalance (a generation of the consumer group) that starts between a fault's start and the
+  next fault's start is that fault's doing. The group is **stable again** at the end of the
+  last of them (or at the fault's end when it set off none).
 * **In flight at a fault**: per partition, the offsets from the group's committed offset
-  taken just before the fault up to (not including) the partition's log end at the fault's
-  recovery. A redelivery can only repeat those.
+  taken just before the fault up to (not including) the partition's log end at the later of
+  the fault's recovery and the end of the last rebalance it set off. Offsets consumed before
+  a rebalance and not yet committed are handed to the next owner and read again; a
+  redelivery can only repeat those.
 * **Recovery time**: seconds from the fault's end (the replacement worker joined the group and
   got its partitions, Redis listening again, the broker continued) until every valid event
   the feeder sent before the fault's end is covered by a score record; 0 when they all were
@@ -27,9 +33,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
-    "DELIVERY_TIME_FIELDS", "Fault", "Lifetime", "Produced", "alert_conflicts",
-    "attribute_duplicates", "counters_vs_topics", "dead_letter_check", "log_end_at",
-    "recovery_times", "rss_summary", "summarise_recoveries",
+    "DELIVERY_TIME_FIELDS", "Fault", "Lifetime", "Produced", "Rebalance", "alert_conflicts",
+    "attribute_duplicates", "counters_vs_topics", "dead_letter_check", "fault_rebalances",
+    "in_flight_ranges", "log_end_at", "rebalance_summary", "recovery_times", "rss_summary",
+    "summarise_recoveries",
 ]
 
 # alert fields that hold the publishing worker's clock, not the alert's contents
@@ -76,6 +83,56 @@ class Lifetime:
     exit_code: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Rebalance:
+    """One generation of the consumer group (loadtest/chaos_record.py reads them from logs)."""
+
+    generation: int
+    start: float  # monotonic: the first sign of it in any member's log
+    end: float  # monotonic: the last member synced this generation
+
+
+def fault_rebalances(faults: Sequence[Fault],
+                     rebalances: Sequence[Rebalance]) -> list[list[Rebalance]]:
+    """Per fault (in the order given, which is the order applied), the rebalances that start
+    at or after its start and before the next fault's start."""
+    out: list[list[Rebalance]] = [[] for _ in faults]
+    starts = [f.at for f in faults]
+    for r in rebalances:
+        i = bisect.bisect_right(starts, r.start) - 1
+        if i >= 0:
+            out[i].append(r)
+    return out
+
+
+def rebalance_summary(faults: Sequence[Fault],
+                      rebalances: Sequence[Rebalance]) -> list[dict]:
+    """Per fault: the rebalances it set off (their generations and start, end in seconds
+    after the fault's end) and seconds from its end until the group was stable again."""
+    out = []
+    for f, rs in zip(faults, fault_rebalances(faults, rebalances), strict=True):
+        stable = max([f.end, *(r.end for r in rs)])
+        out.append({"rebalances": len(rs), "generations": [r.generation for r in rs],
+                    "rebalance_spans_s": [[round(r.start - f.end, 1), round(r.end - f.end, 1)]
+                                          for r in rs],
+                    "stable_after_end_s": round(stable - f.end, 1)})
+    return out
+
+
+def in_flight_ranges(produced: Sequence[Produced], faults: Sequence[Fault],
+                     rebalances: Sequence[Rebalance] = ()) -> list[dict[int, tuple[int, int]]]:
+    """Per fault, per partition, ``[committed before the fault, log end at the later of its
+    recovery and the end of the last rebalance it set off)``."""
+    out = []
+    for f, rs in zip(faults, fault_rebalances(faults, rebalances), strict=True):
+        until = f.recovered_at if f.recovered_at is not None else f.end
+        if rs:
+            until = max(until, max(r.end for r in rs))
+        end = log_end_at(produced, until)
+        out.append({p: (f.committed.get(p, 0), end.get(p, 0)) for p in end})
+    return out
+
+
 def log_end_at(produced: Sequence[Produced], t: float) -> dict[int, int]:
     """Per partition, 1 + the highest offset acknowledged by monotonic time ``t``."""
     ends: dict[int, int] = {}
@@ -102,18 +159,15 @@ def recovery_times(produced: Sequence[Produced], first_cover: Mapping[str, float
 
 
 def attribute_duplicates(cover_counts: Mapping[str, int], produced: Sequence[Produced],
-                         faults: Sequence[Fault]) -> dict:
+                         faults: Sequence[Fault], rebalances: Sequence[Rebalance] = ()) -> dict:
     """Events covered more often than produced, each attributed to the first fault that had it
-    in flight; those no fault explains are problems."""
+    in flight (:func:`in_flight_ranges`); those no fault explains are problems."""
     copies = Counter(m.event_id for m in produced if m.event_id is not None)
     where: dict[str, list[tuple[int, int]]] = {}
     for m in produced:
         if m.event_id is not None:
             where.setdefault(m.event_id, []).append((m.partition, m.offset))
-    ranges = []
-    for f in faults:
-        end = log_end_at(produced, f.recovered_at if f.recovered_at is not None else f.end)
-        ranges.append((f, {p: (f.committed.get(p, 0), end.get(p, 0)) for p in end}))
+    ranges = list(zip(faults, in_flight_ranges(produced, faults, rebalances), strict=True))
     per_kind: Counter[str] = Counter()
     per_fault: Counter[int] = Counter()
     unexplained: list[str] = []

@@ -36,3 +36,12 @@ def test_chaos_soak_loses_nothing_and_duplicates_only_what_was_in_flight(tmp_pat
         checks["counters"]
     assert not report["problems"], report["problems"]
     assert rc == 0
+    # checked again from what the run left in its workdir: the same duplicates and rebalances
+    again = tmp_path / "again.json"
+    assert chaos.main(["--recheck", str(tmp_path / "run"), "--json", str(again)]) == 0
+    rechecked = json.loads(again.read_text())
+    dups = {k: v for k, v in rechecked["checks"]["duplicates"].items()
+            if k != "without_rebalances"}
+    assert dups == checks["duplicates"]
+    assert [f["generations"] for f in rechecked["faults"]] == \
+        [f["generations"] for f in report["faults"]]
