@@ -52,6 +52,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from loadtest.gen import batches, by_user, load_catalog, make_events, replay_stream
 from loadtest.loadgen import Published, publish
+from loadtest.procs import peak_rss_mib
 from loadtest.relay import RELAY_BATCH_HEADER
 from loadtest.stats import (
     OutRecord,
@@ -201,17 +202,6 @@ async def read_records(
 
 
 # ---------------------------------------------------------------- processes
-
-
-def peak_rss_mib(pid: int) -> float | None:
-    """The process' peak resident set (``VmHWM``), MiB; None where /proc is not there."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
 
 
 def cpu_seconds(pid: int) -> float:

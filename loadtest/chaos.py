@@ -67,6 +67,7 @@ from loadtest.chaos_record import (
     sigkill_tail,
 )
 from loadtest.inject_anomalies import InjectConfig, inject
+from loadtest.procs import rss_mib
 from tests.e2e.helpers import committed_offsets, read_all, read_windows, wait_for, wait_log
 from worker.dataset.loading import load_events
 from worker.ops.stack import Process, free_port, start_redis, start_tansu
@@ -122,16 +123,6 @@ def derive_messages(path: Path, events: int, *, invalid_share: float, anomalies:
 
 
 # --- processes -----------------------------------------------------------------------------
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def scrape(port: int) -> dict[str, float] | None:

@@ -29,16 +29,10 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from loadtest.procs import rss_mib
 from worker.ops.stack import EmbeddedStack, free_port
 
 TYPES = ["view"] * 8 + ["add_to_cart", "search", "purchase"]
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def event(i: int, users: int, rnd: random.Random, t0: int) -> tuple[bytes, bytes]:
@@ -125,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"worker exited with {proc.returncode}; see {workdir}/worker.log")
                 done = asyncio.run(committed(bootstrap, "soak", "clickstream", partitions))
                 samples.append((round(time.monotonic() - start, 1), done,
-                                round(rss_mib(proc.pid), 1)))
+                                round(rss_mib(proc.pid) or float("nan"), 1)))
                 print(f"  t={samples[-1][0]:7.1f}s committed {done:>9,}  "
                       f"worker RSS {samples[-1][2]:7.1f} MiB", flush=True)
                 time.sleep(args.sample_s)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support.tls import TlsFiles, start_tls_redis
+from tests.support.tls import TlsFiles, running_tls_redis
 from worker.ops.stack import Process
 from worker.redis_client import redis_client
 from worker.settings import load_settings
@@ -128,10 +128,7 @@ def test_forget_with_a_host_the_certificate_does_not_name_says_so(tls_redis, tls
 @pytest.fixture(scope="module")
 def expired_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[Process]:
-    proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-expired"),
-                           expired=True)
-    yield proc
-    proc.stop()
+    yield from running_tls_redis(tls_files, tmp_path_factory, "redis-expired", expired=True)
 
 
 def test_forget_with_an_expired_server_certificate_says_to_renew_it(expired_redis,
@@ -158,10 +155,7 @@ def test_forget_with_a_tls_url_to_a_plaintext_port_says_to_use_redis(redis_url) 
 @pytest.fixture(scope="module")
 def mtls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Process]:
-    proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-mtls"),
-                           client_certs=True)
-    yield proc
-    proc.stop()
+    yield from running_tls_redis(tls_files, tmp_path_factory, "redis-mtls", client_certs=True)
 
 
 async def test_mutual_tls_with_a_client_certificate_in_the_url_query(mtls_redis,

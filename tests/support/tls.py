@@ -178,9 +178,18 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
+def running_tls_redis(files: TlsFiles, tmp_path_factory: pytest.TempPathFactory, name: str,
+                      **options: bool) -> Iterator[Process]:
+    """The body of a fixture: :func:`start_tls_redis` (``options``: ``client_certs``,
+    ``expired``) in a fresh directory named ``name``, stopped when the fixture ends."""
+    proc = start_tls_redis(files, workdir=tmp_path_factory.mktemp(name), **options)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture(scope="session")
 def tls_redis(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     """A redis-server speaking TLS only, the test CA's certificate, no client certificates."""
-    proc = start_tls_redis(tls_files, workdir=tmp_path_factory.mktemp("redis-tls"))
-    yield proc
-    proc.stop()
+    yield from running_tls_redis(tls_files, tmp_path_factory, "redis-tls")
